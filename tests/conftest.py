@@ -1,0 +1,40 @@
+"""Shared test fixtures. Tests never touch the network: the Hub is forced offline here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+def _find_realdata() -> Path:
+    candidates = [os.environ.get("HIMBENCH_REALDATA"), REPO_ROOT.parent / "shared" / "realdata", "/work/shared/realdata"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return REPO_ROOT.parent / "shared" / "realdata"
+
+
+REALDATA = _find_realdata()
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """The shared folder of real photographs (../shared/realdata); tests that need it skip when it is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real data folder not found at {REALDATA}")
+    return REALDATA
+
+
+@pytest.fixture(autouse=True)
+def _hf_cache(tmp_path_factory, monkeypatch):
+    # Keep Hugging Face caches inside the test's temp folder so runs never share state.
+    cache = tmp_path_factory.getbasetemp() / "hf-cache"
+    monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
