@@ -10,7 +10,9 @@ Columns (Hugging Face feature types in brackets): ``id`` (string), ``seed`` (int
 lossless so the compositing equation holds exactly), ``alphas`` (List of Image: 8-bit PNG visible mattes, back to
 front), ``boxes`` (List of [x0, y0, x1, y1], exclusive end, of each visible matte > 0), ``depth_order`` (List of int:
 depth rank of each instance, 0 = furthest back), ``fg_sources`` (List of string), ``bg_source`` (string),
-``width``/``height``/``num_instances`` (int32).
+``width``/``height``/``num_instances`` (int32), ``unknown_fraction`` (float32: share of the people's pixels that
+are soft, 0 < alpha < 1). Builds made with ``--store-layers`` add ``foregrounds`` (List of Image: each person's
+colours on the canvas) and ``background`` (Image), so the compositing equation can be re-checked exactly.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "boxes_from_alphas",
     "list_shards",
     "read_shard",
+    "read_shard_metadata",
     "read_split",
     "shard_name",
     "splits_in",
@@ -53,6 +56,8 @@ class HIMSample:
     depth_order: list[int] = field(default_factory=list)
     fg_sources: list[str] = field(default_factory=list)
     bg_source: str = ""
+    foregrounds: np.ndarray | None = None  # uint8 NxHxWx3, only in builds made with --store-layers
+    background: np.ndarray | None = None  # uint8 HxWx3, only in builds made with --store-layers
 
     @property
     def num_instances(self) -> int:
@@ -74,48 +79,70 @@ def boxes_from_alphas(alphas: np.ndarray) -> np.ndarray:
     return boxes
 
 
-def _features():
+def _features(with_layers: bool = False):
     from datasets import Features, Image, List, Value
 
-    return Features(
-        {
-            "id": Value("string"),
-            "seed": Value("int64"),
-            "image": Image(),
-            "alphas": List(Image()),
-            "boxes": List(List(Value("int32"))),
-            "depth_order": List(Value("int32")),
-            "fg_sources": List(Value("string")),
-            "bg_source": Value("string"),
-            "width": Value("int32"),
-            "height": Value("int32"),
-            "num_instances": Value("int32"),
-        }
-    )
+    columns = {
+        "id": Value("string"),
+        "seed": Value("int64"),
+        "image": Image(),
+        "alphas": List(Image()),
+        "boxes": List(List(Value("int32"))),
+        "depth_order": List(Value("int32")),
+        "fg_sources": List(Value("string")),
+        "bg_source": Value("string"),
+        "width": Value("int32"),
+        "height": Value("int32"),
+        "num_instances": Value("int32"),
+        "unknown_fraction": Value("float32"),
+    }
+    if with_layers:
+        # Optional (--store-layers): each person's foreground colours and the background, for exact re-compositing.
+        columns["foregrounds"] = List(Image())
+        columns["background"] = Image()
+    return Features(columns)
 
 
-def arrow_schema():
+def arrow_schema(with_layers: bool = False, metadata: dict[str, str] | None = None):
     """The pyarrow schema, carrying the Hugging Face feature metadata so ``datasets`` decodes Image columns."""
-    return _features().arrow_schema
+    schema = _features(with_layers).arrow_schema
+    if metadata:
+        schema = schema.with_metadata({**schema.metadata, **{k.encode(): v.encode() for k, v in metadata.items()}})
+    return schema
 
 
-def write_shard(rows: list[dict], path: str | Path) -> Path:
+def read_shard_metadata(path: str | Path) -> tuple[int, dict[str, str]]:
+    """(number of rows, himbench key/value metadata) of a shard, reading only its footer."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path)
+    extra = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items() if k.decode().startswith("himbench")}
+    return meta.num_rows, extra
+
+
+def write_shard(rows: list[dict], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write encoded rows (see module docstring; images as PNG bytes) to a Parquet shard, atomically.
 
-    Each row holds ``image`` and ``alphas`` as raw PNG bytes; they are wrapped in ``{"bytes", "path"}`` structs
-    here. Output bytes depend only on ``rows`` (no timestamps), so equal inputs give byte-identical shards.
+    Each row holds ``image`` and ``alphas`` (and optionally ``foregrounds``/``background``) as raw PNG bytes; they are
+    wrapped in ``{"bytes", "path"}`` structs here. ``metadata`` (keys starting with ``himbench``) goes into the file
+    footer. Output bytes depend only on the inputs (no timestamps), so equal inputs give byte-identical shards.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    with_layers = bool(rows) and "foregrounds" in rows[0]
     table_rows = []
     for row in rows:
         encoded = dict(row)
+        encoded.setdefault("unknown_fraction", 0.0)
         encoded["image"] = {"bytes": row["image"], "path": None}
         encoded["alphas"] = [{"bytes": data, "path": None} for data in row["alphas"]]
         encoded["boxes"] = [list(map(int, box)) for box in row["boxes"]]
+        if with_layers:
+            encoded["foregrounds"] = [{"bytes": data, "path": None} for data in row["foregrounds"]]
+            encoded["background"] = {"bytes": row["background"], "path": None}
         table_rows.append(encoded)
-    table = pa.Table.from_pylist(table_rows, schema=arrow_schema())
+    table = pa.Table.from_pylist(table_rows, schema=arrow_schema(with_layers, metadata))
     sink = io.BytesIO()
     # Small row groups keep random access cheap for training; no dictionary for the (unique) PNG bytes.
     pq.write_table(table, sink, row_group_size=64, compression="zstd", use_dictionary=["id", "bg_source"])
@@ -150,6 +177,14 @@ def _decode_row(row: dict, source: str) -> HIMSample:
     else:
         alphas = np.zeros((0, *shape), dtype=np.float32)
     boxes = np.asarray(row["boxes"], dtype=np.int32).reshape(-1, 4)
+    foregrounds = background = None
+    if row.get("foregrounds") is not None:
+        foregrounds = (
+            np.stack([decode_image(f["bytes"], f"{source}#{rid}/fg{k:02d}") for k, f in enumerate(row["foregrounds"])])
+            if row["foregrounds"]
+            else np.zeros((0, *shape, 3), np.uint8)
+        )
+        background = decode_image(row["background"]["bytes"], f"{source}#{rid}/background")
     return HIMSample(
         id=rid,
         image=image,
@@ -159,6 +194,8 @@ def _decode_row(row: dict, source: str) -> HIMSample:
         depth_order=list(row["depth_order"]),
         fg_sources=list(row["fg_sources"]),
         bg_source=row["bg_source"],
+        foregrounds=foregrounds,
+        background=background,
     )
 
 

@@ -1,0 +1,104 @@
+"""The typed build configuration, saved as ``build_config.json`` beside the shards it produced."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+__all__ = ["BuildConfig"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines the bytes of a build. Same config + same sources = byte-identical shards.
+
+    ``splits`` maps a split name to its number of images. ``fg_sources``/``bg_sources`` hold ``"embedded"`` or folder
+    paths (see :mod:`himbench.synthesis.sources`). Scales are person heights as a share of the canvas height.
+    """
+
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 64, "test": 16})
+    width: int = 1024
+    height: int = 1024
+    seed: int = 0
+    images_per_shard: int = 32
+    min_instances: int = 2
+    max_instances: int = 5
+    # Optional weights over min..max instances (None = uniform), e.g. (0.4, 0.3, 0.2, 0.1) for 2..5.
+    instance_weights: tuple[float, ...] | None = None
+    scale_min: float = 0.45
+    scale_max: float = 0.95
+    flip_prob: float = 0.5
+    # Colour jitter amplitudes: brightness/contrast/saturation as relative factors, hue in degrees.
+    brightness: float = 0.15
+    contrast: float = 0.15
+    saturation: float = 0.2
+    hue_degrees: float = 8.0
+    # An instance must keep at least this share of its own (in-frame) area visible after occlusion.
+    min_visible: float = 0.7
+    # An instance must keep at least this share of its cut-out inside the frame.
+    min_in_frame: float = 0.6
+    max_attempts: int = 40
+    fg_sources: tuple[str, ...] = ("embedded",)
+    bg_sources: tuple[str, ...] = ("embedded",)
+    # Longest side a foreground cut-out is prepared at (caps foreground-estimation cost on large photos).
+    fg_max_side: int = 1280
+    store_layers: bool = False
+    png_compression: int = 1
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.splits or any(int(n) < 0 for n in self.splits.values()):
+            problems.append("splits must map split names to non-negative image counts")
+        for name in self.splits:
+            if not name.replace("_", "").isalnum():
+                problems.append(f"split name {name!r} must be alphanumeric (underscores allowed)")
+        if not 1 <= self.min_instances <= self.max_instances:
+            problems.append("need 1 <= min_instances <= max_instances")
+        if (
+            self.instance_weights is not None
+            and len(self.instance_weights) != self.max_instances - self.min_instances + 1
+        ):
+            problems.append("instance_weights needs one weight per instance count in min..max")
+        if not 0 < self.scale_min <= self.scale_max:
+            problems.append("need 0 < scale_min <= scale_max")
+        if not 0 <= self.min_visible <= 1 or not 0 <= self.min_in_frame <= 1:
+            problems.append("min_visible and min_in_frame are shares in [0, 1]")
+        if self.width < 32 or self.height < 32:
+            problems.append("width and height must be at least 32 px")
+        if self.images_per_shard < 1:
+            problems.append("images_per_shard must be >= 1")
+        if not self.fg_sources or not self.bg_sources:
+            problems.append("need at least one foreground and one background source")
+        if problems:
+            raise ValueError("invalid build config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["fg_sources"] = list(self.fg_sources)
+        data["bg_sources"] = list(self.bg_sources)
+        data["instance_weights"] = None if self.instance_weights is None else list(self.instance_weights)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BuildConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown build config keys: {sorted(unknown)}")
+        data = dict(data)
+        for key in ("fg_sources", "bg_sources"):
+            if key in data:
+                data[key] = tuple(data[key])
+        if data.get("instance_weights") is not None:
+            data["instance_weights"] = tuple(data["instance_weights"])
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that affects shard bytes; a resumed build must have the same fingerprint."""
+        data = self.to_dict()
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def num_shards(self, split: str) -> int:
+        count = int(self.splits[split])
+        return max(1, -(-count // self.images_per_shard)) if count else 0
