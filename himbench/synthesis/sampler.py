@@ -50,11 +50,11 @@ def _embedded_height(config: BuildConfig) -> int:
 
 def _pick(refs: list, rng: np.random.Generator, loader, bad: set, problems: list[str], what: str, avoid=()):
     """Draw refs until one loads; bad files are remembered (per process) and reported, never fatal. Refs in ``avoid``
-    (already in this image) are redrawn while the pool is large enough. The draws do not depend on ``bad``, so output
+    (already in this image) are redrawn for the first draws, so people in one image differ when the pool allows. The draws do not depend on ``bad``, so output
     stays deterministic whichever worker (with whichever memory of bad files) makes the image."""
-    for _ in range(64):
+    for attempt in range(256):
         ref = refs[int(rng.integers(len(refs)))]
-        if ref in avoid and len(refs) > 2 * len(avoid):
+        if ref in avoid and attempt < 16:
             continue
         if ref in bad:
             continue
@@ -63,7 +63,7 @@ def _pick(refs: list, rng: np.random.Generator, loader, bad: set, problems: list
         except InputError as err:
             bad.add(ref)
             problems.append(str(err))
-    raise RuntimeError(f"could not load any {what} source after 64 draws; see the reported problems")
+    raise InputError(f"{what} sources", f"no usable file after 256 draws ({len(bad)} bad files): " + "; ".join(problems))
 
 
 def _count(config: BuildConfig, rng: np.random.Generator) -> int:

@@ -1,0 +1,3 @@
+from himbench.cli import main
+
+main(prog_name="himbench")
