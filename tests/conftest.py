@@ -38,3 +38,4 @@ def _hf_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "hf-cache"
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
+    monkeypatch.setenv("HIMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "himbench-cache"))

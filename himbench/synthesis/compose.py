@@ -73,43 +73,58 @@ def layer_alpha_on_canvas(layer: Layer, canvas_hw: tuple[int, int]) -> np.ndarra
     return canvas
 
 
-def visible_mattes_u8(alphas_back_to_front: np.ndarray) -> np.ndarray:
+def visible_mattes_u8(
+    alphas_back_to_front: np.ndarray, boxes: list[tuple[int, int, int, int]] | None = None
+) -> np.ndarray:
     """8-bit visible mattes (SPEC s.1) whose sum never exceeds 255.
 
     vis_i = a_i * prod_{j in front of i}(1 - a_j). Rounding each vis_i separately could push the sum over 255, so we
     round the cumulative coverage from the front, c_k = 1 - prod_{j <= k}(1 - a_j), and take differences: each
     rounded matte is within one level of vis_i and the rounded sum equals round(255 * total coverage).
+    ``boxes`` (y0, x0, y1, x1) per matte, where it is non-zero, lets all the work stay inside each person's box.
     """
-    n = alphas_back_to_front.shape[0]
-    if n == 0:
-        return np.zeros(alphas_back_to_front.shape, np.uint8)
-    front_to_back = alphas_back_to_front[::-1].astype(np.float32)
-    transmission = np.cumprod(1.0 - front_to_back, axis=0)
-    coverage = np.rint((1.0 - transmission) * 255.0).astype(np.int16)
-    vis = np.diff(coverage, axis=0, prepend=np.zeros((1, *coverage.shape[1:]), np.int16))
-    return np.clip(vis, 0, 255).astype(np.uint8)[::-1].copy()
+    n, height, width = alphas_back_to_front.shape
+    visible = np.zeros((n, height, width), np.uint8)
+    if boxes is None:
+        boxes = [(0, 0, height, width)] * n
+    transmission = np.ones((height, width), np.float32)
+    for k in range(n - 1, -1, -1):  # front to back
+        y0, x0, y1, x1 = boxes[k]
+        if y1 <= y0 or x1 <= x0:
+            continue
+        t_box = transmission[y0:y1, x0:x1]
+        before = np.rint((1.0 - t_box) * 255.0)
+        t_box *= 1.0 - alphas_back_to_front[k, y0:y1, x0:x1]
+        visible[k, y0:y1, x0:x1] = np.rint((1.0 - t_box) * 255.0) - before
+    return visible
+
+
+# RGB <-> YIQ: hue rotation is a rotation of the (I, Q) plane, so the whole jitter is one affine colour map.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
 def colour_jitter(
     fg: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float, hue_degrees: float
 ) -> np.ndarray:
-    """Random brightness/contrast/saturation/hue change of a uint8 RGB cut-out (returns uint8)."""
-    out = fg.astype(np.float32) / 255.0
+    """Random brightness/contrast/saturation/hue change of a uint8 RGB cut-out (returns uint8).
+
+    Brightness scales, contrast stretches about the mean colour, saturation scales chroma and hue rotates it in YIQ
+    space. All four are linear, so they compose into one 3x4 affine map applied with a single cv2.transform.
+    """
     b = 1.0 + rng.uniform(-brightness, brightness)
     c = 1.0 + rng.uniform(-contrast, contrast)
     s = 1.0 + rng.uniform(-saturation, saturation)
-    h = rng.uniform(-hue_degrees, hue_degrees)
-    out = out * b
-    mean = out.mean()
-    out = (out - mean) * c + mean
-    grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
-    out = (out - grey[..., None]) * s + grey[..., None]
-    out = np.clip(out, 0.0, 1.0)
-    if abs(h) > 1e-3:
-        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)  # float input: hue in degrees [0, 360)
-        hsv[..., 0] = np.mod(hsv[..., 0] + h, 360.0)
-        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+    theta = np.deg2rad(rng.uniform(-hue_degrees, hue_degrees))
+    chroma = s * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    yiq_map = np.eye(3)
+    yiq_map[1:, 1:] = chroma
+    colour = _YIQ_TO_RGB @ yiq_map @ _RGB_TO_YIQ  # saturation + hue
+    mean = np.array(cv2.mean(fg)[:3])
+    # x -> colour @ (c * (b x - b mean) + b mean) = (c b colour) x + colour (1 - c) b mean
+    matrix = np.concatenate([c * b * colour, (colour @ ((1.0 - c) * b * mean))[:, None]], axis=1)
+    out = cv2.transform(fg.astype(np.float32), matrix.astype(np.float32))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def composite(background: np.ndarray, layers: list[Layer], visible_u8: np.ndarray) -> np.ndarray:

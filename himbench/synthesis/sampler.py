@@ -63,7 +63,9 @@ def _pick(refs: list, rng: np.random.Generator, loader, bad: set, problems: list
         except InputError as err:
             bad.add(ref)
             problems.append(str(err))
-    raise InputError(f"{what} sources", f"no usable file after 256 draws ({len(bad)} bad files): " + "; ".join(problems))
+    raise InputError(
+        f"{what} sources", f"no usable file after 256 draws ({len(bad)} bad files): " + "; ".join(problems)
+    )
 
 
 def _count(config: BuildConfig, rng: np.random.Generator) -> int:
@@ -170,7 +172,7 @@ def synthesize_image(
     for k, layer in enumerate(layers):
         y0, x0, y1, x1 = layer.box
         full[k, y0:y1, x0:x1] = layer.alpha
-    visible = visible_mattes_u8(full)
+    visible = visible_mattes_u8(full, [layer.box for layer in layers])
     image = composite(background, layers, visible)
     # Drop people whose 8-bit visible matte vanished (possible only for extremely faint cut-outs).
     keep = [k for k in range(len(layers)) if visible[k].any()]

@@ -19,6 +19,9 @@ Scanning only lists files (cheap, in the main process); decoding happens lazily 
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import cv2
 import numpy as np
 
 from himbench.io import InputError, read_alpha, read_image
+from himbench.io.atomic import atomic_write_bytes
 
 __all__ = [
     "BackgroundRef",
@@ -177,14 +181,44 @@ def _estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(fg * 255.0), 0, 255).astype(np.uint8)
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("HIMBENCH_CACHE", Path.home() / ".cache" / "himbench"))
+
+
+@functools.lru_cache(maxsize=1)
+def _procedural_version() -> str:
+    # The cache key includes the generator's source, so editing procedural.py never serves stale people.
+    from himbench.synthesis import procedural
+
+    return hashlib.sha256(Path(procedural.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _cached_procedural_person(index: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """A procedural person, from the on-disk cache when another worker or run already made it (exact arrays)."""
+    from himbench.synthesis.procedural import procedural_person
+
+    path = _cache_dir() / "procedural" / _procedural_version() / f"{index:05d}_{height}.npz"
+    try:
+        with np.load(path) as cached:
+            return cached["fg"], cached["alpha"]
+    except (OSError, KeyError, ValueError):  # absent or damaged: make it again
+        pass
+    fg, alpha = procedural_person(index, height=height)
+    fg, alpha = np.asarray(fg, np.uint8), np.asarray(alpha, np.float32)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, fg=fg, alpha=alpha)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:  # a read-only home is no reason to fail a build
+        pass
+    return fg, alpha
+
+
 @functools.lru_cache(maxsize=256)
 def load_foreground(ref: ForegroundRef, max_side: int, embedded_height: int) -> Cutout:
     """Decode and prepare one cut-out (cached per process). Raises InputError naming the bad file."""
     if ref.kind == "embedded":
-        from himbench.synthesis.procedural import procedural_person
-
-        fg, alpha = procedural_person(ref.index, height=embedded_height)
-        alpha = np.asarray(alpha, np.float32)
+        fg, alpha = _cached_procedural_person(ref.index, embedded_height)
         cut = _cut_at_bottom(alpha)
         fg, alpha = _crop_to_alpha(np.asarray(fg, np.uint8), alpha, ref.label)
         return Cutout(fg, alpha, cut)
