@@ -75,6 +75,16 @@ def _parse_range(value: str) -> tuple[int, int]:
 @click.option("--seed", default=0, show_default=True, type=int, help="Build seed; same seed + sources = same bytes.")
 @click.option("--images-per-shard", default=32, show_default=True, type=int, help="Rows per Parquet shard.")
 @click.option("--workers", "-j", default=None, type=int, help="Worker processes (default: all cores).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine. ray: schedule shards on Ray (pip install himbench[ray]).",
+)
+@click.option(
+    "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
+)
 @click.option("--store-layers", is_flag=True, help="Also store each person's foreground colours and the background.")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in --out instead of refusing.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
@@ -131,7 +141,15 @@ def command(
             bg_sources=tuple(bg_sources),
             store_layers=store_layers,
         )
-        report = build_dataset(config, out_dir, workers=workers, overwrite=overwrite, progress=not no_progress)
+        report = build_dataset(
+            config,
+            out_dir,
+            workers=workers,
+            overwrite=overwrite,
+            progress=not no_progress,
+            engine=engine,
+            address=ray_address,
+        )
     except (InputError, ValueError) as err:
         raise click.ClickException(str(err)) from err
     summary = report.to_dict()

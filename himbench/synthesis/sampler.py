@@ -49,9 +49,11 @@ def _embedded_height(config: BuildConfig) -> int:
 
 
 def _pick(refs: list, rng: np.random.Generator, loader, bad: set, problems: list[str], what: str, avoid=()):
-    """Draw refs until one loads; bad files are remembered (per process) and reported, never fatal. Refs in ``avoid``
-    (already in this image) are redrawn for the first draws, so people in one image differ when the pool allows. The draws do not depend on ``bad``, so output
-    stays deterministic whichever worker (with whichever memory of bad files) makes the image."""
+    """Draw refs until one loads; bad files are remembered (per process) and reported, never fatal.
+
+    Refs in ``avoid`` (already in this image) are redrawn for the first draws, so people in one image differ when the
+    pool allows. The draws do not depend on ``bad``, so output stays deterministic whichever worker (with whichever
+    memory of bad files) makes the image."""
     for attempt in range(256):
         ref = refs[int(rng.integers(len(refs)))]
         if ref in avoid and attempt < 16:
