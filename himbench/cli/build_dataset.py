@@ -101,6 +101,8 @@ def command(
     seed,
     images_per_shard,
     workers,
+    engine,
+    ray_address,
     store_layers,
     overwrite,
     no_progress,
