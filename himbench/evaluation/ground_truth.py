@@ -1,0 +1,262 @@
+"""Ground truth for evaluation: a built shard folder or a folder in the HIM-2K layout.
+
+- Shards (``GT/data/<split>-*.parquet``, see :mod:`himbench.shards`): one image per row, stem = the row's ``id``.
+  Only the ``id``, ``alphas``, ``height`` and ``width`` columns are read here and the PNG bytes are decoded in the
+  worker processes (``himbench.shards.read_split`` would decode every composite image in the parent process, which
+  evaluation never needs).
+- HIM-2K folder: ``GT/alphas/<split>/<stem>/<k>.png`` (one matte per instance) and optionally
+  ``GT/images/<split>/<stem>.jpg|png`` (used for the size when an image has no matte, and for ``--plot``).
+
+Every item is a small picklable object whose :meth:`load` returns the (G, H, W) float32 mattes and the problems
+found; a bad ground-truth file never stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from himbench.io import InputError, decode_alpha, read_alpha, read_image
+
+__all__ = [
+    "FolderItem",
+    "GroundTruth",
+    "Problem",
+    "ShardItem",
+    "open_ground_truth",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+MATTE_SUFFIXES = (".png", ".tif", ".tiff")
+
+
+class Problem(NamedTuple):
+    """A bad input found during evaluation: the file (or folder) and what is wrong with it."""
+
+    file: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ShardItem:
+    stem: str
+    source: str  # shard path, for messages
+    alpha_pngs: tuple[bytes, ...]
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def load(self) -> tuple[np.ndarray | None, list[Problem]]:
+        mattes = []
+        for k, data in enumerate(self.alpha_pngs):
+            name = f"{self.source}#{self.stem}/alpha{k:02d}"
+            try:
+                mattes.append(decode_alpha(data, name, self.shape))
+            except InputError as err:
+                return None, [Problem(err.source, f"ground truth: {err.problem}")]
+        return _stack(mattes, self.shape), []
+
+
+@dataclass(frozen=True)
+class FolderItem:
+    stem: str
+    alpha_paths: tuple[str, ...]
+    image_path: str | None
+
+    def load(self) -> tuple[np.ndarray | None, list[Problem]]:
+        shape = _image_size(self.image_path) if self.image_path else None
+        mattes = []
+        for path in self.alpha_paths:
+            try:
+                matte = read_alpha(path, shape)
+            except InputError as err:
+                return None, [Problem(err.source, f"ground truth: {err.problem}")]
+            shape = matte.shape
+            mattes.append(matte)
+        if shape is None:
+            return None, [Problem(str(Path(self.alpha_paths[0]).parent) if self.alpha_paths else self.stem,
+                                  "ground truth: no matte and no image to tell the size")]
+        return _stack(mattes, shape), []
+
+
+def _stack(mattes: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    return np.stack(mattes) if mattes else np.zeros((0, *shape), dtype=np.float32)
+
+
+def _image_size(path: str) -> tuple[int, int] | None:
+    """(H, W) from the image header (no decode); None when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+        return int(height), int(width)
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class GroundTruth:
+    """One split of a ground-truth source, listed (cheap) but not decoded."""
+
+    kind: str  # "shards" or "him2k"
+    root: Path
+    split: str
+    stems: list[str]
+    problems: list[Problem] = field(default_factory=list)
+
+    def items(self) -> Iterator[ShardItem | FolderItem]:
+        """Items in ``stems`` order (duplicates skipped)."""
+        if self.kind == "shards":
+            yield from _shard_items(self.root, self.split, set(self.stems))
+        else:
+            for stem in self.stems:
+                yield _folder_item(self.root, self.split, stem)
+
+    def image(self, stem: str) -> np.ndarray | None:
+        """The RGB photo of one stem (for plots), or None when it is not available."""
+        try:
+            if self.kind == "shards":
+                return _shard_image(self.root, self.split, stem)
+            path = _find_image(self.root, self.split, stem)
+            return read_image(path) if path else None
+        except InputError:
+            return None
+
+    def item(self, stem: str) -> ShardItem | FolderItem | None:
+        if self.kind == "shards":
+            return next(_shard_items(self.root, self.split, {stem}), None)
+        return _folder_item(self.root, self.split, stem)
+
+
+# ---------------------------------------------------------------------------------------------------------- shards
+def _shard_ids(root: Path, split: str) -> tuple[list[str], list[Problem]]:
+    import pyarrow.parquet as pq
+
+    from himbench.shards import list_shards
+
+    stems, seen, problems = [], set(), []
+    for path in list_shards(root, split):
+        try:
+            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            problems.append(Problem(str(path), f"ground truth: cannot read Parquet shard ({err})"))
+            continue
+        for stem in ids:
+            if stem in seen:
+                problems.append(Problem(f"{path}#{stem}", "ground truth: duplicate sample id; the first is used"))
+                continue
+            seen.add(stem)
+            stems.append(stem)
+    return stems, problems
+
+
+def _shard_items(root: Path, split: str, wanted: set[str]) -> Iterator[ShardItem]:
+    import pyarrow.parquet as pq
+
+    from himbench.shards import list_shards
+
+    done = set()
+    for path in list_shards(root, split):
+        try:
+            parquet = pq.ParquetFile(path)
+            batches = parquet.iter_batches(batch_size=16, columns=["id", "alphas", "height", "width"])
+            for batch in batches:
+                for row in batch.to_pylist():
+                    stem = row["id"]
+                    if stem not in wanted or stem in done:
+                        continue
+                    done.add(stem)
+                    yield ShardItem(
+                        stem=stem,
+                        source=str(path),
+                        alpha_pngs=tuple(a["bytes"] for a in row["alphas"]),
+                        height=int(row["height"]),
+                        width=int(row["width"]),
+                    )
+        except Exception:  # already reported by _shard_ids
+            continue
+
+
+def _shard_image(root: Path, split: str, stem: str) -> np.ndarray | None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from himbench.io import decode_image
+    from himbench.shards import list_shards
+
+    for path in list_shards(root, split):
+        table = pq.read_table(path, columns=["id", "image"], filters=pc.field("id") == stem)
+        if table.num_rows:
+            return decode_image(table.column("image")[0].as_py()["bytes"], f"{path}#{stem}/image")
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------- HIM-2K
+def _find_image(root: Path, split: str, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (suffix, suffix.upper()):
+            path = root / "images" / split / f"{stem}{candidate}"
+            if path.is_file():
+                return path
+    return None
+
+
+def _folder_item(root: Path, split: str, stem: str) -> FolderItem:
+    folder = root / "alphas" / split / stem
+    paths = []
+    if folder.is_dir():
+        paths = sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MATTE_SUFFIXES)
+    image = _find_image(root, split, stem)
+    return FolderItem(stem=stem, alpha_paths=tuple(paths), image_path=str(image) if image else None)
+
+
+def _folder_stems(root: Path, split: str) -> tuple[list[str], list[Problem]]:
+    alpha_split = root / "alphas" / split
+    stems = sorted(entry.name for entry in os.scandir(alpha_split) if entry.is_dir())
+    problems = []
+    image_split = root / "images" / split
+    if image_split.is_dir():
+        known = set(stems)
+        for entry in sorted(os.scandir(image_split), key=lambda e: e.name):
+            path = Path(entry.path)
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in known:
+                problems.append(Problem(str(path), "ground truth: image without an alphas/ folder; scored as 0 people"))
+                stems.append(path.stem)
+                known.add(path.stem)
+        stems.sort()
+    return stems, problems
+
+
+# ---------------------------------------------------------------------------------------------------------- open
+def available_splits(gt: str | os.PathLike) -> tuple[str, list[str]]:
+    """(kind, splits) of a ground-truth folder; raises InputError when it is neither layout."""
+    root = Path(gt)
+    if (root / "data").is_dir():
+        from himbench.shards import splits_in
+
+        return "shards", splits_in(root)
+    if (root / "alphas").is_dir():
+        return "him2k", sorted(entry.name for entry in os.scandir(root / "alphas") if entry.is_dir())
+    raise InputError(root, "not a ground-truth folder: expected data/*.parquet shards or the HIM-2K alphas/<split>/")
+
+
+def open_ground_truth(gt: str | os.PathLike, split: str) -> GroundTruth:
+    """List one split of a ground-truth folder (shards or HIM-2K layout)."""
+    root = Path(gt)
+    kind, splits = available_splits(root)
+    if split not in splits:
+        raise InputError(root, f"no split {split!r} in the ground truth (found: {', '.join(splits) or 'none'})")
+    if kind == "shards":
+        stems, problems = _shard_ids(root, split)
+    else:
+        stems, problems = _folder_stems(root, split)
+    return GroundTruth(kind=kind, root=root, split=split, stems=stems, problems=problems)

@@ -1,0 +1,120 @@
+"""Optional evaluation plots (``himbench evaluate --plot``): the error distribution and the worst images.
+
+Uses matplotlib's object API with the Agg canvas, so it never touches the global backend or opens windows.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from himbench.evaluation.ground_truth import GroundTruth, open_ground_truth
+from himbench.evaluation.predictions import read_prediction_folder
+from himbench.evaluation.runner import EvaluationResult
+from himbench.io import atomic_write_bytes
+
+__all__ = ["instance_colour_map", "write_plots"]
+
+_PALETTE = np.array(
+    [
+        [0.12, 0.47, 0.71],
+        [1.00, 0.50, 0.05],
+        [0.17, 0.63, 0.17],
+        [0.84, 0.15, 0.16],
+        [0.58, 0.40, 0.74],
+        [0.55, 0.34, 0.29],
+        [0.89, 0.47, 0.76],
+        [0.74, 0.74, 0.13],
+        [0.09, 0.75, 0.81],
+    ]
+)
+_UNMATCHED = np.array([0.6, 0.6, 0.6])
+
+
+def instance_colour_map(alphas: np.ndarray, colour_index: list[int | None]) -> np.ndarray:
+    """RGB float image: each matte painted in its palette colour (None: grey), weighted by alpha, on black."""
+    canvas = np.zeros((*alphas.shape[1:], 3), dtype=np.float32)
+    for alpha, index in zip(alphas, colour_index, strict=True):
+        colour = _UNMATCHED if index is None else _PALETTE[index % len(_PALETTE)]
+        canvas += alpha[:, :, None] * colour[None, None, :].astype(np.float32)
+    return np.clip(canvas, 0, 1)
+
+
+def _save(figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _error_distribution(result: EvaluationResult, path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    tag = f"{result.config.thresholds[0]:g}"
+    per_image = [r[f"IMQ_mad@{tag}"] for r in result.records if f"IMQ_mad@{tag}" in r]
+    per_instance = [p.MAD for stats in result.stats.values() for p in stats.pairs]
+    figure = Figure(figsize=(11, 4))
+    left, right = figure.subplots(1, 2)
+    left.hist(per_image, bins=20, range=(0, 100), color="#1f77b4")
+    left.set_xlabel(f"per-image IMQ_mad @ IoU {tag} (x100)")
+    left.set_ylabel("images")
+    left.set_title(f"{len(per_image)} images")
+    right.hist(per_instance, bins=30, color="#ff7f0e")
+    right.set_xlabel("per-instance MAD, whole image (x1000)")
+    right.set_ylabel("matched instances")
+    right.set_title(f"{len(per_instance)} matched instances")
+    return _save(figure, path)
+
+
+def _worst_images(result: EvaluationResult, truth: GroundTruth, path: Path, count: int) -> Path | None:
+    from matplotlib.figure import Figure
+
+    tag = f"{result.config.thresholds[0]:g}"
+    scored = [r for r in result.records if f"IMQ_mad@{tag}" in r and r.get("num_gt", 0) + r.get("num_pred", 0)]
+    worst = sorted(scored, key=lambda r: (r[f"IMQ_mad@{tag}"], r["stem"]))[:count]
+    if not worst:
+        return None
+    figure = Figure(figsize=(12, 3.2 * len(worst)))
+    axes = np.atleast_2d(figure.subplots(len(worst), 3))
+    pred_split = Path(result.config.pred_split_dir)
+    for row, record in zip(axes, worst, strict=True):
+        stem = record["stem"]
+        item = truth.item(stem)
+        gt_alphas, _ = item.load() if item is not None else (None, [])
+        if gt_alphas is None:
+            continue
+        shape = gt_alphas.shape[1:]
+        folder = pred_split / stem
+        pred_alphas = read_prediction_folder(folder, shape).alphas if folder.is_dir() else gt_alphas[:0]
+        stats = result.stats.get(stem)
+        matched = {p.pred_index: p.gt_index for p in stats.pairs} if stats else {}
+        if len(pred_alphas) != (stats.num_pred if stats else 0):
+            matched = {}  # folder changed since scoring: show without colour matching
+        photo = truth.image(stem)
+        row[0].imshow(photo if photo is not None else np.zeros((*shape, 3)))
+        row[0].set_title(f"{stem}: IMQ_mad {record[f'IMQ_mad@{tag}']:.1f}", fontsize=9)
+        row[1].imshow(instance_colour_map(gt_alphas, list(range(len(gt_alphas)))))
+        row[1].set_title(f"ground truth ({len(gt_alphas)})", fontsize=9)
+        row[2].imshow(instance_colour_map(pred_alphas, [matched.get(i) for i in range(len(pred_alphas))]))
+        row[2].set_title(f"prediction ({len(pred_alphas)}; grey = unmatched)", fontsize=9)
+        for axis in row:
+            axis.axis("off")
+    return _save(figure, path)
+
+
+def write_plots(
+    result: EvaluationResult, out_dir: str | os.PathLike, *, worst: int = 8, truth: GroundTruth | None = None
+) -> dict[str, Path]:
+    """Write ``error_distribution.png`` and ``worst_images.png`` (the ``worst`` lowest per-image IMQ_mad)."""
+    out = Path(out_dir)
+    truth = truth or open_ground_truth(result.config.gt, result.config.split)
+    paths = {"error_distribution": _error_distribution(result, out / "error_distribution.png")}
+    worst_path = _worst_images(result, truth, out / "worst_images.png", worst)
+    if worst_path is not None:
+        paths["worst_images"] = worst_path
+    return paths

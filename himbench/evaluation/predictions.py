@@ -1,0 +1,91 @@
+"""Reading one image's predictions: ``<pred_split>/<stem>/<k>.png`` plus an optional ``scores.json`` (SPEC s.4).
+
+Accepted mattes: 8-bit grey PNG (value / 255), 16-bit PNG (value / 65535), grey stored as RGB, RGBA (alpha channel),
+and float32 TIFF in [0, 1]; see :func:`himbench.io.read_alpha`. A bad file (unreadable, colour RGB, wrong size, NaN,
+...) is reported and left out; the image's other predictions are still scored, so the ground-truth instance that
+file was meant for counts as missed.
+
+``scores.json`` may map file names or stems to confidences (``{"00.png": 0.9, "01": 0.7}``) or be a list in file
+order. Scores only matter with ``min_score``: predictions below it are dropped before matching.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from himbench.evaluation.ground_truth import MATTE_SUFFIXES, Problem
+from himbench.io import InputError, read_alpha
+
+__all__ = ["PredictionFolder", "read_prediction_folder"]
+
+SCORES_FILE = "scores.json"
+
+
+@dataclass(frozen=True)
+class PredictionFolder:
+    alphas: np.ndarray  # (P, H, W) float32
+    files: tuple[str, ...]  # file name of each matte, in the order of `alphas`
+    scores: tuple[float | None, ...]
+    problems: tuple[Problem, ...]
+
+
+def _read_scores(path: Path, files: list[str]) -> tuple[dict[str, float], list[Problem]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return {}, [Problem(str(path), f"cannot read scores ({err}); scores ignored")]
+    if isinstance(data, list):
+        if len(data) != len(files):
+            return {}, [Problem(str(path), f"{len(data)} scores for {len(files)} mattes; scores ignored")]
+        data = dict(zip(files, data, strict=True))
+    if not isinstance(data, dict):
+        return {}, [Problem(str(path), "scores must be an object {file: score} or a list; scores ignored")]
+    scores, problems = {}, []
+    by_stem = {Path(name).stem: name for name in files}
+    for key, value in data.items():
+        name = key if key in files else by_stem.get(str(key))
+        if name is None:
+            problems.append(Problem(str(path), f"score for {key!r}, which is not a matte in this folder; ignored"))
+        elif not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+            problems.append(Problem(str(path), f"score for {key!r} is not a finite number ({value!r}); ignored"))
+        else:
+            scores[name] = float(value)
+    return scores, problems
+
+
+def read_prediction_folder(
+    folder: Path, shape: tuple[int, int], min_score: float | None = None
+) -> PredictionFolder:
+    """Read every matte of one image's prediction folder, reporting (not raising) each bad file."""
+    problems: list[Problem] = []
+    matte_files = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.is_file() and entry.suffix.lower() in MATTE_SUFFIXES:
+            matte_files.append(entry)
+        elif entry.name != SCORES_FILE:
+            kind = "folder" if entry.is_dir() else "file"
+            message = f"unexpected {kind} (expected <k>.png mattes and scores.json); ignored"
+            problems.append(Problem(str(entry), message))
+    names = [p.name for p in matte_files]
+    scores: dict[str, float] = {}
+    if (folder / SCORES_FILE).is_file():
+        scores, score_problems = _read_scores(folder / SCORES_FILE, names)
+        problems.extend(score_problems)
+    mattes, kept, kept_scores = [], [], []
+    for path in matte_files:
+        score = scores.get(path.name)
+        if min_score is not None and score is not None and score < min_score:
+            continue
+        try:
+            mattes.append(read_alpha(path, shape))
+        except InputError as err:
+            problems.append(Problem(err.source, err.problem + "; this prediction is left out"))
+            continue
+        kept.append(path.name)
+        kept_scores.append(score)
+    alphas = np.stack(mattes) if mattes else np.zeros((0, *shape), dtype=np.float32)
+    return PredictionFolder(alphas=alphas, files=tuple(kept), scores=tuple(kept_scores), problems=tuple(problems))

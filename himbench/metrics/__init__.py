@@ -1,0 +1,56 @@
+"""Matting metrics (SPEC s.2-3): per-matte errors, instance matching, and the instance-aware IMQ/RQ/MQ.
+
+Reported units: :func:`sad` / 1000, :func:`mse` x 1000, :func:`mad` x 1000, :func:`grad` / 1000, :func:`conn` / 1000
+(the ``*_sum`` functions give the raw sums). IMQ, RQ, MQ and PQ are x 100. See :mod:`himbench.metrics.errors` and
+:mod:`himbench.metrics.imq` for the exact definitions and every deviation from the reference implementations.
+"""
+
+from himbench.metrics.errors import (
+    abs_error_sum,
+    conn,
+    connectivity_error_sum,
+    grad,
+    gradient_error_sum,
+    mad,
+    mse,
+    sad,
+    squared_error_sum,
+    unknown_region,
+)
+from himbench.metrics.imq import (
+    DEFAULT_THRESHOLDS,
+    IMQ_ERRORS,
+    INSTANCE_ERRORS,
+    ImageInstanceStats,
+    IMQAccumulator,
+    PairErrors,
+    evaluate_instances,
+    similarity,
+)
+from himbench.metrics.kernels import gaussian_derivative_kernel
+from himbench.metrics.matching import Matching, iou_matrix, match_instances
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "IMQ_ERRORS",
+    "INSTANCE_ERRORS",
+    "IMQAccumulator",
+    "ImageInstanceStats",
+    "Matching",
+    "PairErrors",
+    "abs_error_sum",
+    "conn",
+    "connectivity_error_sum",
+    "evaluate_instances",
+    "gaussian_derivative_kernel",
+    "grad",
+    "gradient_error_sum",
+    "iou_matrix",
+    "mad",
+    "match_instances",
+    "mse",
+    "sad",
+    "similarity",
+    "squared_error_sum",
+    "unknown_region",
+]
