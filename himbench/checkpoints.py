@@ -1,0 +1,148 @@
+"""Model checkpoints: safetensors weights with the resolved config as JSON beside them (a Hugging Face Hub layout).
+
+A checkpoint is a folder::
+
+    model.safetensors   the state dict (tensors only: safetensors never runs code when loaded)
+    config.json         {"format": "himbench-checkpoint-v1", "model_name": NAME, "config": {...resolved config...}}
+
+:func:`load_model` accepts that folder, the ``.safetensors`` file inside it (config.json is read from beside it), or a
+Hugging Face Hub model id (``owner/name``, optionally ``owner/name@revision``), which is fetched with
+``huggingface_hub.snapshot_download`` restricted to ``*.safetensors`` and ``*.json``. Pickle-based files (.pt, .pth,
+.bin, .ckpt) are refused as model weights. Optimizer state for resuming training is a separate file written by
+:mod:`himbench.training` and read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from himbench.io import InputError
+from himbench.io.atomic import atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT",
+    "WEIGHTS_NAME",
+    "load_model",
+    "load_weights",
+    "read_checkpoint_config",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT = "himbench-checkpoint-v1"
+_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl"}
+
+
+def save_checkpoint(model, folder: str | Path, model_name: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``folder/model.safetensors`` and ``folder/config.json`` (atomically); returns the folder."""
+    from safetensors.torch import save
+
+    from himbench.registry import config_to_dict
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().contiguous().cpu() for name, tensor in model.state_dict().items()}
+    atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt", "model_name": model_name}))
+    record = {"format": FORMAT, "model_name": model_name, "config": config_to_dict(model.config)}
+    if extra:
+        record.update(extra)
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def resolve_checkpoint(path_or_id: str | Path, revision: str | None = None) -> Path:
+    """A local checkpoint folder or weights file, or a Hub model id downloaded to the local cache."""
+    path = Path(path_or_id)
+    if path.exists():
+        if path.is_file() and path.suffix in _PICKLE_SUFFIXES:
+            raise InputError(path, "pickle-based weights are not loaded (unsafe); convert them to model.safetensors")
+        if path.is_dir() and not (path / WEIGHTS_NAME).is_file():
+            raise InputError(path, f"checkpoint folder has no {WEIGHTS_NAME}")
+        return path
+    text = str(path_or_id)
+    if text.count("/") != 1 or text.startswith((".", "/")):
+        raise InputError(text, "no such checkpoint file or folder (and not a Hub model id of the form owner/name)")
+    if "@" in text and revision is None:
+        text, revision = text.split("@", 1)
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(repo_id=text, revision=revision, allow_patterns=["*.safetensors", "*.json"])
+    except Exception as err:  # offline, missing repo, auth: all end the same way for the user
+        raise InputError(
+            text, f"no such local file or folder, and cannot fetch it from the Hugging Face Hub ({err})"
+        ) from err
+    return resolve_checkpoint(local)
+
+
+def _weights_and_config(path: Path) -> tuple[Path, Path]:
+    if path.is_dir():
+        return path / WEIGHTS_NAME, path / CONFIG_NAME
+    return path, path.parent / CONFIG_NAME
+
+
+def read_checkpoint_config(path_or_id: str | Path) -> dict[str, Any]:
+    """The config.json of a checkpoint (``{}`` when a bare weights file has none beside it)."""
+    _, config_path = _weights_and_config(resolve_checkpoint(path_or_id))
+    if not config_path.is_file():
+        return {}
+    try:
+        return json.loads(config_path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
+
+
+def load_weights(model, weights_path: str | Path, strict: bool = True) -> None:
+    """Load a safetensors state dict into ``model`` (shapes and names must match when ``strict``)."""
+    from safetensors.torch import load_file
+
+    weights_path = Path(weights_path)
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:
+        raise InputError(weights_path, f"cannot read safetensors weights ({err})") from err
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        raise InputError(weights_path, f"weights do not fit the model ({err})") from err
+
+
+def load_model(
+    path_or_id: str | Path,
+    model_name: str | None = None,
+    device: str = "cpu",
+    revision: str | None = None,
+    **overrides: Any,
+):
+    """Rebuild a registered model from a checkpoint and load its weights; returns the model in eval mode.
+
+    ``model_name`` defaults to the one stored in config.json (given both, they must agree); the stored config is
+    applied, then ``overrides`` (e.g. ``score_threshold=0.3``).
+    """
+    from himbench.registry import create_model
+
+    path = resolve_checkpoint(path_or_id, revision)
+    weights_path, config_path = _weights_and_config(path)
+    record: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            record = json.loads(config_path.read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
+    stored_name = record.get("model_name")
+    if model_name is None:
+        model_name = stored_name
+    elif stored_name is not None and stored_name != model_name:
+        raise InputError(config_path, f"checkpoint is for model {stored_name!r}, not {model_name!r}")
+    if model_name is None:
+        raise InputError(path, "no config.json with a model_name beside the weights; pass the model name")
+    config = dict(record.get("config", {}))
+    config.update(overrides)
+    model = create_model(model_name, **config)
+    load_weights(model, weights_path)
+    return model.to(device).eval()

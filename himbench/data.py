@@ -1,0 +1,221 @@
+"""Torch data pipeline over built HIM shards: random-access Dataset, letterbox resize policy, batch collation.
+
+Resize policy (training and inference alike): **letterbox, top-left**. The image is scaled by
+``size / max(H, W)`` (cv2 INTER_AREA when shrinking, INTER_LINEAR when enlarging) so that the longer side equals
+``size``, placed at the top-left corner of a ``size x size`` canvas, and the rest is zero (black image, alpha 0, which
+is the true matte there). :func:`unletterbox` crops the valid region and resizes predictions back (bilinear) to the
+original size. Aspect ratios are kept, so people are never squashed.
+
+Batch format (what :func:`collate_him` returns; the training protocol in :mod:`himbench.registry` consumes it)::
+
+    image       float32 B x 3 x S x S, RGB in [0, 1]
+    alphas      float32 B x K x S x S, visible mattes, zero-padded to K = max instances in the batch (K >= 1)
+    valid       bool    B x K, True where ``alphas`` holds a real instance
+    boxes       float32 B x K x 4, [x0, y0, x1, y1) in letterboxed pixels (0 where not valid)
+    num_instances  int64 B
+    scale       float32 B, letterbox scale factor (S / max(H, W))
+    orig_size   int64 B x 2, original (H, W)
+    ids         list[str] of sample ids
+
+Random access: at construction the dataset reads only Parquet footers and builds an index of (shard, row group,
+row); ``__getitem__`` reads the one row group it needs (columns id/image/alphas only), keeps a few row groups cached per
+worker, and decodes just the requested row.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from himbench.io import InputError, decode_alpha, decode_image
+from himbench.shards import boxes_from_alphas, list_shards, splits_in
+
+__all__ = ["HIMShardDataset", "LetterboxInfo", "collate_him", "letterbox_image", "letterbox_mattes", "unletterbox"]
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    scale: float
+    height: int  # size of the resized content inside the canvas
+    width: int
+    size: int  # canvas side
+
+
+def _letterbox_geometry(shape: tuple[int, int], size: int) -> LetterboxInfo:
+    h, w = shape
+    scale = size / max(h, w)
+    return LetterboxInfo(scale, max(1, min(size, round(h * scale))), max(1, min(size, round(w * scale))), size)
+
+
+def _resize(array: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    interpolation = cv2.INTER_AREA if info.scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(array, (info.width, info.height), interpolation=interpolation)
+
+
+def letterbox_image(image: np.ndarray, size: int) -> tuple[np.ndarray, LetterboxInfo]:
+    """uint8 HxWx3 -> (uint8 size x size x 3 canvas, geometry)."""
+    info = _letterbox_geometry(image.shape[:2], size)
+    canvas = np.zeros((size, size, 3), dtype=np.uint8)
+    canvas[: info.height, : info.width] = _resize(image, info)
+    return canvas, info
+
+
+def letterbox_mattes(alphas: np.ndarray, info: LetterboxInfo) -> np.ndarray:
+    """float32 NxHxW -> float32 N x size x size with the same geometry as the image."""
+    out = np.zeros((len(alphas), info.size, info.size), dtype=np.float32)
+    for k, alpha in enumerate(alphas):
+        out[k, : info.height, : info.width] = np.clip(_resize(alpha, info), 0.0, 1.0)
+    return out
+
+
+def unletterbox(mattes: torch.Tensor, info: LetterboxInfo, orig_size: tuple[int, int]) -> torch.Tensor:
+    """N x size x size predictions -> N x H x W at the original size (bilinear), clipped to [0, 1]."""
+    crop = mattes[:, : info.height, : info.width].float()
+    if crop.shape[0] == 0:
+        return crop.new_zeros((0, *orig_size))
+    resized = torch.nn.functional.interpolate(crop[None], size=orig_size, mode="bilinear", align_corners=False)[0]
+    return resized.clamp_(0.0, 1.0)
+
+
+class HIMShardDataset(Dataset):
+    """Samples of one split of a built shard folder, letterboxed to ``size``.
+
+    ``augment`` applies a random horizontal flip and mild brightness/contrast jitter (seeded per sample by
+    ``seed + index + epoch * len``, call :meth:`set_epoch`), so runs are reproducible with any number of workers.
+    Each item is a dict: ``image`` float32 3xSxS, ``alphas`` float32 NxSxS, ``boxes`` float32 Nx4, ``id``,
+    ``scale``, ``orig_size``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        size: int = 256,
+        augment: bool = False,
+        seed: int = 0,
+        cache_row_groups: int = 4,
+    ) -> None:
+        import pyarrow.parquet as pq
+
+        self.root = Path(root)
+        self.split = split
+        self.size = int(size)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.cache_row_groups = cache_row_groups
+        self.shards = list_shards(self.root, split)
+        if not self.shards:
+            raise InputError(
+                self.root, f"no shards for split {split!r} (found splits: {splits_in(self.root) or 'none'})"
+            )
+        index: list[tuple[int, int, int]] = []
+        for s, path in enumerate(self.shards):
+            try:
+                metadata = pq.ParquetFile(path).metadata
+            except Exception as err:
+                raise InputError(path, f"cannot read Parquet shard ({err})") from err
+            for g in range(metadata.num_row_groups):
+                index.extend((s, g, r) for r in range(metadata.row_group(g).num_rows))
+        self.index = index
+        self._files: dict[int, Any] = {}
+        self._cache: OrderedDict[tuple[int, int], Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getstate__(self) -> dict:
+        # Open file handles and cached tables stay with the process that made them (DataLoader workers reopen).
+        state = dict(self.__dict__)
+        state["_files"] = {}
+        state["_cache"] = OrderedDict()
+        return state
+
+    def _row_group(self, shard: int, group: int):
+        import pyarrow.parquet as pq
+
+        key = (shard, group)
+        table = self._cache.get(key)
+        if table is None:
+            if shard not in self._files:
+                self._files[shard] = pq.ParquetFile(self.shards[shard])
+            table = self._files[shard].read_row_group(group, columns=["id", "image", "alphas"])
+            self._cache[key] = table
+            while len(self._cache) > self.cache_row_groups:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return table
+
+    def read_raw(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        """Decode sample ``index`` at its stored size: (id, uint8 HxWx3 image, float32 NxHxW alphas)."""
+        shard, group, row = self.index[index]
+        record = self._row_group(shard, group).slice(row, 1).to_pylist()[0]
+        source = f"{self.shards[shard]}#{record['id']}"
+        image = decode_image(record["image"]["bytes"], f"{source}/image")
+        shape = image.shape[:2]
+        if record["alphas"]:
+            alphas = np.stack(
+                [decode_alpha(a["bytes"], f"{source}/alpha{k:02d}", shape) for k, a in enumerate(record["alphas"])]
+            )
+        else:
+            alphas = np.zeros((0, *shape), dtype=np.float32)
+        return record["id"], image, alphas
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample_id, image, alphas = self.read_raw(index)
+        orig_size = image.shape[:2]
+        image, info = letterbox_image(image, self.size)
+        alphas = letterbox_mattes(alphas, info)
+        image_f = image.astype(np.float32) / 255.0
+        if self.augment:
+            rng = np.random.default_rng(self.seed + index + self.epoch * len(self))
+            if rng.random() < 0.5:
+                image_f = image_f[:, ::-1]
+                alphas = alphas[:, :, ::-1]
+            gain, offset = rng.uniform(0.8, 1.2), rng.uniform(-0.08, 0.08)
+            image_f = np.clip(image_f * gain + offset, 0.0, 1.0)
+        alphas = np.ascontiguousarray(alphas)
+        return {
+            "id": sample_id,
+            "image": torch.from_numpy(np.ascontiguousarray(image_f.transpose(2, 0, 1))),
+            "alphas": torch.from_numpy(alphas),
+            "boxes": torch.from_numpy(boxes_from_alphas(alphas).astype(np.float32)),
+            "scale": float(info.scale),
+            "orig_size": tuple(int(v) for v in orig_size),
+        }
+
+
+def collate_him(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into the batch format of the module docstring (instances zero-padded to the batch maximum)."""
+    b = len(items)
+    size = items[0]["image"].shape[-1]
+    k = max(1, max(item["alphas"].shape[0] for item in items))
+    alphas = torch.zeros(b, k, size, size, dtype=torch.float32)
+    valid = torch.zeros(b, k, dtype=torch.bool)
+    boxes = torch.zeros(b, k, 4, dtype=torch.float32)
+    for i, item in enumerate(items):
+        n = item["alphas"].shape[0]
+        alphas[i, :n] = item["alphas"]
+        valid[i, :n] = True
+        boxes[i, :n] = item["boxes"]
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "alphas": alphas,
+        "valid": valid,
+        "boxes": boxes,
+        "num_instances": valid.sum(1),
+        "scale": torch.tensor([item["scale"] for item in items], dtype=torch.float32),
+        "orig_size": torch.tensor([item["orig_size"] for item in items], dtype=torch.int64),
+        "ids": [item["id"] for item in items],
+    }
