@@ -152,7 +152,7 @@ def command(
             engine=engine,
             address=ray_address,
         )
-    except (InputError, ValueError) as err:
+    except (InputError, ValueError, ImportError, ConnectionError) as err:
         raise click.ClickException(str(err)) from err
     summary = report.to_dict()
     click.echo(

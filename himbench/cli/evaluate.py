@@ -67,6 +67,16 @@ __all__ = ["command"]
 )
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any input problem was found.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine. ray: score images as Ray tasks (pip install himbench[ray]).",
+)
+@click.option(
+    "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
+)
 def command(
     pred_dir: Path,
     gt: Path,
@@ -80,6 +90,8 @@ def command(
     max_problems: int,
     strict: bool,
     quiet: bool,
+    engine: str,
+    ray_address: str | None,
 ) -> None:
     """Score the instance mattes in PRED_DIR against ground truth (SPEC s.2-4).
 
@@ -110,6 +122,8 @@ def command(
             thresholds=tuple(sorted(set(thresholds))),
             min_score=min_score,
             progress=not quiet,
+            engine=engine,
+            address=ray_address,
         )
     except InputError as err:
         raise click.ClickException(str(err)) from err

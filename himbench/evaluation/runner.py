@@ -170,6 +170,17 @@ def ordered_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int, wi
             yield pending.popleft().result()
 
 
+def in_task_order(indexed: Iterable[tuple[int, Any]]) -> Iterator[Any]:
+    """The results of ``himbench.engines.map_tasks`` (yielded as they finish) in task order."""
+    waiting: dict[int, Any] = {}
+    next_index = 0
+    for index, result in indexed:
+        waiting[index] = result
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
+
+
 # ----------------------------------------------------------------------------------------------------- folder
 def _subfolders(path: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(path) if entry.is_dir()) if path.is_dir() else []
@@ -213,6 +224,8 @@ def evaluate_folder(
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
     min_score: float | None = None,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
 ) -> EvaluationResult:
     """Score the predictions in ``pred_dir`` (``<split>/<stem>/<k>.png``) against ``gt`` (shards or HIM-2K layout).
 
@@ -259,7 +272,13 @@ def evaluate_folder(
     records, stats = [], {}
     bar = tqdm(total=len(truth.stems), desc=f"evaluate {split}", unit="img", disable=not progress)
     with bar:
-        for outcome in ordered_map(_evaluate_task, tasks(), workers):
+        if engine == "local":
+            outcomes = ordered_map(_evaluate_task, tasks(), workers)
+        else:  # another engine (Ray): the same pure per-image calls, results put back in ground-truth order
+            from himbench.engines import map_tasks
+
+            outcomes = in_task_order(map_tasks(evaluate_image, list(tasks()), engine, workers, address))
+        for outcome in outcomes:
             records.append(outcome.record)
             problems.extend(outcome.problems)
             if outcome.stats is not None:

@@ -34,6 +34,10 @@ class InputError(ValueError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self):
+        # Rebuilt from both fields, so the error crosses process boundaries (process pools, Ray) intact.
+        return type(self), (self.source, self.problem)
+
 
 def _decode_any(data: bytes, source: str) -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)

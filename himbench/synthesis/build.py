@@ -155,7 +155,7 @@ def _check_or_write_config(config: BuildConfig, out_dir: Path, overwrite: bool) 
     if overwrite and (out_dir / "data").is_dir():
         for stale in (out_dir / "data").glob("*.parquet"):
             stale.unlink()
-    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def build_dataset(
@@ -202,6 +202,8 @@ def build_dataset(
         reports.append(report)
         bar.update(report.num_images)
     bar.close()
+    for leftover in (out_dir / "data").glob(".*.tmp"):  # temp files of workers killed mid-write (shard redone)
+        leftover.unlink(missing_ok=True)
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
     report = BuildReport(str(out_dir), reports, listing_problems)
     atomic_write_text(out_dir / "build_report.json", json.dumps(report.to_dict(), indent=2) + "\n")

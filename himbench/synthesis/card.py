@@ -10,7 +10,7 @@ from himbench.io.atomic import atomic_write_text
 from himbench.shards import list_shards
 from himbench.synthesis.config import BuildConfig
 
-__all__ = ["card_statistics", "render_dataset_card", "write_dataset_card"]
+__all__ = ["card_statistics", "command_line", "render_dataset_card", "write_dataset_card"]
 
 _TEMPLATE = Path(__file__).resolve().parents[2] / "data_cards" / "him_synthetic.md"
 
@@ -103,7 +103,7 @@ def render_dataset_card(config: BuildConfig, stats: dict, num_problems: int, com
     return text
 
 
-def _command_line(config: BuildConfig) -> str:
+def command_line(config: BuildConfig) -> str:
     parts = ["himbench build-dataset --out DIR"]
     parts.append("--splits " + ",".join(f"{k}={v}" for k, v in config.splits.items()))
     parts.append(f"--size {config.width}x{config.height} --seed {config.seed}")
@@ -117,5 +117,5 @@ def _command_line(config: BuildConfig) -> str:
 def write_dataset_card(out_dir: str | Path, config: BuildConfig, report) -> Path:
     out_dir = Path(out_dir)
     stats = card_statistics(out_dir)
-    text = render_dataset_card(config, stats, len(report.problems), _command_line(config), str(out_dir))
+    text = render_dataset_card(config, stats, len(report.problems), command_line(config), str(out_dir))
     return atomic_write_text(out_dir / "README.md", text)
