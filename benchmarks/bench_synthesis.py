@@ -163,9 +163,8 @@ def main() -> None:
     print(f"synthesis at {args.size} px, 3 people, {args.images} images ({os.cpu_count()} cores)")
     print(f"  in-process steady state     {one_process:7.2f} img/s")
     print(f"  build, 1 worker             {one_worker:7.2f} img/s (includes process start and shard writes)")
-    print(
-        f"  build, {args.workers} workers            {all_workers:7.2f} img/s ({all_workers / args.workers:.2f} per core)"
-    )
+    per_core = all_workers / args.workers
+    print(f"  build, {args.workers} workers            {all_workers:7.2f} img/s ({per_core:.2f} per core)")
     print("  stage share: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in results["stage_share"].items()))
     print(
         f"  composite+encode per image: himbench {1000 * compositing['himbench']:.1f} ms, straightforward "

@@ -71,7 +71,7 @@ def plan_upload(dataset_dir: str | os.PathLike) -> list[tuple[Path, str]]:
 
 def card_for_repo(dataset_dir: str | os.PathLike, repo_id: str) -> str:
     """The dataset card re-rendered from the build's config, report and shards, loading from ``repo_id``."""
-    from himbench.synthesis.card import command_line, card_statistics, render_dataset_card
+    from himbench.synthesis.card import card_statistics, command_line, render_dataset_card
 
     root = Path(dataset_dir)
     config = _read_config(root)

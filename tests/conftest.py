@@ -14,7 +14,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def _find_realdata() -> Path:
-    candidates = [os.environ.get("HIMBENCH_REALDATA"), REPO_ROOT.parent / "shared" / "realdata", "/work/shared/realdata"]
+    candidates = [
+        os.environ.get("HIMBENCH_REALDATA"),
+        REPO_ROOT.parent / "shared" / "realdata",
+        "/work/shared/realdata",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
