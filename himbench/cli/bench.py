@@ -1,0 +1,163 @@
+"""``himbench bench``: accuracy and cost of several methods on the same data, into the leaderboard CSV."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+__all__ = ["command", "parse_method_options"]
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_method_options(
+    methods: list[str],
+    checkpoints: tuple[str, ...],
+    options: tuple[str, ...],
+    guidance: dict,
+    seg_checkpoint: str | None,
+) -> dict[str, dict]:
+    """Per-method keyword options from the CLI flags (``METHOD=PATH`` and ``METHOD.KEY=VALUE``)."""
+    from himbench.methods import MASK_GUIDED
+
+    per_method: dict[str, dict] = {name: {} for name in methods}
+    for name in methods:
+        if name in MASK_GUIDED:
+            per_method[name].update({k: v for k, v in guidance.items() if v is not None})
+        if name == "seg-refine" and seg_checkpoint:
+            per_method[name]["seg_checkpoint"] = seg_checkpoint
+    for item in checkpoints:
+        name, sep, path = item.partition("=")
+        if not sep or name not in per_method:
+            raise click.BadParameter(f"{item!r}: expected METHOD=PATH with METHOD one of {', '.join(methods)}")
+        per_method[name]["checkpoint"] = path
+    for item in options:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.rpartition(".")
+        if not sep or not dot or name not in per_method:
+            raise click.BadParameter(f"{item!r}: expected METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
+        per_method[name][key] = _value(value)
+    return per_method
+
+
+@click.command(name="bench")
+@click.option("--methods", "-m", required=True,
+              help="Comma-separated methods: e2ehim-tiny, e2ehim-base, mask-only, mask-cf, mask-refine (mask-guided), "
+                   "seg-tiny, seg-refine, or any model of `himbench models`.")
+@click.option("--data", "-d", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Built shard folder (himbench build-dataset output) holding the split to score.")
+@click.option("--split", default="test", show_default=True, help="Split of --data to score.")
+@click.option("--out", "-o", "out_dir", default="bench-results", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the result JSON (its name holds data, split and environment) and the config JSON.")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="METHOD=PATH",
+              help="Checkpoint of a learned method (repeatable), e.g. mask-refine=runs/refiner/best.safetensors. "
+                   "For seg-refine this is the refiner's checkpoint; see --seg-checkpoint.")
+@click.option("--seg-checkpoint", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Checkpoint of seg-refine's segmenter (seg-tiny).")
+@click.option("--option", "options", multiple=True, metavar="METHOD.KEY=VALUE",
+              help="Any other method option (repeatable; VALUE parsed as JSON when it is), e.g. mask-cf.work_size=480.")
+@click.option("--guidance", default="none", show_default=True,
+              help="How mask-guided methods' masks are made from ground truth: none, erode, dilate, drop, merge, or a "
+                   "comma list applied in order (e.g. erode,drop). Binarised at alpha >= 0.5 first.")
+@click.option("--guidance-seed", default=0, show_default=True, type=int,
+              help="Seed of drop/merge choices (per image: seed + image id, so every method sees the same masks).")
+@click.option("--guidance-radius", default=4, show_default=True, type=int, help="Pixels to erode/dilate by.")
+@click.option("--masks", "masks_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Read guidance masks from disk instead (M-HIM2K layout: DIR/<split>/<image_id>/<k>.png).")
+@click.option("--limit", default=None, type=int, help="Score only the first N images of the split.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+@click.option("--latency-size", default=640, show_default=True, type=int,
+              help="Side of the synthetic probe images for latency versus instance count (the paper's 640).")
+@click.option("--latency-repeats", default=3, show_default=True, type=int,
+              help="Timed runs per instance count (the fastest is kept: the least disturbed by other load).")
+@click.option("--warmup", default=1, show_default=True, type=int, help="Untimed runs before timing starts.")
+@click.option("--max-instances", default=10, show_default=True, type=int,
+              help="Latency probe instance counts are 1..this.")
+@click.option("--leaderboard", "leaderboard_csv", default="leaderboard/results.csv", show_default=True,
+              type=click.Path(dir_okay=False), help="CSV whose rows for these methods/data/environment are updated.")
+@click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard CSV.")
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options, guidance, guidance_seed,
+            guidance_radius, masks_dir, limit, device, latency_size, latency_repeats, warmup, max_instances,
+            leaderboard_csv, no_leaderboard, threads, no_progress) -> None:
+    """Run every method of --methods on the same images of --data: predict, score with the instance metrics
+    (IMQ/RQ/MQ at IoU 0.5 and 0.75, and per-instance errors), and measure cost (parameters, mean latency per
+    image, latency versus 1..10 instances on synthetic 640 x 640 images, peak memory).
+
+    Writes OUT/bench_<data>_<split>_<environment>.json (rows of later runs on the same data and machine are merged
+    in; the run's config goes beside it as .config.json) and updates the leaderboard CSV (one row per method, data,
+    split and environment). Render it with `himbench leaderboard`.
+    """
+    import dataclasses
+
+    import torch
+    from tqdm import tqdm
+
+    from himbench.bench import BenchConfig, merge_rows, run_bench, update_results
+    from himbench.io import InputError, atomic_write_text
+
+    if threads:
+        torch.set_num_threads(threads)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    guidance_options = {"guidance": guidance, "guidance_seed": guidance_seed, "guidance_radius": guidance_radius,
+                        "masks_dir": masks_dir}
+    method_options = parse_method_options(names, checkpoints, options, guidance_options, seg_checkpoint)
+    config = BenchConfig(
+        data=str(data), methods=tuple(names), split=split, method_options=method_options, limit=limit,
+        device=None if device == "auto" else device, latency_counts=tuple(range(1, max_instances + 1)),
+        latency_size=latency_size, latency_repeats=latency_repeats, warmup=warmup,
+    )
+
+    def progress(items, name):
+        return tqdm(items, desc=name, unit="img", total=limit, disable=no_progress)
+
+    errors: list[str] = []
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        click.echo(f"error: {message}", err=True)
+
+    try:
+        env, results, rows = run_bench(config, progress, on_error)
+    except (InputError, KeyError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
+    stem = f"bench_{Path(data).resolve().name}_{split}_{env.slug}"
+    out = Path(out_dir)
+    result_path = out / f"{stem}.json"
+    # Several runs on the same data and machine (e.g. one per --guidance) share the file: rows merge by key.
+    previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    failures = {r.label: r.failures + ([r.probe_error] if r.probe_error else []) for r in results}
+    payload = {
+        "environment": dataclasses.asdict(env) | {"slug": env.slug},
+        "configs": [*previous.get("configs", []), dataclasses.asdict(config)],
+        "rows": merge_rows(previous.get("rows", []), rows),
+        "failures": previous.get("failures", {}) | failures,
+    }
+    atomic_write_text(result_path, json.dumps(payload, indent=2, default=str))
+    atomic_write_text(out / f"{stem}.config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    if not no_leaderboard:
+        update_results(leaderboard_csv, rows)
+    click.echo(f"environment: {env.slug}")
+    header = f"{'method':<28} {'IMQ_mad@0.5':>11} {'RQ@0.5':>7} {'inst_MAD':>9} {'ms/img':>8} {'ms@n6':>8} {'MiB':>7}"
+    click.echo(header)
+    nan = float("nan")
+    for row in rows:
+        click.echo(
+            f"{row['method']:<28} {row.get('IMQ_mad@0.5', nan):>11.2f} {row.get('RQ@0.5', nan):>7.2f} "
+            f"{row.get('inst_MAD', nan):>9.2f} {row['latency_ms']:>8.1f} "
+            f"{row.get('latency_ms_n6', nan):>8.1f} {row['peak_mem_mb']:>7.1f}"
+        )
+        if row["trained"] is False:
+            click.echo(f"  note: {row['method']} ran with random weights (no checkpoint)")
+    click.echo(f"wrote {out / (stem + '.json')}" + ("" if no_leaderboard else f" and updated {leaderboard_csv}"))
+    skipped = [m for m in errors if "not benchmarked" in m]
+    if skipped:
+        raise click.ClickException(f"{len(skipped)} method(s) not benchmarked (see errors above)")

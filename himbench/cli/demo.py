@@ -1,0 +1,79 @@
+"""`himbench demo`: the whole pipeline on the embedded default data, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["command", "samples_sheet"]
+
+DEFAULT_METHODS = "e2ehim-tiny,mask-cf,mask-refine,seg-refine"
+
+
+def samples_sheet(data_dir: str | Path, split: str, count: int, path: str | Path) -> Path:
+    """A picture of the first ``count`` composites, each beside its instance mattes painted in colours."""
+    import numpy as np
+
+    from himbench.leaderboard import _figure, colourise
+    from himbench.shards import read_split
+
+    samples = []
+    for sample in read_split(data_dir, split):
+        samples.append(sample)
+        if len(samples) == count:
+            break
+    plt = _figure()
+    fig, axes = plt.subplots(2, len(samples), figsize=(2.6 * len(samples), 5.4))
+    axes = np.asarray(axes).reshape(2, -1)
+    for column, sample in enumerate(samples):
+        axes[0, column].imshow(sample.image)
+        axes[0, column].set_title(f"{sample.id} ({sample.num_instances} people)", fontsize=8)
+        axes[1, column].imshow(colourise(sample.image, sample.alphas))
+        for ax in axes[:, column]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", default="himbench-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the built data, predictions, scores, tables and pictures.")
+@click.option("--images", default=12, show_default=True, type=int, help="Test images to synthesise and score.")
+@click.option("--size", default=512, show_default=True, type=int, help="Side of the square composites in pixels.")
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+              help="Methods to compare (see `himbench models`); learned ones use the checkpoints shipped in the repo.")
+@click.option("--seed", default=2026, show_default=True, type=int, help="Seed of the demo test set.")
+@click.option("--workers", "-j", default=None, type=int, help="Build processes (default: all cores).")
+@click.option("--max-instances", default=6, show_default=True, type=int,
+              help="Latency probe: time 1..this many people per 640 x 640 image.")
+def command(out_dir, images, size, methods, seed, workers, max_instances) -> None:
+    """Build a test set from the embedded procedural people and backgrounds, run every method on it, score them with
+    the instance-aware metrics, and render the leaderboard and pictures into OUT.
+
+    This is `himbench build-dataset` + `himbench bench` + `himbench leaderboard` with small defaults; run those
+    commands for the full-size versions.
+    """
+    from himbench.cli.bench import command as bench_command
+    from himbench.cli.leaderboard import command as leaderboard_command
+    from himbench.synthesis import BuildConfig, build_dataset
+
+    out = Path(out_dir)
+    data = out / "data"
+    click.echo(f"[1/4] building {images} test images ({size} px) from the embedded people -> {data}")
+    config = BuildConfig(splits={"test": images}, width=size, height=size, seed=seed, images_per_shard=8)
+    report = build_dataset(config, data, workers=workers)
+    click.echo(f"      {report.num_images} images; dataset card: {data / 'README.md'}")
+    sheet = samples_sheet(data, "test", min(4, images), out / "samples.png")
+    click.echo(f"[2/4] samples picture -> {sheet}")
+    click.echo(f"[3/4] benchmarking {methods} (predict + evaluate + latency)")
+    ctx = click.get_current_context()
+    ctx.invoke(
+        bench_command, methods=methods, data=str(data), split="test", out_dir=str(out / "bench"),
+        leaderboard_csv=str(out / "results.csv"), max_instances=max_instances, latency_repeats=1,
+    )
+    click.echo(f"[4/4] rendering the leaderboard -> {out / 'leaderboard'}")
+    ctx.invoke(leaderboard_command, csv_path=str(out / "results.csv"), out_dir=str(out / "leaderboard"))
+    click.echo(f"done: open {out / 'leaderboard' / 'README.md'} and {sheet}")

@@ -1,0 +1,180 @@
+"""The benchmark harness: methods through predict + evaluate on a tiny hand-made shard folder, into the CSV."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from himbench.bench import (
+    FIXED_COLUMNS,
+    BenchConfig,
+    bench_method,
+    merge_rows,
+    read_results,
+    run_bench,
+    synthetic_probe,
+    update_results,
+)
+from himbench.io import encode_alpha_png
+from himbench.methods import Method, Prediction
+from himbench.shards import boxes_from_alphas, read_split, shard_name, write_shard
+
+SIZE = 80
+
+
+def _rows(count: int = 2) -> list[dict]:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    rows = []
+    for i in range(count):
+        image = np.full((SIZE, SIZE, 3), 30.0) + rng.uniform(0, 30, 3)
+        alphas = []
+        for cx in (SIZE * 0.3, SIZE * 0.7):
+            a = np.clip((SIZE * 0.16 - np.hypot(yy - SIZE / 2, xx - cx)) / 3 + 0.5, 0, 1)
+            a = (np.rint(a * 255) / 255).astype(np.float32)
+            alphas.append(a)
+            image = image * (1 - a[..., None]) + a[..., None] * rng.uniform(150, 255, 3)
+        alphas = np.stack(alphas)
+        ok, png = cv2.imencode(".png", image.astype(np.uint8)[:, :, ::-1])
+        assert ok
+        rows.append(
+            {
+                "id": f"img{i:03d}", "seed": i, "image": png.tobytes(), "alphas": [encode_alpha_png(a) for a in alphas],
+                "boxes": boxes_from_alphas(alphas).tolist(), "depth_order": [0, 1], "fg_sources": ["a", "b"],
+                "bg_source": "flat", "width": SIZE, "height": SIZE, "num_instances": 2,
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tinyset")
+    write_shard(_rows(), root / "data" / shard_name("test", 0, 1))
+    return root
+
+
+def _config(shard_dir, methods=("mask-cf",), **kwargs) -> BenchConfig:
+    return BenchConfig(
+        data=str(shard_dir), methods=methods, device="cpu", latency_counts=(1, 2), latency_size=64,
+        latency_repeats=1, **kwargs,
+    )
+
+
+class _Oracle(Method):
+    """Returns the ground truth it was handed: a perfect method, to check scoring end to end."""
+
+    name = "oracle"
+
+    def __init__(self, truth: dict[str, np.ndarray]) -> None:
+        self.truth, self.spec = truth, {"name": "oracle"}
+
+    def predict(self, image, masks=None):
+        # Images it was not told about (the latency probe's) have nobody in them, as far as it knows.
+        alphas = self.truth.get(image.tobytes(), np.zeros((0, *image.shape[:2]), np.float32))
+        return Prediction(alphas, np.ones(len(alphas)))
+
+
+class _Broken(Method):
+    name = "broken"
+    spec = {"name": "broken"}
+
+    def predict(self, image, masks=None):
+        raise RuntimeError("boom")
+
+
+def test_a_perfect_method_scores_100_and_a_broken_one_misses_everything(shard_dir):
+    samples = list(read_split(shard_dir, "test"))
+    truth = {s.image.tobytes(): s.alphas for s in samples}
+    config = _config(shard_dir)
+    perfect = bench_method(lambda: _Oracle(truth), samples, config)
+    assert perfect.metrics["IMQ_mad@0.5"] == pytest.approx(100.0)
+    assert perfect.metrics["RQ@0.75"] == pytest.approx(100.0)
+    assert perfect.n_images == 2 and not perfect.failures
+    assert set(perfect.latency_vs_instances) == {1, 2}
+
+    errors = []
+    broken = bench_method(lambda: _Broken(), samples, config, on_error=errors.append)
+    assert len(broken.failures) == 2 and "boom" in errors[0]
+    assert broken.latency_vs_instances == {} and "latency probe" in broken.probe_error and len(errors) == 3
+    assert broken.metrics["RQ@0.5"] == 0.0 and broken.metrics["FN@0.5"] == 4
+
+
+def test_bench_writes_a_csv_row_with_every_column_and_replaces_it_on_rerun(shard_dir, tmp_path):
+    import torch
+
+    from himbench.checkpoints import save_checkpoint
+    from himbench.registry import create_model
+
+    torch.manual_seed(0)
+    refiner = create_model("mask-refine-tiny", width=8, depth=2, input_size=64)  # small: fast enough for a test
+    checkpoint = str(save_checkpoint(refiner, tmp_path / "refiner", "mask-refine-tiny"))
+    options = {"mask-refine": {"checkpoint": checkpoint}}
+    env, results, rows = run_bench(_config(shard_dir, methods=("mask-cf", "mask-refine"), method_options=options))
+    csv_path = tmp_path / "results.csv"
+    update_results(csv_path, rows)
+    stored = read_results(csv_path)
+    assert [r["method"] for r in stored] == ["mask-cf", "mask-refine"]
+    for row in stored:
+        missing = [c for c in (*FIXED_COLUMNS, "IMQ_mad@0.5", "RQ@0.75", "inst_MAD") if c not in row]
+        assert not missing
+        assert row["environment"] == env.slug and row["data"] == shard_dir.name
+        assert all(row[c] != "" for c in ("latency_ms", "latency_ms_n1", "latency_ms_n2", "params", "peak_mem_mb"))
+    assert stored[0]["trained"] == stored[1]["trained"] == "True"
+    assert stored[1]["params"] == str(sum(p.numel() for p in refiner.parameters()))
+    assert float(stored[0]["IMQ_mad@0.5"]) > 80  # closed form from perfect masks of soft discs
+    assert json.loads(stored[1]["spec"])["name"] == "mask-refine"
+    # Re-running replaces the rows of the same key instead of appending duplicates.
+    update_results(csv_path, rows[:1])
+    assert [r["method"] for r in read_results(csv_path)] == ["mask-cf", "mask-refine"]
+
+
+def test_guidance_perturbation_changes_the_label_and_hurts(shard_dir):
+    config = _config(shard_dir, method_options={"mask-cf": {"guidance": "drop"}})
+    _, results, rows = run_bench(config)
+    assert rows[0]["method"] == "mask-cf@gt+drop" and rows[0]["guidance"] == "gt+drop"
+    assert results[0].metrics["FN@0.5"] == 2  # one person dropped in each of the two images
+
+
+def test_merge_rows_keeps_order_and_appends_new_keys():
+    old = [{"method": "a", "data": "d", "split": "s", "environment": "e", "x": "1"},
+           {"method": "b", "data": "d", "split": "s", "environment": "e", "x": "2"}]
+    new = [{"method": "b", "data": "d", "split": "s", "environment": "e", "x": "3"},
+           {"method": "b", "data": "d", "split": "s", "environment": "gpu", "x": "4"}]
+    assert [r["x"] for r in merge_rows(old, new)] == ["1", "3", "4"]
+
+
+def test_synthetic_probe_has_n_disjoint_people():
+    for n in (1, 6, 10):
+        image, masks = synthetic_probe(n, size=128)
+        assert image.shape == (128, 128, 3) and masks.shape == (n, 128, 128)
+        assert masks.sum(axis=0).max() == 1 and all(m.sum() > 20 for m in masks)
+
+
+def test_bench_cli_names_the_result_file_after_data_split_and_environment(shard_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from himbench.cli.bench import command
+
+    out, csv_path = tmp_path / "out", tmp_path / "lb.csv"
+    args = ["--methods", "mask-cf", "--data", str(shard_dir), "--out", str(out), "--leaderboard", str(csv_path),
+            "--device", "cpu", "--latency-size", "64", "--max-instances", "2", "--latency-repeats", "1",
+            "--guidance", "erode", "--guidance-radius", "1", "--no-progress"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in out.iterdir())
+    config_file, result_file = files
+    assert config_file.endswith(".config.json") and result_file == config_file.replace(".config", "")
+    assert result_file.startswith(f"bench_{shard_dir.name}_test_cpu-") and "torch" in result_file
+    assert json.loads((out / config_file).read_text())["method_options"]["mask-cf"]["guidance"] == "erode"
+    assert json.loads((out / result_file).read_text())["rows"][0]["method"] == "mask-cf@gt+erode"
+    assert read_results(csv_path)[0]["method"] == "mask-cf@gt+erode"
+    # A second run on the same data and machine adds its rows to the same result file.
+    again = CliRunner().invoke(command, [*args[:-5], "--guidance", "none", "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert [r["method"] for r in json.loads((out / result_file).read_text())["rows"]] == ["mask-cf@gt+erode", "mask-cf"]
+    bad = CliRunner().invoke(command, [*args[:6], "--checkpoint", "nope=x.safetensors", "--no-leaderboard"])
+    assert bad.exit_code != 0 and "METHOD=PATH" in bad.output
