@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from himbench.io import InputError, decode_alpha, decode_image
-from himbench.shards import boxes_from_alphas, list_shards, splits_in
+from himbench.io import InputError, decode_image
+from himbench.shards import boxes_from_alphas, decode_alpha_list, list_shards, splits_in
 
 __all__ = ["HIMShardDataset", "LetterboxInfo", "collate_him", "letterbox_image", "letterbox_mattes", "unletterbox"]
 
@@ -164,12 +164,7 @@ class HIMShardDataset(Dataset):
         source = f"{self.shards[shard]}#{record['id']}"
         image = decode_image(record["image"]["bytes"], f"{source}/image")
         shape = image.shape[:2]
-        if record["alphas"]:
-            alphas = np.stack(
-                [decode_alpha(a["bytes"], f"{source}/alpha{k:02d}", shape) for k, a in enumerate(record["alphas"])]
-            )
-        else:
-            alphas = np.zeros((0, *shape), dtype=np.float32)
+        alphas = decode_alpha_list(record["alphas"], source, shape)
         return record["id"], image, alphas
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ __all__ = [
     "HIMSample",
     "arrow_schema",
     "boxes_from_alphas",
+    "decode_alpha_list",
     "list_shards",
     "read_shard",
     "read_shard_metadata",
@@ -166,16 +167,18 @@ def splits_in(root: str | Path) -> list[str]:
     return sorted({_SHARD_RE.match(p.name)["split"] for p in list_shards(root)})
 
 
+def decode_alpha_list(items: list[dict], source: str, shape: tuple[int, int]) -> np.ndarray:
+    """Decode a row's ``alphas`` cell (list of ``{"bytes", "path"}``) into float32 (N, H, W), checking each size."""
+    if not items:
+        return np.zeros((0, *shape), dtype=np.float32)
+    return np.stack([decode_alpha(a["bytes"], f"{source}/alpha{k:02d}", shape) for k, a in enumerate(items)])
+
+
 def _decode_row(row: dict, source: str) -> HIMSample:
     rid = row["id"]
     image = decode_image(row["image"]["bytes"], f"{source}#{rid}/image")
     shape = image.shape[:2]
-    if row["alphas"]:
-        alphas = np.stack(
-            [decode_alpha(a["bytes"], f"{source}#{rid}/alpha{k:02d}", shape) for k, a in enumerate(row["alphas"])]
-        )
-    else:
-        alphas = np.zeros((0, *shape), dtype=np.float32)
+    alphas = decode_alpha_list(row["alphas"], f"{source}#{rid}", shape)
     boxes = np.asarray(row["boxes"], dtype=np.int32).reshape(-1, 4)
     foregrounds = background = None
     if row.get("foregrounds") is not None:

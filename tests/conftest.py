@@ -43,3 +43,15 @@ def _hf_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
     monkeypatch.setenv("HIMBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "himbench-cache"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: robust on a shared machine (no OpenMP spin-waiting); restored afterwards so other test
+    modules are unaffected. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

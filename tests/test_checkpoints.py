@@ -13,14 +13,7 @@ from himbench.checkpoints import load_model, read_checkpoint_config, resolve_che
 from himbench.io import InputError
 from himbench.registry import apply_overrides, config_to_dict, count_parameters, create_model, list_models, model_info
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # One thread: robust on a shared machine (no OpenMP spin-waiting); restored so other test modules are unaffected.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _perturbed_tiny(**overrides):

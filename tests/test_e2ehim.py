@@ -14,14 +14,7 @@ from e2ehim.matting_head import compose_alpha, soft_compose_alpha
 from himbench.data import letterbox_image, letterbox_mattes
 from himbench.registry import count_parameters, create_model
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # One thread: robust on a shared machine (no OpenMP spin-waiting); restored so other test modules are unaffected.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(num_instances: list[int], size: int, seed: int = 0) -> dict:

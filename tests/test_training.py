@@ -14,14 +14,7 @@ from test_data import make_toy_dataset
 from himbench.checkpoints import load_model
 from himbench.training import TrainConfig, find_latest_checkpoint, lr_at, train
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # One thread: robust on a shared machine (no OpenMP spin-waiting); restored so other test modules are unaffected.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = {"input_size": 64}

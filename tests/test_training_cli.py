@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from test_data import make_toy_dataset, toy_sample
 
@@ -15,14 +14,7 @@ from himbench.cli import main
 from himbench.io import read_alpha
 from himbench.shards import read_split
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # One thread: robust on a shared machine (no OpenMP spin-waiting); restored so other test modules are unaffected.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_then_predict_writes_him2k_layout(tmp_path):
