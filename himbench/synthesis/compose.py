@@ -128,11 +128,18 @@ def colour_jitter(
 
 
 def composite(background: np.ndarray, layers: list[Layer], visible_u8: np.ndarray) -> np.ndarray:
-    """I = sum_i F_i vis_i + B (1 - sum_i vis_i), exactly, in integers, rounded to the nearest 8-bit level."""
-    coverage = visible_u8.sum(axis=0, dtype=np.uint32)
-    numerator = background.astype(np.uint32) * (255 - coverage)[..., None]
+    """I = sum_i F_i vis_i + B (1 - sum_i vis_i), exactly, in integers, rounded to the nearest 8-bit level.
+
+    With 8-bit mattes summing to at most 255, the numerator sum_i F_i v_i + B (255 - sum_i v_i) is at most 255 * 255,
+    so it fits uint16 (half the memory traffic of uint32). Rounding (n + 127) // 255 uses the exact identity
+    floor(x / 255) = (x + 1 + (x >> 8)) >> 8 for 0 <= x < 65535, avoiding a division.
+    """
+    coverage = visible_u8.sum(axis=0, dtype=np.uint16)
+    numerator = background.astype(np.uint16) * (255 - coverage)[..., None]
     for layer, vis in zip(layers, visible_u8, strict=True):
         y0, x0, y1, x1 = layer.box
         if y1 > y0 and x1 > x0:
-            numerator[y0:y1, x0:x1] += layer.fg.astype(np.uint32) * vis[y0:y1, x0:x1, None].astype(np.uint32)
-    return ((numerator + 127) // 255).astype(np.uint8)
+            numerator[y0:y1, x0:x1] += layer.fg.astype(np.uint16) * vis[y0:y1, x0:x1, None]
+    numerator += 127
+    numerator += 1 + (numerator >> 8)
+    return (numerator >> 8).astype(np.uint8)

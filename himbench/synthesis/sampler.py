@@ -10,10 +10,9 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from himbench.io import InputError, encode_alpha_png
+from himbench.io import InputError, encode_alpha_png, encode_png
 from himbench.shards import boxes_from_alphas
 from himbench.synthesis.compose import Layer, colour_jitter, composite, place_layer, visible_mattes_u8
 from himbench.synthesis.config import BuildConfig
@@ -185,13 +184,10 @@ def synthesize_image(
     seconds["composite"] += time.perf_counter() - tic
 
     tic = time.perf_counter()
-    ok, image_png = cv2.imencode(".png", image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, config.png_compression])
-    if not ok:
-        raise RuntimeError("PNG encoding of the composite failed")
     row = {
         "id": image_id(split, index),
         "seed": image_seed(config, split, index),
-        "image": image_png.tobytes(),
+        "image": encode_png(image, config.png_compression),
         "alphas": [encode_alpha_png(v, config.png_compression) for v in visible],
         "boxes": boxes.tolist(),
         "depth_order": list(range(len(layers))),
@@ -204,8 +200,7 @@ def synthesize_image(
     }
     if config.store_layers:
         row["foregrounds"] = [_encode_layer_rgb(layer, canvas_hw, config.png_compression) for layer in layers]
-        ok, bg_png = cv2.imencode(".png", background[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, config.png_compression])
-        row["background"] = bg_png.tobytes()
+        row["background"] = encode_png(background, config.png_compression)
     seconds["encode"] += time.perf_counter() - tic
     return SampleResult(row, problems, seconds)
 
@@ -214,7 +209,4 @@ def _encode_layer_rgb(layer: Layer, canvas_hw: tuple[int, int], compression: int
     canvas = np.zeros((*canvas_hw, 3), np.uint8)
     y0, x0, y1, x1 = layer.box
     canvas[y0:y1, x0:x1] = layer.fg
-    ok, data = cv2.imencode(".png", canvas[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, compression])
-    if not ok:
-        raise RuntimeError("PNG encoding of a foreground layer failed")
-    return data.tobytes()
+    return encode_png(canvas, compression)
