@@ -23,7 +23,7 @@ import numpy as np
 
 from himbench.synthesis import BuildConfig, build_dataset
 from himbench.synthesis.build import _BAD_SOURCES
-from himbench.synthesis.compose import composite, visible_mattes_u8
+from himbench.synthesis.compose import composite, stack_layer_alphas, visible_mattes_u8
 from himbench.synthesis.sampler import _place_people, image_rng, synthesize_image
 from himbench.synthesis.sources import load_background, load_foreground, scan_backgrounds, scan_foregrounds
 
@@ -52,11 +52,7 @@ def straightforward_composite(background, layers, canvas_hw):
 
 
 def engine_composite(background, layers, canvas_hw):
-    full = np.zeros((len(layers), *canvas_hw), np.float32)
-    for k, layer in enumerate(layers):
-        y0, x0, y1, x1 = layer.box
-        full[k, y0:y1, x0:x1] = layer.alpha
-    visible = visible_mattes_u8(full)
+    visible = visible_mattes_u8(stack_layer_alphas(layers, canvas_hw), [layer.box for layer in layers])
     image = composite(background, layers, visible)
     encoded = [cv2.imencode(".png", image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]] + [
         cv2.imencode(".png", v, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1] for v in visible

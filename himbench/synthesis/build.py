@@ -176,8 +176,7 @@ def build_dataset(
     out_dir = Path(out_dir)
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     _check_or_write_config(config, out_dir, overwrite)
-    for leftover in (out_dir / "data").glob(".*.tmp"):  # partial writes of a crashed run
-        leftover.unlink(missing_ok=True)
+    _remove_partial_writes(out_dir / "data")  # of a crashed earlier run
     fg_refs, listing_problems = scan_foregrounds(config.fg_sources)
     bg_refs = scan_backgrounds(config.bg_sources)
     tasks = plan_shards(config)
@@ -202,8 +201,7 @@ def build_dataset(
         reports.append(report)
         bar.update(report.num_images)
     bar.close()
-    for leftover in (out_dir / "data").glob(".*.tmp"):  # temp files of workers killed mid-write (shard redone)
-        leftover.unlink(missing_ok=True)
+    _remove_partial_writes(out_dir / "data")  # of workers killed mid-write (their shards were redone)
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
     report = BuildReport(str(out_dir), reports, listing_problems)
     atomic_write_text(out_dir / "build_report.json", json.dumps(report.to_dict(), indent=2) + "\n")
@@ -212,6 +210,11 @@ def build_dataset(
 
         write_dataset_card(out_dir, config, report)
     return report
+
+
+def _remove_partial_writes(data_dir: Path) -> None:
+    for leftover in data_dir.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def _progress(total: int, enabled: bool):

@@ -14,8 +14,8 @@ __all__ = [
     "Layer",
     "colour_jitter",
     "composite",
-    "layer_alpha_on_canvas",
     "place_layer",
+    "stack_layer_alphas",
     "visible_mattes_u8",
 ]
 
@@ -66,11 +66,13 @@ def place_layer(
     return Layer(np.ascontiguousarray(fg_s[crop]), alpha_c, y0, x0, float(alpha_c.sum()) / total)
 
 
-def layer_alpha_on_canvas(layer: Layer, canvas_hw: tuple[int, int]) -> np.ndarray:
-    canvas = np.zeros(canvas_hw, np.float32)
-    y0, x0, y1, x1 = layer.box
-    canvas[y0:y1, x0:x1] = layer.alpha
-    return canvas
+def stack_layer_alphas(layers: list[Layer], canvas_hw: tuple[int, int]) -> np.ndarray:
+    """The layers' alphas on full canvases, (N, H, W) float32, in layer order."""
+    stack = np.zeros((len(layers), *canvas_hw), np.float32)
+    for k, layer in enumerate(layers):
+        y0, x0, y1, x1 = layer.box
+        stack[k, y0:y1, x0:x1] = layer.alpha
+    return stack
 
 
 def visible_mattes_u8(

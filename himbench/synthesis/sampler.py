@@ -14,7 +14,14 @@ import numpy as np
 
 from himbench.io import InputError, encode_alpha_png, encode_png
 from himbench.shards import boxes_from_alphas
-from himbench.synthesis.compose import Layer, colour_jitter, composite, place_layer, visible_mattes_u8
+from himbench.synthesis.compose import (
+    Layer,
+    colour_jitter,
+    composite,
+    place_layer,
+    stack_layer_alphas,
+    visible_mattes_u8,
+)
 from himbench.synthesis.config import BuildConfig
 from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, load_background, load_foreground
 
@@ -169,11 +176,7 @@ def synthesize_image(
     layers, sources = _place_people(config, jittered, rng)
     kept_labels = [picked[k][0].label for k in sources]
     canvas_hw = (config.height, config.width)
-    full = np.zeros((len(layers), *canvas_hw), np.float32)
-    for k, layer in enumerate(layers):
-        y0, x0, y1, x1 = layer.box
-        full[k, y0:y1, x0:x1] = layer.alpha
-    visible = visible_mattes_u8(full, [layer.box for layer in layers])
+    visible = visible_mattes_u8(stack_layer_alphas(layers, canvas_hw), [layer.box for layer in layers])
     image = composite(background, layers, visible)
     # Drop people whose 8-bit visible matte vanished (possible only for extremely faint cut-outs).
     keep = [k for k in range(len(layers)) if visible[k].any()]
