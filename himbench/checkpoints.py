@@ -15,6 +15,7 @@ Hugging Face Hub model id (``owner/name``, optionally ``owner/name@revision``), 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 __all__ = [
     "CONFIG_NAME",
     "FORMAT",
+    "ReleasedWeights",
     "WEIGHTS_NAME",
     "load_model",
     "load_weights",
@@ -36,6 +38,23 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT = "himbench-checkpoint-v1"
 _PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl"}
+
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    """Where the authors of a published model release its weights, and under which terms.
+
+    A model class that re-implements a published network sets ``released_weights = ReleasedWeights(...)``; the host
+    uses it to say where to download the weights when none are given, and records it beside imported checkpoints.
+    ``requires_weights`` means random weights are useless for this model (never benchmark it without a checkpoint).
+    """
+
+    paper: str
+    code: str  # the authors' repository
+    download: str  # where the checkpoint file is published
+    filename: str  # the released file's name, e.g. "swintiny.ckpt"
+    license: str
+    requires_weights: bool = True
 
 
 def save_checkpoint(model, folder: str | Path, model_name: str, extra: dict[str, Any] | None = None) -> Path:

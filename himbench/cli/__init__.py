@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "Score a prediction folder (HIM-2K layout) against ground truth."),
     "models": ("models", "List registered models and baselines with parameter counts."),
     "train": ("train", "Train a registered model on built shards."),
+    "import-checkpoint": ("import_checkpoint", "Convert the authors' released weights (.ckpt/.pth) safely."),
     "predict": ("predict", "Predict instance mattes for images into a HIM-2K prediction folder."),
     "bench": ("bench", "Benchmark methods: accuracy and cost on the same data."),
     "leaderboard": ("leaderboard", "Render leaderboard tables and plots from the CSV source."),

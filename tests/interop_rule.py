@@ -1,0 +1,51 @@
+"""The deterministic stand-in weights of the interop vectors (tests/data/interop/README.md, "Weight rule").
+
+The authors' public inference code was run with these weights to make the reference outputs; a re-implementation
+loaded with the same weights must reproduce them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+
+import torch
+
+__all__ = ["INTEROP", "load_manifest", "rule_state_dict", "rule_tensor"]
+
+INTEROP = Path(__file__).resolve().parent / "data" / "interop"
+
+_INTEGER_BUFFERS = ("relative_position_index", "num_batches_tracked")
+
+
+def load_manifest(path: str | Path) -> list[tuple[str, tuple[int, ...], str]]:
+    """``[(key, shape, dtype)]`` in the authors' order, from a ``*_state_dict.json`` manifest."""
+    record = json.loads(Path(path).read_text())
+    return [(key, tuple(shape), dtype) for key, shape, dtype in record["keys"]]
+
+
+def rule_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """The stand-in value of floating-point tensor ``key``: crc32-seeded normal numbers, scaled by the rule."""
+    generator = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    t = torch.randn(shape, generator=generator, dtype=torch.float32)
+    if len(shape) >= 2:
+        return t / math.sqrt(math.prod(shape[1:]))
+    if len(shape) == 1 and key.endswith("running_var"):
+        return 1 + 0.1 * t.abs()
+    if len(shape) == 1 and key.endswith("weight"):
+        return 1 + 0.1 * t
+    return 0.1 * t
+
+
+def rule_state_dict(reference: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``reference`` (a model's own ``state_dict()``) with every floating-point tensor replaced by the rule; integer
+    buffers (relative_position_index, num_batches_tracked) keep the values the architecture built."""
+    out = {}
+    for key, value in reference.items():
+        if value.is_floating_point():
+            out[key] = rule_tensor(key, tuple(value.shape))
+        else:
+            out[key] = value.clone()
+    return out
