@@ -8,6 +8,6 @@
 Importing this package registers the learned models in :mod:`himbench.registry`.
 """
 
-from baselines import refiner, segmenter  # noqa: F401  (imported for their @register_model side effects)
+from baselines import mgm, refiner, segmenter  # noqa: F401  (imported for their @register_model side effects)
 
 __all__: list[str] = []
