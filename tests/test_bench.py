@@ -178,3 +178,150 @@ def test_bench_cli_names_the_result_file_after_data_split_and_environment(shard_
     assert [r["method"] for r in json.loads((out / result_file).read_text())["rows"]] == ["mask-cf@gt+erode", "mask-cf"]
     bad = CliRunner().invoke(command, [*args[:6], "--checkpoint", "nope=x.safetensors", "--no-leaderboard"])
     assert bad.exit_code != 0 and "METHOD=PATH" in bad.output
+
+
+# ------------------------------------------------------------------------------------- M-HIM2K protocol, CSV safety
+def _write_png(path, array) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".png", array)
+    assert ok
+    path.write_bytes(data.tobytes())
+
+
+@pytest.fixture(scope="module")
+def mhim2k_dir(tmp_path_factory):
+    """A tiny folder in the released HIM2K_M-HIM2K layout: images/<subset>/<stem>.png, alphas/<subset>/<stem>/<k>.png
+    and three mask sets masks_matched_<model>/<subset>/<stem>/<k>.png (named like the alphas, as released)."""
+    from baselines.guidance import dilate_masks, erode_masks
+
+    root = tmp_path_factory.mktemp("HIM2K_M-HIM2K")
+    for subset, rows in (("comp", _rows(2)), ("natural", _rows(1))):
+        for row in rows:
+            image = cv2.imdecode(np.frombuffer(row["image"], np.uint8), cv2.IMREAD_COLOR)
+            _write_png(root / "images" / subset / f"{row['id']}.png", image)
+            alphas = np.stack([cv2.imdecode(np.frombuffer(a, np.uint8), cv2.IMREAD_GRAYSCALE) for a in row["alphas"]])
+            masks = alphas >= 128
+            for k, alpha in enumerate(alphas):
+                _write_png(root / "alphas" / subset / row["id"] / f"{k:02d}.png", alpha)
+            for model, made in (("r50_c4_3x", masks), ("r50_fpn_3x", erode_masks(masks, 2)),
+                                ("x101_fpn_3x", dilate_masks(masks, 2))):
+                for k, mask in enumerate(made):
+                    _write_png(root / f"masks_matched_{model}" / subset / row["id"] / f"{k:02d}.png",
+                               mask.astype(np.uint8) * 255)
+    return root
+
+
+def test_find_mask_sets_reads_the_released_layout(mhim2k_dir):
+    from himbench.bench.harness import find_mask_sets
+
+    sets = find_mask_sets(mhim2k_dir)
+    assert [name for name, _ in sets] == ["r50_c4_3x", "r50_fpn_3x", "x101_fpn_3x"]
+    assert find_mask_sets(mhim2k_dir / "masks_matched_r50_c4_3x") == ()  # a single set
+
+
+def test_bench_cli_runs_every_mask_set_and_writes_a_mean_std_row(mhim2k_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from himbench.cli.bench import command
+
+    csv_path = tmp_path / "lb.csv"
+    args = ["--methods", "mask-only,mask-cf", "--data", str(mhim2k_dir), "--masks", str(mhim2k_dir),
+            "--split", "comp,natural", "--size-protocol", "maggie", "--out", str(tmp_path / "out"),
+            "--leaderboard", str(csv_path), "--device", "cpu", "--latency-size", "64", "--max-instances", "1",
+            "--latency-repeats", "1", "--no-progress", "--option", "mask-cf.work_size=96"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    assert "3 mask sets" in result.output
+    rows = read_results(csv_path)
+    for split, n_images in (("comp", "2"), ("natural", "1")):
+        mine = [r for r in rows if r["split"] == split and r["method"].startswith("mask-only")]
+        assert [r["method"] for r in mine] == ["mask-only@r50_c4_3x", "mask-only@r50_fpn_3x",
+                                               "mask-only@x101_fpn_3x", "mask-only@m-him2k"]
+        per_set, mean = mine[:3], mine[3]
+        assert all(r["size_protocol"] == "maggie" and r["n_images"] == n_images for r in mine)
+        assert [r["mask_set"] for r in per_set] == ["r50_c4_3x", "r50_fpn_3x", "x101_fpn_3x"]
+        assert mean["mask_set"] == "mean of 3 sets"
+        for key in ("maggie_MAD", "IMQ_mad@0.5", "inst_MAD"):
+            values = [float(r[key]) for r in per_set]
+            assert float(mean[key]) == pytest.approx(np.mean(values), rel=1e-5)
+            assert float(mean[f"{key}_std"]) == pytest.approx(np.std(values), rel=1e-4, abs=1e-9)
+        # Perfect masks beat eroded ones; the masks really came from each set.
+        assert float(per_set[0]["maggie_MAD"]) < float(per_set[1]["maggie_MAD"])
+        assert "--size-protocol maggie" in mean["command"] and "--masks" in mean["command"]
+    assert {r["method"].split("@")[0] for r in rows} == {"mask-only", "mask-cf"}
+    assert len(rows) == 2 * 2 * 4
+
+
+def test_size_protocol_resizes_for_the_network_and_back():
+    from himbench.bench.harness import SIZE_PROTOCOLS
+    from himbench.methods import Prediction
+
+    maggie, instmatt = SIZE_PROTOCOLS["maggie"], SIZE_PROTOCOLS["instmatt"]
+    assert maggie.size(1080, 1920) == (576, 1024) and maggie.size(300, 200) == (864, 576)  # up or down
+    assert instmatt.size(1080, 1920) == (720, 1280) and instmatt.size(300, 200) == (300, 200)  # down only
+    seen = []
+
+    def predict(image, masks):
+        seen.append((image.shape, masks.shape))
+        return Prediction(masks.astype(np.float32), np.ones(len(masks)))
+
+    masks = np.zeros((2, 100, 150), bool)
+    masks[0, 10:50, 10:60] = True
+    out = maggie.predict(predict, np.zeros((100, 150, 3), np.uint8), masks)
+    assert seen == [((576, 864, 3), (2, 576, 864))] and out.alphas.shape == (2, 100, 150)
+    assert out.alphas[0, 30, 30] == 1.0 and out.alphas[1].max() == 0.0
+
+
+def test_results_updates_wait_for_the_lock(tmp_path):
+    import threading
+    import time
+
+    from himbench.bench.results import results_lock
+
+    path = tmp_path / "results.csv"
+    row = {"method": "a", "data": "d", "split": "s", "environment": "e", "x": "1"}
+    update_results(path, [row])
+    done = threading.Event()
+
+    def writer(name: str) -> None:
+        update_results(path, [dict(row, method=name)])
+        done.set()
+
+    with results_lock(path):
+        thread = threading.Thread(target=writer, args=("b",))
+        thread.start()
+        time.sleep(0.3)
+        assert not done.is_set()  # blocked on the lock held here
+        assert [r["method"] for r in read_results(path)] == ["a"]
+    thread.join(10)
+    assert done.is_set() and [r["method"] for r in read_results(path)] == ["a", "b"]
+    assert (tmp_path / "results.csv.lock").exists()
+    # Many writers at once: no update is lost.
+    threads = [threading.Thread(target=writer, args=(f"m{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(r["method"] for r in read_results(path)) == sorted(["a", "b", *(f"m{i}" for i in range(8))])
+
+
+def test_malformed_csv_is_refused_with_its_line_and_never_written_back(tmp_path):
+    from click.testing import CliRunner
+
+    from himbench.bench.results import MalformedResultsError
+    from himbench.cli.leaderboard import command as leaderboard
+
+    path = tmp_path / "results.csv"
+    bad = 'method,data,split,environment,x\na,d,s,e,1\nb,d,s,e,"2\nc,d,s,e,3\n'
+    path.write_text(bad)
+    with pytest.raises(MalformedResultsError) as err:
+        read_results(path)
+    assert err.value.line == 3 and "unbalanced quote" in str(err.value)
+    with pytest.raises(MalformedResultsError):
+        update_results(path, [{"method": "z", "data": "d", "split": "s", "environment": "e"}])
+    assert path.read_text() == bad  # untouched
+    path.write_text("method,data,split,environment\na,d,s,e\nb,d,s,e,extra\n")
+    with pytest.raises(MalformedResultsError, match=r":3: 5 fields where the header has 4"):
+        read_results(path)
+    result = CliRunner().invoke(leaderboard, ["--csv", str(path), "--out", str(tmp_path / "lb"), "--no-qualitative"])
+    assert result.exit_code != 0 and ":3:" in result.output and not (tmp_path / "lb").exists()

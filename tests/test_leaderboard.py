@@ -89,8 +89,9 @@ def test_render_reads_the_csv(rows, tmp_path):
         writer.writerows(rows)
     assert render(path, "markdown") == render_markdown(rows)
     assert render(path, "latex") == render_latex(rows)
+    assert render(path, "html").startswith("<!DOCTYPE html>")
     with pytest.raises(ValueError, match="html"):
-        render(path, "html")
+        render(path, "pdf")
     assert "No results" in render(tmp_path / "missing.csv")
 
 
@@ -130,3 +131,30 @@ def test_leaderboard_cli_writes_every_file(rows, tmp_path):
     assert "**70.50**" in (out / "README.md").read_text()
     empty = CliRunner().invoke(command, ["--csv", str(tmp_path / "none.csv"), "--out", str(out)])
     assert empty.exit_code != 0 and "no results" in empty.output
+
+
+def test_leaderboard_cli_shows_published_rows_beside_measured_ones_and_writes_html(rows, tmp_path):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from himbench.bench.results import write_results
+    from himbench.cli.leaderboard import command
+
+    published = Path(__file__).resolve().parents[1] / "leaderboard" / "published.csv"
+    rows[0].update({"maggie_MAD": "21.5", "maggie_MSE": "9", "maggie_Grad": "8", "maggie_Conn": "7",
+                    "command": "himbench bench --methods e2ehim-tiny"})
+    csv_path = write_results(tmp_path / "results.csv", rows)
+    out, html = tmp_path / "lb", tmp_path / "site" / "index.html"
+    result = CliRunner().invoke(command, ["--csv", str(csv_path), "--out", str(out), "--no-qualitative",
+                                          "--published", str(published), "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    readme = (out / "README.md").read_text()
+    measured, compare = readme.split("## Compare with the papers")
+    assert "published" not in measured  # the measured tables hold measured rows only
+    assert compare.count("| **published** |") == 15 and "| **measured** | e2ehim-tiny |" in compare
+    assert "21.50" in compare and "cpu-test-2t-torch2.0" in compare
+    assert "published & " in (out / "leaderboard.tex").read_text()
+    page = html.read_text()
+    assert page.count("data:image/png;base64,") == 2  # the two plots written by this run
+    assert "himbench bench --methods e2ehim-tiny" in page and "arxiv.org/abs/2404.16035" in page

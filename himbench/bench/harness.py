@@ -8,6 +8,24 @@ and the image counts as an empty prediction (all its people missed); the run car
 
 Mask-guided methods get their masks from :func:`baselines.guidance.guidance_masks` using the method's own guidance
 config (same seed -> the same masks for every method). Cost: see :mod:`himbench.bench.cost`.
+
+Published protocols (see :mod:`himbench.metrics.paper_units` and the README's "Compare with the papers"):
+
+- **M-HIM2K mask sets** (``BenchConfig.mask_sets``, from :func:`find_mask_sets`): a folder in the released M-HIM2K
+  layout (``<root>/masks_matched_<model>/<subset>/<stem>/<k>.png``, one folder per Mask R-CNN model) is evaluated
+  once per set; every mask-guided method gets one row per set (``mask-cf@r50_c4_3x``) and a row with the mean over
+  sets (``mask-cf@m-him2k``) whose ``<metric>_std`` columns hold the standard deviation over sets (ddof 0), as
+  MaGGIe's Table 5 prints mean (std). Methods that take no masks are run once.
+- **Image-size protocols** (``BenchConfig.size_protocol``, :data:`SIZE_PROTOCOLS`): the image (and the masks) are
+  resized before ``predict`` as the paper's test code did, and the mattes resized back, so scoring is at the
+  original size: ``maggie`` = short side 576 (``ResizeShort(576)``, bilinear image, nearest masks); ``instmatt`` =
+  long side at most 1280 (``infer.py --max-side`` default, downscale only). The protocol is recorded per row. The
+  padding to a multiple of 64 (MaGGIe) / 32 (InstMatt) is the network's business and is not applied here.
+- **MaGGIe units** (``maggie_*`` columns): every ground-truth instance of an image is scored against the prediction
+  paired with it, all instances handed over together, with :class:`~himbench.metrics.paper_units.MaggieAccumulator`.
+  The pairing is by index for a mask-guided method handed as many masks as there are people (M-HIM2K masks are
+  matched to the ground truth by file name, as in MaGGIe's loader), otherwise the Hungarian IoU match; an unmatched
+  person is scored against an empty matte.
 """
 
 from __future__ import annotations
@@ -29,14 +47,99 @@ from himbench.bench.environment import Environment, detect_environment
 from himbench.bench.results import LATENCY_COUNTS
 
 __all__ = [
+    "SIZE_PROTOCOLS",
     "BenchConfig",
     "MethodResult",
+    "SizeProtocol",
     "bench_method",
+    "find_mask_sets",
+    "maggie_pairs",
+    "mean_std_row",
     "method_label",
     "quantise_8bit",
     "result_row",
     "run_bench",
 ]
+
+MASK_SET_PREFIX = "masks_matched_"
+
+
+@dataclass(frozen=True)
+class SizeProtocol:
+    """How a paper's test code sized the image before its network saw it."""
+
+    name: str
+    short_side: int | None = None  # resize so the short side is exactly this (up or down)
+    max_long_side: int | None = None  # shrink so the long side is at most this (never enlarge)
+    source: str = ""
+
+    def size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) the network sees, rounded down as the papers' ``int(side * ratio)``."""
+        ratio = 1.0
+        if self.short_side:
+            ratio = self.short_side / min(height, width)
+        elif self.max_long_side and max(height, width) > self.max_long_side:
+            ratio = self.max_long_side / max(height, width)
+        if ratio == 1.0:
+            return height, width
+        return max(1, int(height * ratio)), max(1, int(width * ratio))
+
+    def predict(self, predict: Callable[..., Any], image: np.ndarray, masks: np.ndarray | None) -> Any:
+        """``predict(image, masks)`` on the resized input, mattes resized back to the image's size (bilinear)."""
+        import cv2
+
+        from himbench.methods import Prediction
+
+        height, width = image.shape[:2]
+        new_h, new_w = self.size(height, width)
+        if (new_h, new_w) == (height, width):
+            return predict(image, masks)
+        small = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        small_masks = None
+        if masks is not None:
+            small_masks = np.stack([cv2.resize(m.astype(np.uint8), (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+                                    for m in masks]) > 0 if len(masks) else np.zeros((0, new_h, new_w), dtype=bool)
+        prediction = predict(small, small_masks)
+        alphas = np.asarray(prediction.alphas, dtype=np.float32)
+        back = (np.stack([cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR) for a in alphas])
+                if len(alphas) else np.zeros((0, height, width), dtype=np.float32))
+        return Prediction(np.clip(back, 0.0, 1.0), prediction.scores)
+
+
+SIZE_PROTOCOLS: dict[str, SizeProtocol | None] = {
+    "native": None,
+    "maggie": SizeProtocol("maggie", short_side=576, source="MaGGIe configs/maggie_image.yaml short_size: 576"),
+    "instmatt": SizeProtocol("instmatt", max_long_side=1280, source="InstMatt infer.py --max-side 1280"),
+}
+
+
+def find_mask_sets(root: str | Path) -> tuple[tuple[str, str], ...]:
+    """The M-HIM2K mask sets under ``root``: ``(model, path)`` for every ``masks_matched_<model>/`` folder, sorted;
+    empty when ``root`` is a single mask set (``<root>/<split>/<stem>/``)."""
+    root = Path(root)
+    if not root.is_dir():
+        return ()
+    return tuple(
+        (entry.name[len(MASK_SET_PREFIX):], str(entry))
+        for entry in sorted(root.iterdir(), key=lambda e: e.name)
+        if entry.is_dir() and entry.name.startswith(MASK_SET_PREFIX) and len(entry.name) > len(MASK_SET_PREFIX)
+    )
+
+
+def maggie_pairs(pred: np.ndarray, gt: np.ndarray, by_index: bool) -> np.ndarray:
+    """The prediction paired with each ground-truth instance (G, H, W): by index when ``by_index`` and the counts
+    agree, else the Hungarian IoU match (pairs with IoU 0 count as unmatched); unmatched people get an empty matte."""
+    if by_index and len(pred) == len(gt):
+        return np.asarray(pred, dtype=np.float32)
+    from himbench.metrics import match_instances
+
+    paired = np.zeros(gt.shape, dtype=np.float32)
+    if len(pred) and len(gt):
+        matching = match_instances(np.asarray(pred) > 0, np.asarray(gt) > 0)
+        for p, g, iou in zip(matching.pred_index, matching.gt_index, matching.iou, strict=True):
+            if iou > 0:
+                paired[g] = pred[p]
+    return paired
 
 
 @dataclass(frozen=True)
@@ -54,6 +157,9 @@ class BenchConfig:
     latency_repeats: int = 3
     warmup: int = 1
     seed: int = 0
+    mask_sets: tuple[tuple[str, str], ...] = ()  # (model, folder) of M-HIM2K mask sets: one run per set
+    size_protocol: str = "native"  # a key of SIZE_PROTOCOLS
+    paper_metrics: bool = True  # also score in MaGGIe's units (maggie_* columns)
 
 
 @dataclass
@@ -99,7 +205,11 @@ def bench_method(
     then probe its latency versus instance count."""
     from baselines.guidance import guidance_masks
     from himbench.metrics import IMQAccumulator, evaluate_instances
+    from himbench.metrics.paper_units import MaggieAccumulator
 
+    if config.size_protocol not in SIZE_PROTOCOLS:
+        raise ValueError(f"unknown size protocol {config.size_protocol!r}; choose from {', '.join(SIZE_PROTOCOLS)}")
+    protocol = SIZE_PROTOCOLS[config.size_protocol]
     device = config.device or "cpu"
     gc.collect()
     import torch
@@ -109,6 +219,8 @@ def bench_method(
     method = build()
     device = method.device
     accumulator = IMQAccumulator()
+    paper = MaggieAccumulator()
+    predict = method.predict if protocol is None else partial(protocol.predict, method.predict)
     latencies: list[float] = []
     failures: list[str] = []
     count = 0
@@ -123,9 +235,9 @@ def bench_method(
             )
             if not warmed:  # first call pays one-off costs (JIT, cuDNN autotune): keep it out of the mean
                 for _ in range(config.warmup):
-                    method.predict(sample.image, masks)
+                    predict(sample.image, masks)
                 warmed = True
-            prediction, seconds = timed(partial(method.predict, sample.image, masks), device)
+            prediction, seconds = timed(partial(predict, sample.image, masks), device)
             latencies.append(seconds)
             pred_alphas = quantise_8bit(prediction.alphas)
         except Exception as err:  # one bad image must not end the benchmark
@@ -134,7 +246,11 @@ def bench_method(
             if on_error:
                 on_error(message)
             pred_alphas = empty
+            masks = None
         accumulator += evaluate_instances(pred_alphas, sample.alphas)
+        if config.paper_metrics:
+            by_index = masks is not None and len(masks) == len(sample.alphas)
+            paper.add(maggie_pairs(pred_alphas, sample.alphas, by_index), sample.alphas)
     try:
         curve = latency_vs_instances(
             method.predict_for_timing,
@@ -159,7 +275,7 @@ def bench_method(
     return MethodResult(
         label=method_label(description["name"], description["guidance"]),
         description=description,
-        metrics=accumulator.summary(),
+        metrics=accumulator.summary() | (paper.summary() if config.paper_metrics else {}),
         n_images=count,
         failures=failures,
         latency_s=latencies,
@@ -189,6 +305,8 @@ def result_row(result: MethodResult, config: BenchConfig, env: Environment, date
         "torch_version": env.torch_version,
         "date": date,
         "spec": json.dumps(result.description["spec"], sort_keys=True),
+        "size_protocol": "" if config.size_protocol == "native" else config.size_protocol,
+        "mask_set": "",
     }
     for n, seconds in result.latency_vs_instances.items():
         row[f"latency_ms_n{n}"] = 1000.0 * seconds
@@ -196,12 +314,73 @@ def result_row(result: MethodResult, config: BenchConfig, env: Environment, date
     return row
 
 
+@dataclass(frozen=True)
+class _FolderSample:
+    id: str
+    image: np.ndarray
+    alphas: np.ndarray
+
+
+def _folder_samples(root: Path, split: str) -> Iterable[_FolderSample]:
+    """Samples of a HIM-2K / M-HIM2K folder (``images/<split>/<stem>.jpg``, ``alphas/<split>/<stem>/<k>.png``)."""
+    from himbench.evaluation.ground_truth import open_ground_truth
+    from himbench.io import InputError, read_image
+
+    truth = open_ground_truth(root, split)
+    for item in truth.items():
+        if not item.image_path:
+            raise InputError(root / "images" / split / item.stem, "no image for this ground truth")
+        image = read_image(item.image_path)
+        alphas, problems = item.load()
+        if alphas is None:
+            raise InputError(problems[0].source if problems else item.stem, problems[0].problem if problems else "")
+        yield _FolderSample(item.stem, image, alphas)
+
+
 def _samples(config: BenchConfig) -> Iterable[Any]:
+    """The images of ``config.split``: from built shards (``data/*.parquet``) or a HIM-2K-layout folder."""
     from itertools import islice
 
     from himbench.shards import read_split
 
+    root = Path(config.data)
+    if not (root / "data").is_dir() and (root / "alphas").is_dir():
+        return islice(_folder_samples(root, config.split), config.limit)
     return islice(read_split(config.data, config.split), config.limit)
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def mean_std_row(rows: list[dict[str, Any]], label: str, metric_keys: Iterable[str]) -> dict[str, Any]:
+    """One row summarising per-mask-set rows: the mean of every metric in ``metric_keys`` and its standard
+    deviation over sets (``<key>_std``, ddof 0, as :func:`himbench.metrics.paper_units.mean_and_std`); cost and
+    description columns are those of the first set, ``failures`` is the total."""
+    from himbench.metrics.paper_units import mean_and_std
+
+    out = dict(rows[0])
+    out["method"] = label
+    out["mask_set"] = f"mean of {len(rows)} sets"
+    out["failures"] = sum(int(r.get("failures", 0)) for r in rows)
+    for key in metric_keys:
+        values = [v for r in rows if (v := _numeric(r.get(key))) is not None]
+        if len(values) == len(rows):
+            out[key], out[f"{key}_std"] = mean_and_std(values)
+    return out
+
+
+def _set_label(label: str, set_name: str) -> str:
+    """``mask-cf@disk`` -> ``mask-cf@r50_c4_3x``; ``mask-cf@disk+erode`` -> ``mask-cf@r50_c4_3x+erode``."""
+    base, _, guidance = label.partition("@")
+    rest = guidance[len("disk"):] if guidance.startswith("disk") else (f"+{guidance}" if guidance else "")
+    return f"{base}@{set_name}{rest}"
 
 
 def run_bench(
@@ -211,24 +390,48 @@ def run_bench(
 ) -> tuple[Environment, list[MethodResult], list[dict[str, Any]]]:
     """Benchmark every method of ``config`` on the same images; returns the environment, results and CSV rows.
 
+    With ``config.mask_sets``, every mask-guided method runs once per set (``masks_dir`` = the set's folder; the
+    latency probe only on the first set) and gets a mean/std row after its per-set rows.
+
     With ``on_error`` given, a method that cannot be built (unknown name, bad checkpoint, bad option) is reported
     there and skipped; without it, the error propagates."""
     from himbench.io import InputError
-    from himbench.methods import create_method, resolve_device
+    from himbench.methods import MASK_GUIDED, create_method, resolve_device
 
     device = resolve_device(config.device)
     config = dataclasses.replace(config, device=device)
     env = detect_environment(device)
     date = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    results = []
+    results: list[MethodResult] = []
+    rows: list[dict[str, Any]] = []
     for name in config.methods:
-        options = {"device": device, **config.method_options.get(name, {})}
-        try:
-            create = partial(create_method, name, **options)
-            results.append(bench_method(create, _samples(config), config, progress, on_error))
-        except (InputError, KeyError, TypeError, ValueError, OSError) as err:  # e.g. a bad checkpoint: skip it
-            if on_error is None:
-                raise
-            on_error(f"{name}: not benchmarked ({type(err).__name__}: {err})")
-    rows = [result_row(result, config, env, date) for result in results]
+        sets: tuple[tuple[str, str | None], ...] = ((("", None),) if not (config.mask_sets and name in MASK_GUIDED)
+                                                   else config.mask_sets)
+        set_rows: list[dict[str, Any]] = []
+        for k, (set_name, folder) in enumerate(sets):
+            options = {"device": device, **config.method_options.get(name, {})}
+            if folder:
+                options["masks_dir"] = folder
+            run_config = config if k == 0 else dataclasses.replace(config, latency_counts=())
+            try:
+                create = partial(create_method, name, **options)
+                result = bench_method(create, _samples(run_config), run_config, progress, on_error)
+            except (InputError, KeyError, TypeError, ValueError, OSError) as err:  # e.g. a bad checkpoint: skip it
+                if on_error is None:
+                    raise
+                on_error(f"{name}{'@' + set_name if set_name else ''}: not benchmarked ({type(err).__name__}: {err})")
+                continue
+            row = result_row(result, run_config, env, date)
+            if set_name:
+                row["method"] = result.label = _set_label(result.label, set_name)
+                row["mask_set"] = set_name
+                if k > 0:  # the latency probe ran on the first set only: same method, same cost
+                    row.update({key: value for key, value in set_rows[0].items() if key.startswith("latency_ms_n")})
+            results.append(result)
+            set_rows.append(row)
+        rows.extend(set_rows)
+        if len(sets) > 1 and len(set_rows) > 1:
+            first = set_rows[0]
+            label = first["method"].replace(f"@{first['mask_set']}", "@m-him2k", 1)
+            rows.append(mean_std_row(set_rows, label, results[-1].metrics.keys()))
     return env, results, rows

@@ -9,6 +9,9 @@ Columns, in file order:
 ``split``           split scored
 ``environment``     device, torch threads and torch version (:class:`~himbench.bench.environment.Environment` slug)
 ``guidance``        where a mask-guided method's masks came from (``gt``, ``gt+erode``, ``disk`` ...), empty otherwise
+``mask_set``        the M-HIM2K mask set (``r50_c4_3x`` ...; ``mean of 10 sets`` on the mean/std row), empty otherwise
+``size_protocol``   the paper's image-size protocol the images were resized by (``maggie``, ``instmatt``); empty =
+                    native size. Part of the row key.
 ``trained``         False when a learned method ran with random weights (its accuracy is meaningless)
 ``params``          learned parameters
 ``n_images``        images scored; ``failures`` images whose prediction raised (scored as empty predictions)
@@ -17,14 +20,22 @@ Columns, in file order:
 ``peak_mem_mb``     peak memory in MiB, measured as ``peak_mem_kind`` says (see :mod:`himbench.bench.cost`)
 ``device_name``, ``torch_version``, ``date`` (UTC ISO), ``spec`` (JSON: ``create_method(**spec)`` rebuilds the method)
 then every accuracy key of :meth:`himbench.metrics.IMQAccumulator.summary` (IMQ/RQ/MQ at both IoU thresholds and
-the MaGGIe-style per-instance errors), in the order the accumulator reports them.
+the MaGGIe-style per-instance errors), in the order the accumulator reports them, the ``maggie_*`` columns (MaGGIe's
+own units, :mod:`himbench.metrics.paper_units`) and, on a mean row, ``<metric>_std``.
+
+Concurrency and safety: :func:`update_results` holds an exclusive ``fcntl.flock`` on the sidecar ``<csv>.lock`` for
+the whole read-merge-write, and writes through a temporary file renamed over the CSV, so two benchmarks finishing
+at once both land and a reader never sees half a file. A malformed CSV (an unbalanced quote, a row with more or
+fewer fields than the header) is refused with its line number (:class:`MalformedResultsError`), never rendered or
+written back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from himbench.io import atomic_write_text
@@ -33,18 +44,22 @@ __all__ = [
     "FIXED_COLUMNS",
     "KEY_COLUMNS",
     "LATENCY_COUNTS",
+    "MalformedResultsError",
     "merge_rows",
+    "read_csv_rows",
     "read_results",
+    "results_lock",
     "row_key",
     "update_results",
     "write_results",
 ]
 
-KEY_COLUMNS = ("method", "data", "split", "environment")
+KEY_COLUMNS = ("method", "data", "split", "environment", "size_protocol")
 LATENCY_COUNTS = tuple(range(1, 11))
 FIXED_COLUMNS = (
     *KEY_COLUMNS,
     "guidance",
+    "mask_set",
     "trained",
     "params",
     "n_images",
@@ -64,13 +79,74 @@ def row_key(row: dict) -> tuple[str, ...]:
     return tuple(str(row.get(column, "")) for column in KEY_COLUMNS)
 
 
-def read_results(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a results CSV as dicts of strings; a missing file is an empty leaderboard."""
+class MalformedResultsError(ValueError):
+    """A results CSV that cannot be read safely; ``line`` is the 1-based line where the bad record starts."""
+
+    def __init__(self, path: str | Path, line: int, problem: str) -> None:
+        super().__init__(f"{path}:{line}: {problem}; fix or remove that line (nothing was rendered or written)")
+        self.path, self.line, self.problem = str(path), line, problem
+
+
+def read_csv_rows(path: str | Path, comments: bool = False) -> list[dict[str, str]]:
+    """Rows of a CSV as dicts of strings, parsed strictly: an unbalanced quote or a row whose field count differs
+    from the header raises :class:`MalformedResultsError` with the line number. ``comments``: lines starting with
+    ``#`` (before or between rows) are skipped. A missing file has no rows."""
     path = Path(path)
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    kept = [("" if comments and line.lstrip().startswith("#") else line) for line in lines]
+    reader = csv.reader(io.StringIO("".join(kept)), strict=True)
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            problem = "unbalanced quote: the quoted field opened here never closes" if "end of data" in str(err) \
+                else f"malformed quoting ({err})"
+            raise MalformedResultsError(path, start, problem) from err
+        if not record:  # a blank (or comment) line
+            continue
+        if header is None:
+            header = record
+            if len(set(header)) != len(header):
+                raise MalformedResultsError(path, start, "duplicate column names in the header")
+            continue
+        if len(record) != len(header):
+            raise MalformedResultsError(path, start, f"{len(record)} fields where the header has {len(header)}")
+        rows.append(dict(zip(header, record, strict=True)))
+    return rows
+
+
+def read_results(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a results CSV as dicts of strings; a missing file is an empty leaderboard; a malformed one raises
+    :class:`MalformedResultsError` naming the line."""
+    return read_csv_rows(path)
+
+
+@contextlib.contextmanager
+def results_lock(path: str | Path) -> Iterator[Path]:
+    """Exclusive lock on ``<path>.lock`` (``fcntl.flock``; blocks until free), for a read-merge-write of ``path``.
+    On systems without ``fcntl`` the block runs unlocked."""
+    path = Path(path)
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield lock_path
+        return
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield lock_path
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _columns(rows: Iterable[dict]) -> list[str]:
@@ -113,6 +189,8 @@ def write_results(path: str | Path, rows: list[dict]) -> Path:
 
 
 def update_results(path: str | Path, new_rows: list[dict]) -> Path:
-    """Merge ``new_rows`` into the CSV at ``path`` (created if missing)."""
-    return write_results(path, merge_rows(read_results(path), new_rows))
+    """Merge ``new_rows`` into the CSV at ``path`` (created if missing), under :func:`results_lock`, written
+    atomically. A malformed existing CSV raises :class:`MalformedResultsError` and is left untouched."""
+    with results_lock(path):
+        return write_results(path, merge_rows(read_results(path), new_rows))
 

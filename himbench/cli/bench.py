@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
 
-__all__ = ["command", "parse_method_options"]
+__all__ = ["command", "command_line", "parse_method_options"]
 
 
 def _value(text: str):
@@ -52,8 +53,11 @@ def parse_method_options(
               help="Comma-separated methods: e2ehim-tiny, e2ehim-base, mask-only, mask-cf, mask-refine (mask-guided), "
                    "seg-tiny, seg-refine, or any model of `himbench models`.")
 @click.option("--data", "-d", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Built shard folder (himbench build-dataset output) holding the split to score.")
-@click.option("--split", default="test", show_default=True, help="Split of --data to score.")
+              help="Built shard folder (himbench build-dataset output) or a HIM-2K / M-HIM2K folder "
+                   "(images/<split>/, alphas/<split>/<stem>/) holding the split to score.")
+@click.option("--split", default="test", show_default=True,
+              help="Split of --data to score; a comma list scores each in turn with its own rows (M-HIM2K: "
+                   "--split comp,natural for the composite and natural subsets).")
 @click.option("--out", "-o", "out_dir", default="bench-results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the result JSON (its name holds data, split and environment) and the config JSON.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="METHOD=PATH",
@@ -70,7 +74,13 @@ def parse_method_options(
               help="Seed of drop/merge choices (per image: seed + image id, so every method sees the same masks).")
 @click.option("--guidance-radius", default=4, show_default=True, type=int, help="Pixels to erode/dilate by.")
 @click.option("--masks", "masks_dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Read guidance masks from disk instead (M-HIM2K layout: DIR/<split>/<image_id>/<k>.png).")
+              help="Read guidance masks from disk instead: one set (DIR/<split>/<image_id>/<k>.png), or the released "
+                   "M-HIM2K folder holding several sets (DIR/masks_matched_<model>/<split>/<image_id>/<k>.png): "
+                   "one evaluation per set, per-set rows and a mean/std row.")
+@click.option("--size-protocol", default="native", show_default=True,
+              type=click.Choice(["native", "maggie", "instmatt"]),
+              help="Resize images as a paper's test code did before predicting (scores stay at the original size): "
+                   "maggie = short side 576, instmatt = long side at most 1280. Recorded in the row.")
 @click.option("--limit", default=None, type=int, help="Score only the first N images of the split.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:1 ...")
 @click.option("--latency-size", default=640, show_default=True, type=int,
@@ -86,8 +96,8 @@ def parse_method_options(
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options, guidance, guidance_seed,
-            guidance_radius, masks_dir, limit, device, latency_size, latency_repeats, warmup, max_instances,
-            leaderboard_csv, no_leaderboard, threads, no_progress) -> None:
+            guidance_radius, masks_dir, size_protocol, limit, device, latency_size, latency_repeats, warmup,
+            max_instances, leaderboard_csv, no_leaderboard, threads, no_progress) -> None:
     """Run every method of --methods on the same images of --data: predict, score with the instance metrics
     (IMQ/RQ/MQ at IoU 0.5 and 0.75, and per-instance errors), and measure cost (parameters, mean latency per
     image, latency versus 1..10 instances on synthetic 640 x 640 images, peak memory).
@@ -96,25 +106,67 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
     in; the run's config goes beside it as .config.json) and updates the leaderboard CSV (one row per method, data,
     split and environment). Render it with `himbench leaderboard`.
     """
-    import dataclasses
-
     import torch
-    from tqdm import tqdm
 
-    from himbench.bench import BenchConfig, merge_rows, run_bench, update_results
-    from himbench.io import InputError, atomic_write_text
+    from himbench.bench import BenchConfig
+    from himbench.bench.harness import find_mask_sets
+    from himbench.bench.results import MalformedResultsError, read_results
 
     if threads:
         torch.set_num_threads(threads)
+    invocation = command_line(click.get_current_context())
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    splits = [s.strip() for s in split.split(",") if s.strip()]
+    mask_sets = find_mask_sets(masks_dir) if masks_dir else ()
     guidance_options = {"guidance": guidance, "guidance_seed": guidance_seed, "guidance_radius": guidance_radius,
-                        "masks_dir": masks_dir}
+                        "masks_dir": None if mask_sets else masks_dir}
     method_options = parse_method_options(names, checkpoints, options, guidance_options, seg_checkpoint)
-    config = BenchConfig(
-        data=str(data), methods=tuple(names), split=split, method_options=method_options, limit=limit,
-        device=None if device == "auto" else device, latency_counts=tuple(range(1, max_instances + 1)),
-        latency_size=latency_size, latency_repeats=latency_repeats, warmup=warmup,
-    )
+    if mask_sets:
+        click.echo(f"M-HIM2K: {len(mask_sets)} mask sets in {masks_dir}: {', '.join(n for n, _ in mask_sets)}")
+    if not no_leaderboard:
+        try:  # refuse a malformed leaderboard before spending minutes on the benchmark
+            read_results(leaderboard_csv)
+        except MalformedResultsError as err:
+            raise click.ClickException(str(err)) from err
+    for one_split in splits:
+        config = BenchConfig(
+            data=str(data), methods=tuple(names), split=one_split, method_options=method_options, limit=limit,
+            device=None if device == "auto" else device, latency_counts=tuple(range(1, max_instances + 1)),
+            latency_size=latency_size, latency_repeats=latency_repeats, warmup=warmup, mask_sets=mask_sets,
+            size_protocol=size_protocol,
+        )
+        _run_one(config, data, one_split, out_dir, leaderboard_csv, no_leaderboard, limit, no_progress, invocation)
+
+
+def command_line(ctx: click.Context) -> str:
+    """The ``himbench bench`` invocation that reproduces this run (options that differ from their defaults), kept in
+    every row's ``command`` column so the leaderboard can say how each row was made."""
+    parts = ["himbench", "bench"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or value in (None, False, ()) or value == param.default:
+            continue
+        flag = param.opts[0]
+        if param.is_flag:
+            parts.append(flag)
+        elif param.multiple:
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, no_leaderboard: bool,
+             limit: int | None, no_progress: bool, invocation: str) -> None:
+    """One split of ``himbench bench``: run, write the result JSON, update the leaderboard, print the table."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from himbench.bench import merge_rows, run_bench, update_results
+    from himbench.bench.results import MalformedResultsError
+    from himbench.io import InputError, atomic_write_text
 
     def progress(items, name):
         return tqdm(items, desc=name, unit="img", total=limit, disable=no_progress)
@@ -129,6 +181,8 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
         env, results, rows = run_bench(config, progress, on_error)
     except (InputError, KeyError, ValueError) as err:
         raise click.ClickException(str(err)) from err
+    for row in rows:
+        row["command"] = invocation
     stem = f"bench_{Path(data).resolve().name}_{split}_{env.slug}"
     out = Path(out_dir)
     result_path = out / f"{stem}.json"
@@ -144,8 +198,11 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
     atomic_write_text(result_path, json.dumps(payload, indent=2, default=str))
     atomic_write_text(out / f"{stem}.config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str))
     if not no_leaderboard:
-        update_results(leaderboard_csv, rows)
-    click.echo(f"environment: {env.slug}")
+        try:
+            update_results(leaderboard_csv, rows)
+        except MalformedResultsError as err:
+            raise click.ClickException(str(err)) from err
+    click.echo(f"environment: {env.slug}" + (f" · split {split}" if split else ""))
     header = f"{'method':<28} {'IMQ_mad@0.5':>11} {'RQ@0.5':>7} {'inst_MAD':>9} {'ms/img':>8} {'ms@n6':>8} {'MiB':>7}"
     click.echo(header)
     nan = float("nan")

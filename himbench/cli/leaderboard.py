@@ -86,21 +86,37 @@ def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, de
 @click.option("--no-qualitative", is_flag=True, help="Skip the qualitative grid (it runs every method once).")
 @click.option("--metric", default="IMQ_mad@0.5", show_default=True, help="Accuracy axis of the scatter plot.")
 @click.option("--device", default="cpu", show_default=True, help="Device for the qualitative grid's methods.")
-def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, device) -> None:
+@click.option("--published", "published_csv", default="leaderboard/published.csv", show_default=True,
+              type=click.Path(dir_okay=False),
+              help="Numbers printed in papers, shown beside the measured rows (marked; skipped if the file is absent).")
+@click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
+              help="Also write ONE self-contained HTML page here (sortable tables, published vs measured rows, the "
+                   "plots and qualitative grid embedded, the command behind each row).")
+def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, device, published_csv, html_out) -> None:
     """Render the leaderboard: OUT/README.md (Markdown tables), OUT/leaderboard.tex (LaTeX), and plots
     OUT/accuracy_vs_latency.png, OUT/latency_vs_instances.png, OUT/qualitative.png. Best values are bold, from
-    each metric's direction (IMQ/RQ/MQ higher, errors/latency/memory lower)."""
-    from himbench.bench.results import read_results
+    each metric's direction (IMQ/RQ/MQ higher, errors/latency/memory lower). Published numbers (--published) get
+    their own "Compare with the papers" tables where each row is marked published or measured; --html writes the
+    same as one web page."""
+    from himbench.bench.results import MalformedResultsError, read_results
     from himbench.io import InputError, atomic_write_text, read_image
     from himbench.leaderboard import (
         plot_accuracy_vs_latency,
         plot_latency_vs_instances,
         plot_qualitative,
+        read_published,
+        render_comparison_latex,
+        render_comparison_markdown,
+        render_html,
         render_latex,
         render_markdown,
     )
 
-    rows = read_results(csv_path)
+    try:
+        rows = read_results(csv_path)
+        published = read_published(published_csv) if published_csv and Path(published_csv).is_file() else []
+    except (MalformedResultsError, ValueError) as err:
+        raise click.ClickException(str(err)) from err
     if not rows:
         raise click.ClickException(f"{csv_path}: no results (run `himbench bench` first)")
     out = Path(out_dir)
@@ -111,7 +127,11 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         "![accuracy versus latency](accuracy_vs_latency.png) ![latency versus instances](latency_vs_instances.png)\n\n"
     )
     markdown = header + render_markdown(rows)
-    written = [atomic_write_text(out / "leaderboard.tex", render_latex(rows))]
+    latex = render_latex(rows)
+    if published:
+        markdown += "\n" + render_comparison_markdown(published, rows)
+        latex += "\n" + render_comparison_latex(published, rows)
+    written = [atomic_write_text(out / "leaderboard.tex", latex)]
     written.append(plot_accuracy_vs_latency(rows, out / "accuracy_vs_latency.png", metric))
     written.append(plot_latency_vs_instances(rows, out / "latency_vs_instances.png"))
     photo_path = Path(photo)
@@ -135,5 +155,9 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
             "says), since a real photo has no ground truth.\n"
         )
     written.insert(0, atomic_write_text(out / "README.md", markdown))
+    if html_out:
+        names = ("accuracy_vs_latency.png", "latency_vs_instances.png", "qualitative.png")
+        images = {name: (out / name).read_bytes() for name in names if (out / name).is_file()}
+        written.append(atomic_write_text(html_out, render_html(rows, published, images)))
     for path in written:
         click.echo(f"wrote {path}")
