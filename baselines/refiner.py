@@ -95,6 +95,8 @@ def perturb_mask_tensor(masks: torch.Tensor, max_radius: int) -> torch.Tensor:
 class MaskRefiner(nn.Module):
     """Image + one instance mask -> that instance's alpha (see module docstring)."""
 
+    mask_guided = True  # predict_instances needs guidance masks (himbench predict asks for --masks / --guidance)
+
     def __init__(self, config: RefinerConfig = RefinerConfig()) -> None:
         super().__init__()
         self.config = config

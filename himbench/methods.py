@@ -16,7 +16,14 @@ Built-in methods (``list_methods()``):
 ``mask-refine``    guidance masks -> learned refiner per instance (model ``mask-refine-tiny`` by default)
 ``seg-refine``     learned segmenter ``seg-tiny`` -> learned refiner per instance: the full two-stage pipeline
 ``seg-tiny``       the segmenter alone (hard masks as mattes), to show how much the refiner adds
+``e2ehim-official`` the authors' released E2E-HIM network (needs their weights: ``himbench import-checkpoint``)
+``mgm``            guidance masks -> the authors' released MGMatting per instance (needs their weights)
+``seg-mgm``        learned segmenter ``seg-tiny`` -> MGMatting per instance (two-stage with a released refiner)
 =================  ===========================================================================================
+
+Models that re-implement a published network carry ``released_weights``
+(:class:`himbench.checkpoints.ReleasedWeights`): random weights mean nothing for them, so creating such a method
+without a checkpoint is an error that says where the authors publish the weights and under which licence.
 
 Any other registered model name also works (``create_method("my-model", checkpoint=...)``). To add a method, write a
 :class:`Method` subclass and register a factory with ``@register_method("name")``.
@@ -48,6 +55,7 @@ __all__ = [
     "list_methods",
     "default_checkpoint",
     "load_registered_model",
+    "missing_weights_message",
     "register_method",
     "resolve_device",
 ]
@@ -156,17 +164,34 @@ def default_checkpoint(model: str) -> Path | None:
     return None
 
 
+def missing_weights_message(model: str, released) -> str:
+    """Where to get the authors' weights of ``model`` and how to import them (for a missing-checkpoint error)."""
+    return (
+        f"{model} re-implements a published network and needs the authors' weights: random weights give "
+        f"meaningless outputs. Download {released.filename} from {released.download} (code: {released.code}; "
+        f"licence: {released.license}), then run `himbench import-checkpoint {released.filename} "
+        f"weights/{model} --model {model}` and pass `checkpoint=weights/{model}` (CLI: --checkpoint / "
+        f"--option {model}.checkpoint=weights/{model})."
+    )
+
+
 def load_registered_model(model: str, checkpoint: str | Path | None, device: str):
     """Create registered ``model`` with the weights of ``checkpoint`` (a :mod:`himbench.checkpoints` folder,
     its ``model.safetensors``, or a Hub id); with no checkpoint, the shipped one (:func:`default_checkpoint`) if
-    any, else random weights. Returns ``(module in eval mode on device, checkpoint used or None)``."""
+    any, else random weights (an :class:`InputError` for models whose ``released_weights`` say random weights are
+    useless). Returns ``(module in eval mode on device, checkpoint used or None)``."""
     from himbench.checkpoints import load_model
+    from himbench.io import InputError
     from himbench.registry import create_model
 
     if checkpoint is None:
         checkpoint = default_checkpoint(model)
     if checkpoint is None:
-        return create_model(model).to(device).eval(), None
+        net = create_model(model)
+        released = getattr(net, "released_weights", None)
+        if released is not None and released.requires_weights:
+            raise InputError(model, missing_weights_message(model, released))
+        return net.to(device).eval(), None
     return load_model(checkpoint, model_name=model, device=device), str(checkpoint)
 
 
@@ -234,7 +259,7 @@ class MaskOnlyMethod(Method):
 
 
 class RefineMethod(ModelMethod):
-    """``mask-refine``: a learned refiner run once per guidance mask."""
+    """``mask-refine`` / ``mgm``: a learned mask-guided refiner run once per guidance mask."""
 
     def __init__(
         self,
@@ -242,8 +267,9 @@ class RefineMethod(ModelMethod):
         model: str = "mask-refine-tiny",
         checkpoint: str | None = None,
         device: str | None = None,
+        name: str = "mask-refine",
     ) -> None:
-        super().__init__("mask-refine", model, checkpoint, device)
+        super().__init__(name, model, checkpoint, device)
         guidance = guidance or GuidanceConfig()
         self.guidance = guidance
         self.spec = {**self.spec, **_guidance_spec(guidance)}
@@ -262,22 +288,23 @@ class SegRefineMethod(Method):
         model: str = "mask-refine-tiny",
         checkpoint: str | None = None,
         device: str | None = None,
+        name: str = "seg-refine",
     ) -> None:
-        self.name = "seg-refine"
+        self.name = name
         self._device = resolve_device(device)
         self.segmenter, seg_used = load_registered_model(segmenter, seg_checkpoint, self._device)
         self.refiner, used = load_registered_model(model, checkpoint, self._device)
         self._trained = seg_used is not None and used is not None
         self.checkpoints_used = {segmenter: seg_used, model: used}
         self.spec = {
-            "name": "seg-refine",
+            "name": name,
             "segmenter": segmenter,
             "seg_checkpoint": seg_checkpoint,
             "model": model,
             "checkpoint": checkpoint,
         }
         if not self._trained:
-            warnings.warn("seg-refine: a stage has no checkpoint and runs with random weights", stacklevel=2)
+            warnings.warn(f"{name}: a stage has no checkpoint and runs with random weights", stacklevel=2)
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         masks, _ = self.segmenter.predict_instances(image)
@@ -326,7 +353,8 @@ def _guidance_from(kwargs: dict[str, Any]) -> GuidanceConfig:
 
 
 _METHODS: dict[str, Callable[..., Method]] = {}
-MASK_GUIDED: frozenset[str] = frozenset({"mask-cf", "mask-only", "mask-refine"})  # methods that take guidance options
+# methods that take guidance options
+MASK_GUIDED: frozenset[str] = frozenset({"mask-cf", "mask-only", "mask-refine", "mgm"})
 
 
 def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
@@ -362,6 +390,21 @@ def _seg_refine(**kwargs: Any) -> Method:
     return SegRefineMethod(**kwargs)
 
 
+@register_method("mgm")
+def _mgm(**kwargs: Any) -> Method:
+    """The authors' MGMatting (model ``mgm``) per guidance mask: ground-truth, perturbed or ``masks_dir`` masks."""
+    guidance = _guidance_from(kwargs)
+    kwargs.setdefault("model", "mgm")
+    return RefineMethod(guidance, name="mgm", **kwargs)
+
+
+@register_method("seg-mgm")
+def _seg_mgm(**kwargs: Any) -> Method:
+    """Two-stage: himbench's segmenter ``seg-tiny`` finds the people, the authors' MGMatting mattes each one."""
+    kwargs.setdefault("model", "mgm")
+    return SegRefineMethod(name="seg-mgm", **kwargs)
+
+
 def _model_factory(name: str, model: str) -> Callable[..., Method]:
     def factory(checkpoint: str | None = None, device: str | None = None, model: str = model) -> Method:
         return ModelMethod(name, model, checkpoint, device)
@@ -370,7 +413,7 @@ def _model_factory(name: str, model: str) -> Callable[..., Method]:
     return factory
 
 
-for _model in ("e2ehim-tiny", "e2ehim-base", "seg-tiny"):
+for _model in ("e2ehim-tiny", "e2ehim-base", "e2ehim-official", "seg-tiny"):
     register_method(_model)(_model_factory(_model, _model))
 
 

@@ -47,9 +47,10 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
 )
 @click.option(
     "--checkpoint",
-    required=True,
+    default=None,
     help="Checkpoint folder (model.safetensors + config.json), a .safetensors file, or a Hugging Face Hub "
-    "model id (owner/name[@revision]). Pickle files are refused.",
+    "model id (owner/name[@revision]). Pickle files are refused (convert the authors' .ckpt/.pth with "
+    "`himbench import-checkpoint`). Default: the checkpoint shipped with --model, if it has one.",
 )
 @click.argument("images", nargs=-1, required=True)
 @click.option(
@@ -70,9 +71,26 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch.")
 @click.option("--score-threshold", default=None, type=float, help="Override the model's person-score threshold.")
-def command(model_name, checkpoint, images, out_dir, split, batch_size, device, threads, score_threshold) -> None:
+@click.option(
+    "--masks",
+    "masks_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Guidance masks for mask-guided models (mgm, mask-refine): M-HIM2K layout DIR/<split>/<stem>/<k>.png.",
+)
+@click.option(
+    "--guidance",
+    default=None,
+    help="Guidance for mask-guided models on built shard folders: masks from the ground truth (binarised at 0.5), "
+    "perturbed by none, erode, dilate, drop, merge or a comma list (e.g. erode,drop).",
+)
+def command(
+    model_name, checkpoint, images, out_dir, split, batch_size, device, threads, score_threshold, masks_dir, guidance
+) -> None:
     """Predict instance mattes for IMAGES (files, folders of images, or built shard folders) with a trained model.
-    Any input size; mattes are written at the original size. A bad image is reported and skipped; the rest go on."""
+    Any input size; mattes are written at the original size. A bad image is reported and skipped; the rest go on.
+
+    Mask-guided models (mgm, mask-refine-*) need guidance: --masks DIR (any input) or --guidance for shard folders."""
     import json
 
     import numpy as np
@@ -88,22 +106,33 @@ def command(model_name, checkpoint, images, out_dir, split, batch_size, device, 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     overrides = {"score_threshold": score_threshold} if score_threshold is not None else {}
+    if checkpoint is None:
+        checkpoint = _default_checkpoint(model_name)
     try:
         model = load_model(checkpoint, model_name, device=device, **overrides)
     except (InputError, KeyError) as err:
         raise click.ClickException(str(err)) from err
+    guide = _guidance_reader(masks_dir, guidance)
+    if guide is None and getattr(model, "mask_guided", False):
+        raise click.UsageError("this model is mask-guided: pass --masks DIR or, for shard folders, --guidance none")
     items = collect_inputs(images, split)
     out = Path(out_dir)
+    options = {"batch_size": batch_size, "device": device, "score_threshold": score_threshold, "masks": masks_dir,
+               "guidance": guidance, "split": split}
+    manifest = _manifest(out, images, items, model, model_name or _stored_model_name(checkpoint), checkpoint, options)
     failures: list[str] = []
     written = 0
 
     def load(item):
         item_split, stem, source = item
+        alphas = None
         if isinstance(source, tuple):
             dataset, index = source
-            sample_id, image, _ = dataset.read_raw(index)
-            return item_split, sample_id, image, None
-        return item_split, stem, read_image(source), None
+            stem, image, alphas = dataset.read_raw(index)
+        else:
+            image = read_image(source)
+        masks = guide(item_split, stem, image.shape[:2], alphas) if guide is not None else None
+        return item_split, stem, image, masks
 
     def flush(batch):
         nonlocal written
@@ -138,6 +167,81 @@ def command(model_name, checkpoint, images, out_dir, split, batch_size, device, 
             flush(pending)
             pending = []
     flush(pending)
+    if written:
+        from himbench.prediction_manifest import write_manifest
+
+        write_manifest(out, manifest)
     click.echo(f"wrote predictions for {written} image(s) to {out}" + (f"; {len(failures)} failed" if failures else ""))
     if failures and not written:
         raise SystemExit(1)
+
+
+def _default_checkpoint(model_name: str | None) -> str:
+    """The checkpoint shipped with ``model_name``, or a usage error that says what to pass."""
+    from himbench.methods import default_checkpoint
+
+    if model_name is None:
+        raise click.UsageError("pass --checkpoint (or --model NAME for a model that ships a checkpoint)")
+    shipped = default_checkpoint(model_name)
+    if shipped is not None:
+        return str(shipped)
+    from himbench.registry import create_model
+
+    try:
+        released = getattr(create_model(model_name), "released_weights", None)
+    except KeyError as err:
+        raise click.UsageError(str(err.args[0])) from err
+    if released is not None:
+        from himbench.methods import missing_weights_message
+
+        raise click.UsageError(missing_weights_message(model_name, released))
+    raise click.UsageError(f"{model_name} ships no checkpoint: pass --checkpoint (e.g. one written by himbench train)")
+
+
+def _guidance_reader(masks_dir: str | None, guidance: str | None):
+    """``(split, stem, (H, W), gt_alphas or None) -> (N,H,W) bool masks``, or None when no guidance was asked for."""
+    if masks_dir is None and guidance is None:
+        return None
+    from baselines.guidance import GuidanceConfig, guidance_masks, perturb_masks, read_disk_masks
+
+    try:
+        config = GuidanceConfig(perturb=guidance or "none", masks_dir=masks_dir)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--guidance") from err
+
+    def masks_for(split: str, stem: str, shape: tuple[int, int], gt_alphas):
+        if masks_dir is not None:
+            return perturb_masks(read_disk_masks(masks_dir, split, stem, shape), config, stem)
+        if gt_alphas is None:
+            from himbench.io import InputError
+
+            raise InputError(stem, "--guidance needs ground truth: use a built shard folder, or --masks DIR")
+        return guidance_masks(config, stem, gt_alphas, split)
+
+    return masks_for
+
+
+def _manifest(out: Path, inputs: tuple[str, ...], items, model, model_name: str, checkpoint: str, options: dict):
+    """predictions.json: the source (a shard folder's path relative to OUT and its identity), model, weights;
+    merged with the folder's existing manifest now, so that a refusal (another model) comes before any write."""
+    from himbench.io import InputError
+    from himbench.prediction_manifest import merged_manifest, new_manifest, shard_source
+    from himbench.registry import config_to_dict
+
+    shard_inputs = [raw for raw in inputs if (Path(raw) / "data").is_dir()]
+    if len(inputs) == 1 and shard_inputs:
+        source = shard_source(shard_inputs[0], out)
+    else:
+        source = {"kind": "images", "inputs": [str(Path(raw).resolve()) for raw in inputs]}
+    splits = sorted({item[0] for item in items})
+    options = {**options, "model_config": config_to_dict(model.config)}
+    try:
+        return merged_manifest(out, new_manifest(source, splits, model_name, checkpoint, options))
+    except InputError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def _stored_model_name(checkpoint: str) -> str:
+    from himbench.checkpoints import read_checkpoint_config
+
+    return str(read_checkpoint_config(checkpoint).get("model_name", "unknown"))

@@ -1,0 +1,235 @@
+"""``predictions.json``: what made a prediction folder, and which ground truth it belongs to.
+
+``himbench predict`` writes this manifest at the top of its output folder, so that ``himbench evaluate PRED_DIR``
+knows the ground truth without ``--gt`` and a leaderboard row can be traced back to the model, weights and options
+that produced the files it scored::
+
+    {
+      "format": "himbench-predictions-v1",
+      "source": {"kind": "shards", "path": "../data/him-test",      # relative to the manifest when possible
+                 "build_fingerprint": "3f2a...", "shards_digest": "9c1e..."},
+      "splits": ["test"],
+      "model": "e2ehim-tiny",
+      "checkpoint": {"path": "...", "sha256": "..."},
+      "options": {...resolved predict options...},
+      "versions": {"himbench": "0.1.0", "torch": "2.13.0"},
+      "created": "2026-11-25T22:00:00+00:00"
+    }
+
+``source.kind`` is ``shards`` (a built shard folder: ground truth known), ``hub`` (a Hub dataset id and revision) or
+``images`` (image files: no ground truth). The ground truth is checked when it is used: a folder that moved, or that
+now holds a different build (its fingerprint or its shard files changed), is an :class:`InputError`, never a silent
+score against other data. Predicting several splits into one folder merges their names into ``splits``; a second
+model or another source into the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from himbench.io import InputError
+from himbench.io.atomic import atomic_write_text
+
+__all__ = [
+    "FORMAT",
+    "MANIFEST_NAME",
+    "PredictionManifest",
+    "ground_truth_of",
+    "merged_manifest",
+    "new_manifest",
+    "read_manifest",
+    "shard_folder_identity",
+    "shard_source",
+    "write_manifest",
+]
+
+MANIFEST_NAME = "predictions.json"
+FORMAT = "himbench-predictions-v1"
+_FORMAT_PREFIX = "himbench-predictions-v"
+_MAX_BYTES = 1 << 20  # a manifest is a few KB; refuse to parse anything large
+
+
+@dataclass
+class PredictionManifest:
+    source: dict[str, Any]
+    splits: list[str]
+    model: str
+    checkpoint: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    format: str = FORMAT
+
+    def provenance(self) -> dict[str, Any]:
+        """The facts a report or leaderboard row records about what made the predictions."""
+        return {
+            "model": self.model,
+            "checkpoint": self.checkpoint.get("path"),
+            "checkpoint_sha256": self.checkpoint.get("sha256"),
+            "options": self.options,
+            "source": self.source.get("path") or self.source.get("hub_id"),
+            "created": self.created,
+        }
+
+
+def shard_folder_identity(folder: str | Path) -> dict[str, str]:
+    """``build_fingerprint`` (from build_config.json, when there is one) and ``shards_digest`` (names and sizes of
+    data/*.parquet) of a built shard folder: what must still hold when its predictions are scored."""
+    folder = Path(folder)
+    identity: dict[str, str] = {}
+    config_path = folder / "build_config.json"
+    if config_path.is_file():
+        from himbench.synthesis.config import SynthesisConfig
+
+        try:
+            identity["build_fingerprint"] = SynthesisConfig.from_dict(json.loads(config_path.read_text())).fingerprint()
+        except (OSError, ValueError, TypeError) as err:
+            raise InputError(config_path, f"cannot read the build config ({err})") from err
+    digest = hashlib.sha256()
+    for shard in sorted((folder / "data").glob("*.parquet")):
+        digest.update(f"{shard.name}\0{shard.stat().st_size}\n".encode())
+    identity["shards_digest"] = digest.hexdigest()[:16]
+    return identity
+
+
+def _relative(target: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(target.resolve(), start.resolve())
+    except ValueError:  # another drive on Windows: no relative path exists
+        return str(target.resolve())
+
+
+def shard_source(folder: str | Path, manifest_dir: str | Path) -> dict[str, Any]:
+    """The ``source`` record of a built shard folder, its path relative to the manifest's folder."""
+    return {"kind": "shards", "path": _relative(Path(folder), Path(manifest_dir)), **shard_folder_identity(folder)}
+
+
+def new_manifest(
+    source: dict[str, Any], splits: list[str], model: str, checkpoint: str | Path, options: dict[str, Any]
+) -> PredictionManifest:
+    """A manifest for predictions just made (versions and date filled in; the weights file is hashed)."""
+    import torch
+
+    from himbench import __version__
+
+    path = Path(checkpoint)
+    weights = path / "model.safetensors" if path.is_dir() else path
+    sha = None
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with open(weights, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        sha = digest.hexdigest()
+    return PredictionManifest(
+        source=source,
+        splits=sorted(set(splits)),
+        model=model,
+        checkpoint={"path": str(checkpoint), "sha256": sha},
+        options=options,
+        versions={"himbench": __version__, "torch": torch.__version__.split("+")[0]},
+        created=dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+    )
+
+
+def read_manifest(pred_dir: str | Path) -> PredictionManifest | None:
+    """The manifest of a prediction folder, or None when it has none (predictions made elsewhere)."""
+    path = Path(pred_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    if path.stat().st_size > _MAX_BYTES:
+        raise InputError(path, f"prediction manifest larger than {_MAX_BYTES} bytes: not a himbench manifest")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, UnicodeDecodeError) as err:
+        raise InputError(path, f"prediction manifest is not valid JSON ({err}); pass --gt to score anyway") from err
+    if not isinstance(record, dict):
+        raise InputError(path, "prediction manifest must be a JSON object")
+    version = str(record.get("format", ""))
+    if version != FORMAT:
+        if version.startswith(_FORMAT_PREFIX):
+            raise InputError(
+                path, f"written by a newer himbench (format {version!r}; this one reads {FORMAT!r}): upgrade "
+                "himbench, or pass --gt to score against ground truth you name"
+            )
+        raise InputError(path, f"not a himbench prediction manifest (format {version!r})")
+    known = {f for f in PredictionManifest.__dataclass_fields__}
+    try:
+        manifest = PredictionManifest(**{k: v for k, v in record.items() if k in known})
+    except TypeError as err:
+        raise InputError(path, f"prediction manifest lacks a field ({err})") from err
+    if not isinstance(manifest.source, dict) or not isinstance(manifest.splits, list):
+        raise InputError(path, "prediction manifest: 'source' must be an object and 'splits' a list")
+    return manifest
+
+
+def merged_manifest(pred_dir: str | Path, manifest: PredictionManifest) -> PredictionManifest:
+    """``manifest`` merged with the one already in ``pred_dir`` (if any): the splits are joined; predictions from
+    another source make the source ``mixed`` (no single ground truth: ``evaluate`` then needs ``--gt``). Predictions
+    of another model or other weights are refused: one folder, one model. Call before predicting, so a refusal
+    writes nothing."""
+    path = Path(pred_dir) / MANIFEST_NAME
+    existing = read_manifest(pred_dir) if path.is_file() else None
+    if existing is None:
+        return manifest
+    if existing.model != manifest.model or existing.checkpoint.get("sha256") != manifest.checkpoint.get("sha256"):
+        raise InputError(
+            path, f"this folder holds predictions of {existing.model} (weights sha256 "
+            f"{str(existing.checkpoint.get('sha256'))[:12]}); write predictions of another model or other weights "
+            "into a new folder"
+        )
+    merged = PredictionManifest(**asdict(manifest))
+    merged.splits = sorted(set(existing.splits) | set(manifest.splits))
+    if existing.source != manifest.source:
+        sources = [*_sources(existing.source), *_sources(manifest.source)]
+        unique = {json.dumps(source, sort_keys=True): source for source in sources}
+        merged.source = {"kind": "mixed", "sources": list(unique.values())}
+    return merged
+
+
+def _sources(source: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(source.get("sources", [])) if source.get("kind") == "mixed" else [source]
+
+
+def write_manifest(pred_dir: str | Path, manifest: PredictionManifest) -> Path:
+    """Write the manifest of ``pred_dir`` atomically, merged with an existing one (:func:`merged_manifest`)."""
+    path = Path(pred_dir) / MANIFEST_NAME
+    manifest = merged_manifest(pred_dir, manifest)
+    Path(pred_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def ground_truth_of(pred_dir: str | Path, manifest: PredictionManifest) -> Path:
+    """The ground-truth folder the manifest names, checked to be the same data the predictions were made from."""
+    pred_dir = Path(pred_dir)
+    where = pred_dir / MANIFEST_NAME
+    kind = manifest.source.get("kind")
+    if kind != "shards":
+        what = {"hub": "a Hub dataset", "mixed": "several sources"}.get(str(kind), "image files without ground truth")
+        raise InputError(
+            where, f"the predictions were made from {what}; pass --gt (a shard folder or a HIM-2K folder)"
+        )
+    recorded = str(manifest.source.get("path", ""))
+    folder = Path(recorded) if Path(recorded).is_absolute() else (pred_dir / recorded)
+    if not (folder / "data").is_dir():
+        raise InputError(
+            where, f"the ground truth it names ({recorded}, i.e. {folder.resolve()}) is not a shard folder any more "
+            "(moved or deleted?); pass --gt with its new location"
+        )
+    now = shard_folder_identity(folder)
+    for key in ("build_fingerprint", "shards_digest"):
+        before = manifest.source.get(key)
+        if before is not None and now.get(key) != before:
+            raise InputError(
+                where, f"the ground truth at {folder.resolve()} changed since the predictions were made ({key} "
+                f"{before} then, {now.get(key)} now): it was rebuilt or replaced. Predict again, or pass --gt "
+                "to score against it anyway"
+            )
+    return folder
