@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["INTEROP", "load_manifest", "rule_state_dict", "rule_tensor"]
+__all__ = ["INTEROP", "e2ehim_pipeline_weights", "load_manifest", "rule_state_dict", "rule_tensor"]
 
 INTEROP = Path(__file__).resolve().parent / "data" / "interop"
 
@@ -49,3 +49,15 @@ def rule_state_dict(reference: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
         else:
             out[key] = value.clone()
     return out
+
+
+def e2ehim_pipeline_weights(rule: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """E2E-HIM: the README's three edits for the pipeline vectors: every query a person, all trimap classes present."""
+    state = {key: value.clone() for key, value in rule.items()}
+    state["globalfcnum.layers.1.bias"] = torch.tensor([-2.0, 2.0])
+    weight, bias = state["globalfc2.layers.2.weight"], state["globalfc2.layers.2.bias"]
+    weight[0:768] *= 0.05
+    weight[771:835] *= 0.2
+    bias[768:771] = torch.tensor([0.0, 0.1, 1.0])
+    bias[-1] = 0.5
+    return state

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from interop_rule import INTEROP, load_manifest, rule_state_dict
+from interop_rule import INTEROP, e2ehim_pipeline_weights, load_manifest, rule_state_dict
 
 from baselines.spectral_norm import l2_normalise, power_iteration
 from himbench.cli import main
@@ -125,3 +125,81 @@ def test_predict_without_weights_says_where_to_get_them(tmp_path):
     result = CliRunner().invoke(main, ["predict", "--model", "mgm", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "sharepoint" in result.output.lower() and "himbench import-checkpoint" in result.output
+
+
+# ------------------------------------------------------------------------------------------------------ E2E-HIM
+@pytest.fixture(scope="module")
+def e2ehim_import(tmp_path_factory):
+    """An authors'-style E2E-HIM checkpoint (a bare state dict, as eval_swintiny.py loads it) with the interop
+    pipeline weights (people found, all trimap classes present), imported with the CLI."""
+    root = tmp_path_factory.mktemp("e2ehim")
+    manifest = load_manifest(INTEROP / "e2ehim-official" / "e2ehim_official_state_dict.json")
+    model = create_model("e2ehim-official").eval()
+    state = e2ehim_pipeline_weights(rule_state_dict(model.state_dict()))
+    model.load_state_dict(state)
+    torch.save({key: state[key] for key, _, _ in manifest}, root / "swintiny.ckpt")
+    result = _invoke(
+        ["import-checkpoint", str(root / "swintiny.ckpt"), str(root / "e2ehim"), "--model", "e2ehim-official"]
+    )
+    assert "imported 649 tensors" in result.output and "noncommercial" in result.output
+    return root, model
+
+
+def test_e2ehim_import_predict_round_trip(e2ehim_import):
+    root, model = e2ehim_import
+    photo = _rgb(INTEROP / "e2ehim-official" / "pipeline" / "photo_720x540.png")
+    image = cv2.resize(photo, (180, 135), interpolation=cv2.INTER_AREA)
+    photos = root / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "group.png"), image[:, :, ::-1])
+    _invoke(
+        ["predict", "--checkpoint", str(root / "e2ehim"), str(photos), "-o", str(root / "preds"), "--device", "cpu"]
+    )
+    expected, scores = model.predict_instances(image)
+    got = _predicted(root / "preds" / "test" / "group")
+    assert len(expected) > 0 and len(got) == len(expected)
+    for matte, reference in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(matte, reference)  # the authors' mattes are 8-bit already: no rounding
+    written = json.loads((root / "preds" / "test" / "group" / "scores.json").read_text())
+    np.testing.assert_allclose(sorted(written.values()), sorted(scores.tolist()), rtol=1e-6)
+
+
+def test_bench_runs_both_released_models_end_to_end(e2ehim_import, mgm_import, tmp_path):
+    from test_data import make_toy_dataset
+
+    data = make_toy_dataset(tmp_path / "data", split="test", num_images=2, shards=1, seed=1, size=(72, 96))
+    e2e_root, _ = e2ehim_import
+    mgm_root, _ = mgm_import
+    out = tmp_path / "bench"
+    result = _invoke(
+        [
+            "bench",
+            "--methods",
+            "e2ehim-official,mgm",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--checkpoint",
+            f"e2ehim-official={e2e_root / 'e2ehim'}",
+            "--checkpoint",
+            f"mgm={mgm_root / 'mgm'}",
+            "--max-instances",
+            "1",
+            "--latency-size",
+            "64",
+            "--latency-repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--no-leaderboard",
+            "--no-progress",
+        ]
+    )
+    assert "e2ehim-official" in result.output and "mgm" in result.output
+    records = [json.loads(p.read_text()) for p in out.glob("bench_*.json") if not p.name.endswith(".config.json")]
+    assert records, sorted(p.name for p in out.iterdir())
+    text = json.dumps(records)
+    assert '"e2ehim-official"' in text and '"mgm' in text

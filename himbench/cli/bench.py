@@ -32,7 +32,7 @@ def parse_method_options(
     for name in methods:
         if name in MASK_GUIDED:
             per_method[name].update({k: v for k, v in guidance.items() if v is not None})
-        if name == "seg-refine" and seg_checkpoint:
+        if name in ("seg-refine", "seg-mgm") and seg_checkpoint:
             per_method[name]["seg_checkpoint"] = seg_checkpoint
     for item in checkpoints:
         name, sep, path = item.partition("=")
@@ -51,7 +51,8 @@ def parse_method_options(
 @click.command(name="bench")
 @click.option("--methods", "-m", required=True,
               help="Comma-separated methods: e2ehim-tiny, e2ehim-base, mask-only, mask-cf, mask-refine (mask-guided), "
-                   "seg-tiny, seg-refine, or any model of `himbench models`.")
+                   "seg-tiny, seg-refine, e2ehim-official, mgm (mask-guided), seg-mgm (need the authors' weights: "
+                   "--checkpoint METHOD=DIR from `himbench import-checkpoint`), or any model of `himbench models`.")
 @click.option("--data", "-d", required=True, type=click.Path(exists=True, file_okay=False),
               help="Built shard folder (himbench build-dataset output) or a HIM-2K / M-HIM2K folder "
                    "(images/<split>/, alphas/<split>/<stem>/) holding the split to score.")
@@ -62,9 +63,9 @@ def parse_method_options(
               help="Folder for the result JSON (its name holds data, split and environment) and the config JSON.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="METHOD=PATH",
               help="Checkpoint of a learned method (repeatable), e.g. mask-refine=runs/refiner/best.safetensors. "
-                   "For seg-refine this is the refiner's checkpoint; see --seg-checkpoint.")
+                   "For seg-refine / seg-mgm this is the refiner's checkpoint; see --seg-checkpoint.")
 @click.option("--seg-checkpoint", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Checkpoint of seg-refine's segmenter (seg-tiny).")
+              help="Checkpoint of the segmenter (seg-tiny) of seg-refine and seg-mgm.")
 @click.option("--option", "options", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Any other method option (repeatable; VALUE parsed as JSON when it is), e.g. mask-cf.work_size=480.")
 @click.option("--guidance", default="none", show_default=True,
