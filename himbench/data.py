@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from himbench.io import InputError, decode_image
+from himbench.io import InputError, decode_image, safe_name
 from himbench.shards import boxes_from_alphas, decode_alpha_list, list_shards, splits_in
 
 __all__ = ["HIMShardDataset", "LetterboxInfo", "collate_him", "letterbox_image", "letterbox_mattes", "unletterbox"]
@@ -158,9 +158,16 @@ class HIMShardDataset(Dataset):
         return table
 
     def read_raw(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
-        """Decode sample ``index`` at its stored size: (id, uint8 HxWx3 image, float32 NxHxW alphas)."""
+        """Decode sample ``index`` at its stored size: (id, uint8 HxWx3 image, float32 NxHxW alphas).
+
+        Raises :class:`InputError` naming the shard when the row's id is not a plain file name (shards are untrusted
+        and callers such as ``predict`` use the id as a folder name) or an image is bad or over the pixel limit."""
         shard, group, row = self.index[index]
-        record = self._row_group(shard, group).slice(row, 1).to_pylist()[0]
+        try:
+            record = self._row_group(shard, group).slice(row, 1).to_pylist()[0]
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise InputError(self.shards[shard], f"cannot read row group {group} ({err})") from err
+        safe_name(record["id"], f"{self.shards[shard]}#{record['id']!r}", "sample id")
         source = f"{self.shards[shard]}#{record['id']}"
         image = decode_image(record["image"]["bytes"], f"{source}/image")
         shape = image.shape[:2]

@@ -6,7 +6,8 @@ Layout of a built dataset folder (loadable with no script by ``datasets.load_dat
     DIR/data/<split>-00000-of-00004.parquet    one row per composite image
     DIR/build_config.json                      the resolved build configuration
 
-Columns (Hugging Face feature types in brackets): ``id`` (string), ``seed`` (int64), ``image`` (Image, PNG bytes,
+Columns (Hugging Face feature types in brackets): ``id`` (string; a plain file name, since it names files and
+folders downstream: :func:`read_shard` refuses ``../x`` or ``/abs``), ``seed`` (int64), ``image`` (Image, PNG bytes,
 lossless so the compositing equation holds exactly), ``alphas`` (List of Image: 8-bit PNG visible mattes, back to
 front), ``boxes`` (List of [x0, y0, x1, y1], exclusive end, of each visible matte > 0), ``depth_order`` (List of int:
 depth rank of each instance, 0 = furthest back), ``fg_sources`` (List of string), ``bg_source`` (string),
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.io import InputError, decode_alpha, decode_image
+from himbench.io import InputError, decode_alpha, decode_image, safe_name
 from himbench.io.atomic import atomic_write_bytes
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "arrow_schema",
     "boxes_from_alphas",
     "decode_alpha_list",
+    "is_shard_name",
     "list_shards",
     "read_shard",
     "read_shard_metadata",
@@ -67,6 +69,11 @@ class HIMSample:
 
 def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+def is_shard_name(name: str) -> bool:
+    """True for a file name this project writes as a shard (``<split>-00000-of-00004.parquet``)."""
+    return _SHARD_RE.match(name) is not None
 
 
 def boxes_from_alphas(alphas: np.ndarray) -> np.ndarray:
@@ -175,7 +182,7 @@ def decode_alpha_list(items: list[dict], source: str, shape: tuple[int, int]) ->
 
 
 def _decode_row(row: dict, source: str) -> HIMSample:
-    rid = row["id"]
+    rid = safe_name(row["id"], f"{source}#{row['id']!r}", "sample id")  # ids become folder names downstream
     image = decode_image(row["image"]["bytes"], f"{source}#{rid}/image")
     shape = image.shape[:2]
     alphas = decode_alpha_list(row["alphas"], f"{source}#{rid}", shape)
@@ -211,7 +218,14 @@ def read_shard(path: str | Path) -> Iterator[HIMSample]:
         parquet = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for corrupt files
         raise InputError(path, f"cannot read Parquet shard ({err})") from err
-    for batch in parquet.iter_batches(batch_size=16):
+    batches = parquet.iter_batches(batch_size=16)
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as err:  # a corrupt page deep in the file
+            raise InputError(path, f"cannot read Parquet shard ({err})") from err
+        if batch is None:
+            return
         for row in batch.to_pylist():
             yield _decode_row(row, str(path))
 

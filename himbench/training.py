@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from himbench.io import InputError
+from himbench.io import InputError, parse_json, read_file_bytes, read_json
 from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["TrainConfig", "TrainResult", "find_latest_checkpoint", "lr_at", "plot_losses", "train"]
+__all__ = ["MAX_TRAIN_SIZE", "TrainConfig", "TrainResult", "find_latest_checkpoint", "lr_at", "plot_losses", "train"]
+
+MAX_TRAIN_SIZE = 8192  # square training size in pixels; above this a typo would allocate tens of GB per batch
 
 
 @dataclass
@@ -64,6 +66,26 @@ class TrainConfig:
     resume: str | None = None
     threads: int | None = None  # torch.set_num_threads on CPU
     model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` (source ``train config``) listing every value out of range."""
+        problems = []
+        for name in ("steps", "batch_size", "log_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                problems.append(f"{name} must be an integer >= 1")
+        for name in ("warmup_steps", "num_workers", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                problems.append(f"{name} must be an integer >= 0")
+        for name in ("lr", "weight_decay", "min_lr_ratio", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                problems.append(f"{name} must be a finite number >= 0")
+        if self.size is not None and not 32 <= self.size <= MAX_TRAIN_SIZE:
+            problems.append(f"size must be 32 to {MAX_TRAIN_SIZE} px")
+        if not isinstance(self.model_overrides, dict):
+            problems.append("model_overrides must be a mapping")
+        if problems:
+            raise InputError("train config", "; ".join(problems))
 
 
 @dataclass
@@ -137,8 +159,15 @@ def _pick_device(name: str, local_rank: int):
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = f"cuda:{local_rank}"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise InputError("--device", f"invalid device {name!r} (use auto, cpu, cuda or cuda:N)") from err
     if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError("--device", f"{name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         torch.cuda.set_device(device)
     return device
 
@@ -197,6 +226,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data`` (a built shard folder); see the module docstring for outputs."""
     import torch
 
+    cfg.validate()
     previous_threads = torch.get_num_threads()
     try:
         return _train(cfg, progress)
@@ -227,7 +257,13 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     run_dir = Path(cfg.out)
 
     _seed_everything(cfg.seed)  # identical initial weights on every rank
-    model = create_model(cfg.model, **cfg.model_overrides).to(device)
+    try:
+        model = create_model(cfg.model, **cfg.model_overrides)
+    except KeyError as err:
+        raise InputError("--model", str(err.args[0] if err.args else err)) from err
+    except (TypeError, ValueError) as err:
+        raise InputError("--set", f"invalid model config override ({err})") from err
+    model = model.to(device)
     size = cfg.size or int(model.config.input_size)
     dataset = HIMShardDataset(cfg.data, cfg.split, size=size, augment=cfg.augment, seed=cfg.seed)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
@@ -257,15 +293,22 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         checkpoint = find_latest_checkpoint(cfg.resume)
         load_weights(model, checkpoint / "model.safetensors")
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True))
-        start_step = int(json.loads((checkpoint / "trainer_state.json").read_text())["step"])
+        state_path = checkpoint / "trainer_state.json"
+        try:
+            start_step = int(read_json(state_path, max_bytes=1 << 20)["step"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(state_path, f"no valid 'step' ({err})") from err
 
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     history: list[dict[str, float]] = []
     if cfg.resume and is_main and (run_dir / "log.jsonl").is_file():
-        rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-        history = [row for row in rows if row["step"] <= start_step]
+        log_path = run_dir / "log.jsonl"
+        text = read_file_bytes(log_path, max_bytes=256 << 20).decode("utf-8", errors="replace")
+        rows = [parse_json(line, log_path, max_depth=2) for line in text.splitlines() if line.strip()]
+        history = [row for row in rows if isinstance(row, dict) and isinstance(row.get("step"), int | float)
+                   and row["step"] <= start_step]
 
     wrapped = _loss_module(model)
     if distributed:

@@ -6,31 +6,63 @@ import click
 
 __all__ = ["command"]
 
+# Mirrors himbench.synthesis.config (not imported here, so that `--help` stays light).
+MAX_SIDE = 8192
+MAX_INSTANCES = 20
+
+
+class _UserError(click.ClickException):
+    """A bad argument or a refused output folder: one line on stderr, exit status 2 (as click's usage errors)."""
+
+    exit_code = 2
+
 
 def _parse_splits(value: str) -> dict[str, int]:
-    splits = {}
+    splits: dict[str, int] = {}
     for part in value.split(","):
         name, _, count = part.partition("=")
+        name = name.strip()
         if not name or not count.strip().isdigit():
-            raise click.BadParameter(f"expected NAME=COUNT[,NAME=COUNT...], got {part!r}")
-        splits[name.strip()] = int(count)
+            raise click.BadParameter(f"expected NAME=COUNT[,NAME=COUNT...], got {part!r}", param_hint="--splits")
+        if name in splits:
+            raise click.BadParameter(f"split {name!r} is given twice", param_hint="--splits")
+        splits[name] = int(count)
     return splits
 
 
 def _parse_size(value: str) -> tuple[int, int]:
     width, _, height = value.lower().partition("x")
     try:
-        return int(width), int(height or width)
+        size = int(width), int(height or width)
     except ValueError as err:
-        raise click.BadParameter(f"expected WIDTH or WIDTHxHEIGHT, got {value!r}") from err
+        raise click.BadParameter(f"expected WIDTH or WIDTHxHEIGHT, got {value!r}", param_hint="--size") from err
+    if not all(32 <= side <= MAX_SIDE for side in size):
+        raise click.BadParameter(f"each side must be 32 to {MAX_SIDE} px, got {value!r}", param_hint="--size")
+    return size
 
 
-def _parse_range(value: str) -> tuple[int, int]:
+def _parse_range(value: str, name: str = "--instances") -> tuple[int, int]:
     low, _, high = value.partition("-")
     try:
-        return int(low), int(high or low)
+        result = int(low), int(high or low)
     except ValueError as err:
-        raise click.BadParameter(f"expected MIN-MAX, got {value!r}") from err
+        raise click.BadParameter(f"expected MIN-MAX, got {value!r}", param_hint=name) from err
+    if not 1 <= result[0] <= result[1] <= MAX_INSTANCES:
+        raise click.BadParameter(f"need 1 <= MIN <= MAX <= {MAX_INSTANCES} people per image, got {value!r}",
+                                 param_hint=name)
+    return result
+
+
+def _parse_scale(value: str) -> tuple[float, float]:
+    parts = value.split("-")
+    try:
+        low, high = float(parts[0]), float(parts[-1])
+    except ValueError as err:
+        raise click.BadParameter(f"expected MIN-MAX shares of the canvas height, got {value!r}",
+                                 param_hint="--scale") from err
+    if len(parts) > 2 or not 0 < low <= high <= 2:
+        raise click.BadParameter(f"need 0 < MIN <= MAX <= 2, got {value!r}", param_hint="--scale")
+    return low, high
 
 
 @click.command("build-dataset")
@@ -69,12 +101,16 @@ def _parse_range(value: str) -> tuple[int, int]:
     "--min-visible",
     default=0.7,
     show_default=True,
-    type=float,
+    type=click.FloatRange(0, 1),
     help="Reject placements where a person keeps less than this share of its own area visible.",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Build seed; same seed + sources = same bytes.")
-@click.option("--images-per-shard", default=32, show_default=True, type=int, help="Rows per Parquet shard.")
-@click.option("--workers", "-j", default=None, type=int, help="Worker processes (default: all cores).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Build seed; same seed + sources = same bytes.")
+@click.option("--images-per-shard", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Rows per Parquet shard.")
+@click.option(
+    "--workers", "-j", default=None, type=click.IntRange(min=1), help="Worker processes (default: all cores)."
+)
 @click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
@@ -86,7 +122,13 @@ def _parse_range(value: str) -> tuple[int, int]:
     "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
 )
 @click.option("--store-layers", is_flag=True, help="Also store each person's foreground colours and the background.")
-@click.option("--overwrite", is_flag=True, help="Replace a different build in --out instead of refusing.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Write into an --out that holds another build or other files, instead of refusing. Only the files a build "
+    "writes (data/<split>-*.parquet shards, README.md, build_config.json, build_report.json) are replaced; "
+    "anything else in the folder is left alone.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(
     out_dir,
@@ -118,17 +160,24 @@ def command(
       himbench build-dataset --out data/him-embedded
       himbench build-dataset --out data/him-p3m --fg ../shared/realdata/P3M/demo/imgs --fg embedded --size 640
     """
+    from concurrent.futures.process import BrokenProcessPool
+
     from himbench.io import InputError
     from himbench.synthesis.build import build_dataset
     from himbench.synthesis.config import BuildConfig
 
     width, height = _parse_size(size)
     low, high = _parse_range(instances)
-    scale_parts = scale.split("-")
+    scale_min, scale_max = _parse_scale(scale)
+    split_counts = _parse_splits(splits)
     try:
         weights = tuple(float(w) for w in instance_weights.split(",")) if instance_weights else None
+    except ValueError as err:
+        raise click.BadParameter(f"expected comma-separated numbers, got {instance_weights!r}",
+                                 param_hint="--instance-weights") from err
+    try:
         config = BuildConfig(
-            splits=_parse_splits(splits),
+            splits=split_counts,
             width=width,
             height=height,
             seed=seed,
@@ -136,8 +185,8 @@ def command(
             min_instances=low,
             max_instances=high,
             instance_weights=weights,
-            scale_min=float(scale_parts[0]),
-            scale_max=float(scale_parts[-1]),
+            scale_min=scale_min,
+            scale_max=scale_max,
             min_visible=min_visible,
             fg_sources=tuple(fg_sources),
             bg_sources=tuple(bg_sources),
@@ -152,8 +201,15 @@ def command(
             engine=engine,
             address=ray_address,
         )
-    except (InputError, ValueError, ImportError, ConnectionError) as err:
+    except (InputError, ValueError) as err:
+        raise _UserError(str(err)) from err
+    except (ImportError, ConnectionError) as err:
         raise click.ClickException(str(err)) from err
+    except BrokenProcessPool as err:
+        raise click.ClickException(
+            f"a worker process died (killed for memory?); the finished shards in {out_dir} are kept: run the same "
+            "command again to resume, with fewer --workers if memory is short"
+        ) from err
     summary = report.to_dict()
     click.echo(
         f"built {summary['num_images']} images in {summary['num_shards']} shards "

@@ -9,8 +9,14 @@ import click
 __all__ = ["command"]
 
 
+class _UserError(click.ClickException):
+    """A bad argument or input: one line on stderr, exit status 2 (as click's own usage errors)."""
+
+    exit_code = 2
+
+
 @click.command(name="evaluate")
-@click.argument("pred_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--gt",
     "gt",
@@ -68,6 +74,19 @@ __all__ = ["command"]
 @click.option("--strict", is_flag=True, help="Exit with status 1 when any input problem was found.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Read symbolic links in PRED_DIR that point outside it (by default they are reported and left out, so "
+    "a folder of links to the ground truth cannot score).",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Refuse images and mattes larger than this many pixels before decoding them. Default: "
+    "$HIMBENCH_MAX_PIXELS or 100000000.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -90,6 +109,8 @@ def command(
     max_problems: int,
     strict: bool,
     quiet: bool,
+    follow_symlinks: bool,
+    max_pixels: int | None,
     engine: str,
     ray_address: str | None,
 ) -> None:
@@ -101,8 +122,9 @@ def command(
     (InstMatt, x100) at each IoU threshold, then the per-instance errors of matched instances (SAD/1000, MSE x1000,
     MAD x1000, Grad/1000, Conn/1000 over the whole image) for comparison with MaGGIe-style tables.
 
-    Bad inputs (missing or extra folders, wrong sizes, colour images, unreadable files, NaN) are reported per file
-    and the rest is still scored; an image without a prediction folder counts all its people as missed.
+    Bad inputs (missing or extra folders, wrong sizes, colour images, unreadable or oversized files, NaN, links
+    outside PRED_DIR) are reported per file and the rest is still scored; an image without a prediction folder
+    counts all its people as missed. A PRED_DIR whose entries match no ground-truth image is an error (exit 2).
     """
     from himbench.evaluation import (
         evaluate_folder,
@@ -124,9 +146,11 @@ def command(
             progress=not quiet,
             engine=engine,
             address=ray_address,
+            follow_symlinks=follow_symlinks,
+            max_pixels=max_pixels,
         )
     except InputError as err:
-        raise click.ClickException(str(err)) from err
+        raise _UserError(str(err)) from err
     config = result.config
     resolved = pred_dir.resolve()
     out_dir = out or resolved.with_name(resolved.name + "-eval") / config.split

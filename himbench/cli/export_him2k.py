@@ -7,6 +7,12 @@ import click
 __all__ = ["command"]
 
 
+class _UserError(click.ClickException):
+    """A bad argument or a refused output folder: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
 @click.command("export-him2k")
 @click.argument("shard_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
@@ -17,7 +23,8 @@ __all__ = ["command"]
 def command(shard_dir, out_dir, splits, image_format, no_progress) -> None:
     """Write SHARD_DIR as images/<split>/<id>.<ext> + alphas/<split>/<id>/<k>.png under OUT_DIR.
 
-    This is the layout `himbench evaluate --gt` accepts and that HIM-2K tools expect.
+    This is the layout `himbench evaluate --gt` accepts and that HIM-2K tools expect. OUT_DIR must be new or empty;
+    sample ids that are not plain file names (e.g. '../x') are refused before anything is written.
     """
     from himbench.io import InputError
     from himbench.synthesis.export import export_him2k
@@ -25,6 +32,6 @@ def command(shard_dir, out_dir, splits, image_format, no_progress) -> None:
     try:
         counts = export_him2k(shard_dir, out_dir, list(splits) or None, image_format, progress=not no_progress)
     except InputError as err:
-        raise click.ClickException(str(err)) from err
+        raise _UserError(str(err)) from err
     for split, n in counts.items():
         click.echo(f"{split}: {n} images -> {out_dir}")

@@ -9,6 +9,14 @@ import click
 
 __all__ = ["command"]
 
+MAX_TRAIN_SIZE = 8192  # mirrors himbench.training.MAX_TRAIN_SIZE (not imported: `--help` must not import torch)
+
+
+class _UserError(click.ClickException):
+    """A bad argument or input: one line on stderr, exit status 2 (as click's own usage errors)."""
+
+    exit_code = 2
+
 
 @click.command("train")
 @click.option(
@@ -37,9 +45,19 @@ __all__ = ["command"]
 @click.option(
     "--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Images per step per process."
 )
-@click.option("--lr", default=5e-4, show_default=True, type=float, help="Peak AdamW learning rate.")
 @click.option(
-    "--weight-decay", default=0.05, show_default=True, type=float, help="AdamW weight decay (not on norms/biases)."
+    "--lr",
+    default=5e-4,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Peak AdamW learning rate.",
+)
+@click.option(
+    "--weight-decay",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="AdamW weight decay (not on norms/biases).",
 )
 @click.option(
     "--warmup-steps",
@@ -51,7 +69,7 @@ __all__ = ["command"]
 @click.option(
     "--size",
     default=None,
-    type=click.IntRange(min=32),
+    type=click.IntRange(min=32, max=MAX_TRAIN_SIZE),
     help="Square training size in pixels (letterboxed); default: the model's input size.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for weights, data order and augmentation.")
@@ -113,8 +131,11 @@ def command(
 ) -> None:
     """Train MODEL on built HIM shards. Multi-GPU / multi-node: launch with
     `torchrun --nproc_per_node N $(which himbench) train ...` (DistributedDataParallel; gloo on CPU, nccl on GPU)."""
+    from himbench.io import InputError
     from himbench.training import TrainConfig, train
 
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise click.BadParameter(f"{device!r} is not one of auto, cpu, cuda, cuda:N", param_hint="--device")
     config = TrainConfig(
         model=model_name,
         data=data,
@@ -137,7 +158,10 @@ def command(
         threads=threads,
         model_overrides=_parse_overrides(overrides),
     )
-    result = train(config)
+    try:
+        result = train(config)
+    except InputError as err:  # a user error (bad data folder, model name, override, device, checkpoint)
+        raise _UserError(str(err)) from err
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.history:
@@ -155,11 +179,16 @@ def _parse_overrides(items: tuple[str, ...]) -> dict:
         key, raw = item.split("=", 1)
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = raw
         node = overrides
         parts = key.split(".")
+        if not all(parts):
+            raise click.BadParameter(f"{item!r} has an empty key", param_hint="--set")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise click.BadParameter(f"{item!r}: {part!r} was already set to a value", param_hint="--set")
+            node = child
         node[parts[-1]] = value
     return overrides

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from himbench.io import InputError, decode_alpha, read_alpha, read_image
+from himbench.io import InputError, decode_alpha, max_pixels, read_alpha, read_image, read_image_size, safe_name
 
 __all__ = [
     "FolderItem",
@@ -54,12 +54,18 @@ class ShardItem:
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
 
-    def load(self) -> tuple[np.ndarray | None, list[Problem]]:
+    def load(self, limit: int | None = None) -> tuple[np.ndarray | None, list[Problem]]:
+        """(G, H, W) mattes and problems; ``limit``: the pixel limit (default :func:`himbench.io.max_pixels`)."""
+        limit = max_pixels() if limit is None else limit
+        if self.height < 1 or self.width < 1 or self.height * self.width > limit:
+            problem = f"ground truth: row says the image is {self.width}x{self.height}"
+            problem += " (empty)" if min(self.height, self.width) < 1 else f", over the limit of {limit:,} pixels"
+            return None, [Problem(f"{self.source}#{self.stem}", problem)]
         mattes = []
         for k, data in enumerate(self.alpha_pngs):
             name = f"{self.source}#{self.stem}/alpha{k:02d}"
             try:
-                mattes.append(decode_alpha(data, name, self.shape))
+                mattes.append(decode_alpha(data, name, self.shape, limit))
             except InputError as err:
                 return None, [Problem(err.source, f"ground truth: {err.problem}")]
         return _stack(mattes, self.shape), []
@@ -71,36 +77,40 @@ class FolderItem:
     alpha_paths: tuple[str, ...]
     image_path: str | None
 
-    def load(self) -> tuple[np.ndarray | None, list[Problem]]:
-        shape = _image_size(self.image_path) if self.image_path else None
+    def load(self, limit: int | None = None) -> tuple[np.ndarray | None, list[Problem]]:
+        """(G, H, W) mattes and problems; ``limit``: the pixel limit (default :func:`himbench.io.max_pixels`)."""
+        limit = max_pixels() if limit is None else limit
+        problems: list[Problem] = []
+        shape = None
+        if self.image_path:
+            try:
+                shape = read_image_size(self.image_path)
+                if shape[0] * shape[1] > limit:
+                    raise InputError(self.image_path, f"image is {shape[1]}x{shape[0]}, over the limit of {limit:,} "
+                                                      "pixels (raise it with $HIMBENCH_MAX_PIXELS)")
+            except InputError as err:  # the mattes still tell the size
+                problems.append(Problem(err.source, f"ground truth image: {err.problem}"))
+                shape = None
         mattes = []
         for path in self.alpha_paths:
             try:
-                matte = read_alpha(path, shape)
+                matte = read_alpha(path, shape, limit)
             except InputError as err:
-                return None, [Problem(err.source, f"ground truth: {err.problem}")]
+                return None, [*problems, Problem(err.source, f"ground truth: {err.problem}")]
             shape = matte.shape
             mattes.append(matte)
         if shape is None:
-            return None, [Problem(str(Path(self.alpha_paths[0]).parent) if self.alpha_paths else self.stem,
-                                  "ground truth: no matte and no image to tell the size")]
-        return _stack(mattes, shape), []
+            return None, [*problems, Problem(str(Path(self.alpha_paths[0]).parent) if self.alpha_paths else self.stem,
+                                             "ground truth: no matte and no image to tell the size")]
+        if shape[0] * shape[1] > limit:
+            return None, [*problems, Problem(self.image_path or self.stem,
+                                             f"ground truth: image is {shape[1]}x{shape[0]}, over the limit of "
+                                             f"{limit:,} pixels")]
+        return _stack(mattes, shape), problems
 
 
 def _stack(mattes: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     return np.stack(mattes) if mattes else np.zeros((0, *shape), dtype=np.float32)
-
-
-def _image_size(path: str) -> tuple[int, int] | None:
-    """(H, W) from the image header (no decode); None when unreadable."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-        return int(height), int(width)
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
@@ -128,7 +138,7 @@ class GroundTruth:
                 return _shard_image(self.root, self.split, stem)
             path = _find_image(self.root, self.split, stem)
             return read_image(path) if path else None
-        except InputError:
+        except Exception:  # plots only: a bad or unreadable photo just leaves its panel out
             return None
 
     def item(self, stem: str) -> ShardItem | FolderItem | None:
@@ -151,6 +161,11 @@ def _shard_ids(root: Path, split: str) -> tuple[list[str], list[Problem]]:
             problems.append(Problem(str(path), f"ground truth: cannot read Parquet shard ({err})"))
             continue
         for stem in ids:
+            try:
+                safe_name(stem, f"{path}#{stem!r}", "sample id")
+            except InputError as err:
+                problems.append(Problem(err.source, f"ground truth: {err.problem}; image not scored"))
+                continue
             if stem in seen:
                 problems.append(Problem(f"{path}#{stem}", "ground truth: duplicate sample id; the first is used"))
                 continue

@@ -6,23 +6,28 @@ and float32 TIFF in [0, 1]; see :func:`himbench.io.read_alpha`. A bad file (unre
 file was meant for counts as missed.
 
 ``scores.json`` may map file names or stems to confidences (``{"00.png": 0.9, "01": 0.7}``) or be a list in file
-order. Scores only matter with ``min_score``: predictions below it are dropped before matching.
+order. Scores only matter with ``min_score``: predictions below it are dropped before matching. It is read with a
+size limit (1 MiB) and a nesting limit; a bad one is reported and its scores ignored.
+
+Symbolic links: a matte, ``scores.json`` or image folder that resolves outside the scored tree (``root``, the
+prediction folder given to the evaluation) is reported and left out, unless ``follow_symlinks``: a submission made
+of links to the ground truth must not score 100.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from himbench.evaluation.ground_truth import MATTE_SUFFIXES, Problem
-from himbench.io import InputError, read_alpha
+from himbench.io import InputError, is_inside, read_alpha, read_json
 
-__all__ = ["PredictionFolder", "read_prediction_folder"]
+__all__ = ["MAX_SCORES_BYTES", "PredictionFolder", "outside_link_problem", "read_prediction_folder"]
 
 SCORES_FILE = "scores.json"
+MAX_SCORES_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,9 @@ class PredictionFolder:
 
 def _read_scores(path: Path, files: list[str]) -> tuple[dict[str, float], list[Problem]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return {}, [Problem(str(path), f"cannot read scores ({err}); scores ignored")]
+        data = read_json(path, max_bytes=MAX_SCORES_BYTES, max_depth=4)
+    except InputError as err:
+        return {}, [Problem(err.source, f"cannot read scores ({err.problem}); scores ignored")]
     if isinstance(data, list):
         if len(data) != len(files):
             return {}, [Problem(str(path), f"{len(data)} scores for {len(files)} mattes; scores ignored")]
@@ -57,13 +62,39 @@ def _read_scores(path: Path, files: list[str]) -> tuple[dict[str, float], list[P
     return scores, problems
 
 
+def outside_link_problem(path: Path, root: Path) -> Problem:
+    """The problem reported for a path that resolves outside the scored tree ``root``."""
+    return Problem(
+        str(path),
+        f"symbolic link to {path.resolve()}, outside the prediction folder {root.resolve()}; ignored "
+        "(evaluate --follow-symlinks allows it)",
+    )
+
+
 def read_prediction_folder(
-    folder: Path, shape: tuple[int, int], min_score: float | None = None
+    folder: Path,
+    shape: tuple[int, int],
+    min_score: float | None = None,
+    root: Path | None = None,
+    follow_symlinks: bool = False,
+    max_pixels: int | None = None,
 ) -> PredictionFolder:
-    """Read every matte of one image's prediction folder, reporting (not raising) each bad file."""
+    """Read every matte of one image's prediction folder, reporting (not raising) each bad file.
+
+    ``root``: the scored tree; unless ``follow_symlinks``, entries that resolve outside it are reported and left out.
+    ``max_pixels``: the pixel limit of :func:`himbench.io.read_alpha`."""
     problems: list[Problem] = []
     matte_files = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.name)
+    except OSError as err:
+        problem = Problem(str(folder), f"cannot list the prediction folder ({err.strerror or err})")
+        return PredictionFolder(np.zeros((0, *shape), dtype=np.float32), (), (), (problem,))
+    guard = root is not None and not follow_symlinks
+    for entry in entries:
+        if guard and entry.is_symlink() and not is_inside(root, entry):
+            problems.append(outside_link_problem(entry, root))
+            continue
         if entry.is_file() and entry.suffix.lower() in MATTE_SUFFIXES:
             matte_files.append(entry)
         elif entry.name != SCORES_FILE:
@@ -72,7 +103,7 @@ def read_prediction_folder(
             problems.append(Problem(str(entry), message))
     names = [p.name for p in matte_files]
     scores: dict[str, float] = {}
-    if (folder / SCORES_FILE).is_file():
+    if (folder / SCORES_FILE).is_file() and not (guard and not is_inside(root, folder / SCORES_FILE)):
         scores, score_problems = _read_scores(folder / SCORES_FILE, names)
         problems.extend(score_problems)
     mattes, kept, kept_scores = [], [], []
@@ -81,7 +112,7 @@ def read_prediction_folder(
         if min_score is not None and score is not None and score < min_score:
             continue
         try:
-            mattes.append(read_alpha(path, shape))
+            mattes.append(read_alpha(path, shape, max_pixels))
         except InputError as err:
             problems.append(Problem(err.source, err.problem + "; this prediction is left out"))
             continue

@@ -12,6 +12,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ from himbench.evaluation.ground_truth import (
     available_splits,
     open_ground_truth,
 )
-from himbench.evaluation.predictions import read_prediction_folder
-from himbench.io import InputError
+from himbench.evaluation.predictions import outside_link_problem, read_prediction_folder
+from himbench.io import InputError, is_inside
+from himbench.io import max_pixels as default_max_pixels
 from himbench.metrics import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS, ImageInstanceStats, IMQAccumulator
 from himbench.metrics.imq import evaluate_instances
 
@@ -35,6 +37,7 @@ __all__ = [
     "ImageOutcome",
     "evaluate_folder",
     "evaluate_image",
+    "ordered_map",
     "resolve_split",
 ]
 
@@ -54,6 +57,8 @@ class EvaluationConfig:
     conn_step: float = 0.1
     conn_theta: float = 0.15
     workers: int = 1
+    follow_symlinks: bool = False  # read links in the prediction folder that resolve outside it
+    max_pixels: int = 100_000_000  # images and mattes over this many pixels are refused before decoding
     spec: str = "SPEC s.2-4 (IMQ as InstMatt CVPR 2022; images without a prediction folder count as all FN)"
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,20 +112,31 @@ def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tup
 
 def evaluate_image(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig) -> ImageOutcome:
     """Score one image; every problem is returned, none is raised."""
-    gt_alphas, problems = item.load()
+    gt_alphas, problems = item.load(config.max_pixels)
     if gt_alphas is None:
         return ImageOutcome(item.stem, _record(item.stem, "bad_ground_truth", None, (), config.thresholds), None,
                             tuple(problems))
     shape = gt_alphas.shape[1:]
     status = "ok"
     files: tuple[str, ...] = ()
-    if pred_folder is None or not Path(pred_folder).is_dir():
+    root = Path(config.pred_dir)
+    outside = (
+        pred_folder is not None
+        and not config.follow_symlinks
+        and Path(pred_folder).is_dir()
+        and not is_inside(root, pred_folder)
+    )
+    if pred_folder is None or not Path(pred_folder).is_dir() or outside:
         missing = pred_folder or item.stem
+        if outside:
+            problems.append(outside_link_problem(Path(missing), root))
         problems.append(Problem(missing, "missing prediction folder; all ground-truth instances count as missed"))
         pred_alphas = gt_alphas[:0]
         status = "missing"
     else:
-        folder = read_prediction_folder(Path(pred_folder), shape, config.min_score)
+        folder = read_prediction_folder(
+            Path(pred_folder), shape, config.min_score, root, config.follow_symlinks, config.max_pixels
+        )
         pred_alphas, files = folder.alphas, folder.files
         problems.extend(folder.problems)
         if folder.problems:
@@ -131,8 +147,28 @@ def evaluate_image(item: ShardItem | FolderItem, pred_folder: str | None, config
     return ImageOutcome(item.stem, _record(item.stem, status, stats, files, config.thresholds), stats, tuple(problems))
 
 
+def failed_outcome(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig,
+                   message: str) -> ImageOutcome:
+    """The outcome of an image whose scoring failed outright (a crash, not a bad file): reported, not scored."""
+    problem = Problem(pred_folder or item.stem, message)
+    return ImageOutcome(item.stem, _record(item.stem, "failed", None, (), config.thresholds), None, (problem,))
+
+
 def _evaluate_task(task: tuple[ShardItem | FolderItem, str | None, EvaluationConfig]) -> ImageOutcome:
-    return evaluate_image(*task)
+    try:
+        return evaluate_image(*task)
+    except Exception as err:  # a bug or an exhausted resource on one image must not end the run
+        return failed_outcome(*task, f"scoring failed ({type(err).__name__}: {err}); image not scored")
+
+
+def _evaluate_task_args(item: ShardItem | FolderItem, pred_folder: str | None,
+                        config: EvaluationConfig) -> ImageOutcome:
+    return _evaluate_task((item, pred_folder, config))
+
+
+def _worker_died(task: tuple[ShardItem | FolderItem, str | None, EvaluationConfig]) -> ImageOutcome:
+    return failed_outcome(*task, "the worker process died while scoring this image (out of memory?), also when "
+                                 "retried alone in a fresh process; image not scored")
 
 
 # ------------------------------------------------------------------------------------------------- parallel map
@@ -153,21 +189,89 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def ordered_map(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int, window: int | None = None) -> Iterator:
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
+
+
+def _run_alone(fn: Callable[[Any], Any], task: Any, on_crash: Callable[[Any], Any] | None) -> Any:
+    """Run one task in a fresh one-process pool; when that process dies too, ``on_crash(task)`` is the result."""
+    pool = _new_pool(1)
+    try:
+        return pool.submit(fn, task).result()
+    except BrokenProcessPool:
+        if on_crash is None:
+            raise
+        return on_crash(task)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered_map(
+    fn: Callable[[Any], Any],
+    tasks: Iterable[Any],
+    workers: int,
+    window: int | None = None,
+    on_crash: Callable[[Any], Any] | None = None,
+) -> Iterator:
     """``map(fn, tasks)`` over ``workers`` processes, results in task order, at most ``window`` tasks in flight
-    (so a large split is never all in memory)."""
+    (so a large split is never all in memory).
+
+    A worker that dies (killed for memory, a crash in native code) breaks the whole pool: the results already
+    finished are kept, each task that was in flight is retried alone in a fresh process, and one that kills that
+    process too gives ``on_crash(task)`` as its result (without ``on_crash`` the ``BrokenProcessPool`` propagates).
+    The remaining tasks go on in a new pool."""
     if workers <= 1:
         yield from map(fn, tasks)
         return
     window = window or 4 * workers
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
-        pending: deque[Future] = deque()
+    pool = _new_pool(workers)
+    pending: deque[tuple[Any, Future]] = deque()
+
+    def take() -> Any:
+        nonlocal pool
+        task, future = pending.popleft()
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            pass
+        # The pool is broken: every future still pending failed with it (or finished before the break).
+        pool.shutdown(wait=True, cancel_futures=True)
+        retried = [(task, None), *((t, f) for t, f in pending)]
+        pending.clear()
+        results = []
+        for t, f in retried:
+            if f is not None and f.done() and not f.cancelled() and f.exception() is None:
+                results.append(f.result())
+            else:
+                results.append(_run_alone(fn, t, on_crash))
+        pool = _new_pool(workers)
+        for (t, _), result in zip(retried[1:], results[1:], strict=True):
+            pending.append((t, _done_future(result)))
+        return results[0]
+
+    def submit(task: Any) -> Future:
+        try:
+            return pool.submit(fn, task)
+        except BrokenProcessPool as err:  # broke since the last take(); the task is retried when its turn comes
+            future: Future = Future()
+            future.set_exception(err)
+            return future
+
+    try:
         for task in tasks:
-            pending.append(pool.submit(fn, task))
+            pending.append((task, submit(task)))
             if len(pending) >= window:
-                yield pending.popleft().result()
+                yield take()
         while pending:
-            yield pending.popleft().result()
+            yield take()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _done_future(result: Any) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
 
 
 def in_task_order(indexed: Iterable[tuple[int, Any]]) -> Iterator[Any]:
@@ -215,6 +319,26 @@ def _prediction_split_dir(pred_dir: Path, split: str, stems: set[str]) -> Path:
     return candidate
 
 
+def _visible_entries(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if not e.name.startswith(".")) if folder.is_dir() else []
+
+
+def _check_predictions_match(pred_dir: Path, pred_split: Path, split: str, stems: set[str]) -> None:
+    """Refuse a prediction folder that holds something but nothing that matches a ground-truth image."""
+    if not stems or not _visible_entries(pred_dir):
+        return  # an empty prediction folder is a valid (all-miss) submission
+    if not pred_split.is_dir():
+        found = ", ".join(_subfolders(pred_dir)[:5]) or "no folders"
+        raise InputError(pred_dir, f"no prediction folder for split {split!r} (expected {pred_split}; found: "
+                                   f"{found}); check PRED_DIR and --split")
+    entries = _visible_entries(pred_split)
+    if entries and not any(name in stems for name in entries):
+        example = sorted(stems)[0]
+        raise InputError(pred_split, f"none of its {len(entries)} entries (e.g. {entries[0]!r}) matches a "
+                                     f"ground-truth image of split {split!r} (e.g. {example!r}); check PRED_DIR "
+                                     "and --split")
+
+
 def evaluate_folder(
     pred_dir: str | os.PathLike,
     gt: str | os.PathLike,
@@ -226,20 +350,31 @@ def evaluate_folder(
     progress: bool = True,
     engine: str = "local",
     address: str | None = None,
+    follow_symlinks: bool = False,
+    max_pixels: int | None = None,
 ) -> EvaluationResult:
     """Score the predictions in ``pred_dir`` (``<split>/<stem>/<k>.png``) against ``gt`` (shards or HIM-2K layout).
 
     ``workers``: processes (default: all cores; 1 runs in this process). Workers start with ``forkserver`` (or
     ``spawn``), so a script calling this with ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
     Bad files are reported in
-    ``result.problems`` and never stop the run; an empty or missing prediction folder scores every image as missed.
-    Raises :class:`himbench.io.InputError` only when the ground truth itself cannot be opened.
+    ``result.problems`` and never stop the run; an empty prediction folder scores every image as missed.
+    A worker process that dies is replaced and its image retried once, then reported (finished images are kept).
+    ``follow_symlinks``: also read links that resolve outside ``pred_dir`` (refused and reported by default).
+    ``max_pixels``: refuse images and mattes over this many pixels before decoding (default
+    :func:`himbench.io.max_pixels`, ``$HIMBENCH_MAX_PIXELS`` or 100 MP).
+
+    Raises :class:`himbench.io.InputError` when the ground truth itself cannot be opened, when ``pred_dir`` does not
+    exist, and when ``pred_dir`` holds entries but none of them matches a ground-truth image (a misspelt path or
+    split would otherwise score as all misses).
     """
     from tqdm.auto import tqdm
 
     pred_dir = Path(pred_dir)
     _, gt_splits = available_splits(gt)
     split = resolve_split(pred_dir, gt_splits, split)
+    if not pred_dir.is_dir():
+        raise InputError(pred_dir, "no such prediction folder")
     truth: GroundTruth = open_ground_truth(gt, split)
     stem_set = set(truth.stems)
     pred_split = _prediction_split_dir(pred_dir, split, stem_set)
@@ -254,7 +389,10 @@ def evaluate_folder(
         thresholds=tuple(float(t) for t in thresholds),
         min_score=min_score,
         workers=workers,
+        follow_symlinks=follow_symlinks,
+        max_pixels=int(max_pixels) if max_pixels is not None else default_max_pixels(),
     )
+    _check_predictions_match(pred_dir, pred_split, split, stem_set)
     problems: list[Problem] = list(truth.problems)
     if not pred_split.is_dir():
         problems.append(Problem(str(pred_split), f"no prediction folder for split {split!r}; every image is missed"))
@@ -273,11 +411,11 @@ def evaluate_folder(
     bar = tqdm(total=len(truth.stems), desc=f"evaluate {split}", unit="img", disable=not progress)
     with bar:
         if engine == "local":
-            outcomes = ordered_map(_evaluate_task, tasks(), workers)
+            outcomes = ordered_map(_evaluate_task, tasks(), workers, on_crash=_worker_died)
         else:  # another engine (Ray): the same pure per-image calls, results put back in ground-truth order
             from himbench.engines import map_tasks
 
-            outcomes = in_task_order(map_tasks(evaluate_image, list(tasks()), engine, workers, address))
+            outcomes = in_task_order(map_tasks(_evaluate_task_args, list(tasks()), engine, workers, address))
         for outcome in outcomes:
             records.append(outcome.record)
             problems.extend(outcome.problems)

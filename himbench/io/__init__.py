@@ -1,28 +1,55 @@
-"""File I/O shared by every part of himbench: validated matte/image reading and atomic writes."""
+"""File I/O shared by every part of himbench: guarded image/matte/JSON reading, safe names, atomic writes."""
 
 from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 from himbench.io.images import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageHeader,
     InputError,
+    check_header,
     decode_alpha,
     decode_image,
+    decode_raw,
     encode_alpha_png,
     encode_png,
+    max_file_bytes,
+    max_pixels,
     png_params,
+    probe_image,
     read_alpha,
+    read_file_bytes,
     read_image,
+    read_image_size,
     write_alpha_png,
 )
+from himbench.io.jsonfile import parse_json, read_json
+from himbench.io.paths import is_inside, resolve_inside, safe_name
 
 __all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "ImageHeader",
     "InputError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_header",
     "decode_alpha",
     "decode_image",
+    "decode_raw",
     "encode_alpha_png",
     "encode_png",
+    "is_inside",
+    "max_file_bytes",
+    "max_pixels",
+    "parse_json",
     "png_params",
+    "probe_image",
     "read_alpha",
+    "read_file_bytes",
     "read_image",
+    "read_image_size",
+    "read_json",
+    "resolve_inside",
+    "safe_name",
     "write_alpha_png",
 ]

@@ -1,13 +1,25 @@
 """Reading and writing images and alpha mattes with the conventions of SPEC s.1.
 
 An alpha matte is float32 in [0, 1] in memory and an 8-bit single-channel PNG on disk. 16-bit PNGs are accepted
-(value / 65535); RGBA gives its alpha channel; RGB is accepted only when the three channels are equal (grey). Anything
-else raises :class:`InputError` naming the file and the problem.
+(value / 65535); RGBA gives its alpha channel; grey + alpha (LA) gives its grey channel; RGB is accepted only when
+the three channels are equal (grey). Anything else raises :class:`InputError` naming the file and the problem.
+
+Every read goes through one guarded decoder (:func:`decode_raw`), because the files are often someone else's
+(submissions, shards from the Hub, downloaded foreground sets): the file size is checked before the file is read
+(:func:`read_file_bytes`, limit ``$HIMBENCH_MAX_FILE_BYTES``, default 512 MiB), the header's width and height are
+parsed before any pixel is decoded (PNG IHDR and JPEG SOF here, PIL's lazy ``Image.open`` for TIFF/BMP/WebP/PPM) and
+refused over ``$HIMBENCH_MAX_PIXELS`` (default 100 MP) or when they differ from the expected size, and any decoder
+failure (``cv2.error``, PIL errors, out of memory) becomes an :class:`InputError` naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import stat
+import struct
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -16,14 +28,24 @@ import numpy as np
 from himbench.io.atomic import atomic_write_bytes
 
 __all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "ImageHeader",
     "InputError",
+    "check_header",
     "decode_alpha",
     "decode_image",
+    "decode_raw",
     "encode_alpha_png",
     "encode_png",
+    "max_file_bytes",
+    "max_pixels",
     "png_params",
+    "probe_image",
     "read_alpha",
+    "read_file_bytes",
     "read_image",
+    "read_image_size",
     "write_alpha_png",
 ]
 
@@ -41,26 +63,236 @@ class InputError(ValueError):
         return type(self), (self.source, self.problem)
 
 
-def _decode_any(data: bytes, source: str) -> np.ndarray:
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+# ------------------------------------------------------------------------------------------------------- limits
+DEFAULT_MAX_PIXELS = 100_000_000
+DEFAULT_MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_PIXELS_ENV = "HIMBENCH_MAX_PIXELS"
+MAX_FILE_BYTES_ENV = "HIMBENCH_MAX_FILE_BYTES"
+# Formats decoded through OpenCV once their header passed the checks. PNG and JPEG headers are parsed here; the others
+# through PIL's lazy ``Image.open`` (which reads the header only).
+_PIL_FORMATS = {"TIFF": "tiff", "BMP": "bmp", "WEBP": "webp", "PPM": "ppm"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_GREY_ALPHA = 4  # PNG IHDR colour type of grey + alpha ("LA")
+
+
+def _env_limit(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError as err:
+        raise InputError(f"${name}", f"expected a positive number, got {raw!r}") from err
+    if value < 1:
+        raise InputError(f"${name}", f"expected a positive number, got {raw!r}")
+    return value
+
+
+def max_pixels() -> int:
+    """The largest image (width x height) any reader decodes: ``$HIMBENCH_MAX_PIXELS`` or 100 MP."""
+    return _env_limit(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
+
+
+def max_file_bytes() -> int:
+    """The largest image file any reader loads: ``$HIMBENCH_MAX_FILE_BYTES`` or 512 MiB."""
+    return _env_limit(MAX_FILE_BYTES_ENV, DEFAULT_MAX_FILE_BYTES)
+
+
+# ------------------------------------------------------------------------------------------------------ headers
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding any pixel."""
+
+    format: str  # "png", "jpeg", "tiff", "bmp", "webp", "ppm"
+    width: int
+    height: int
+    png_colour_type: int | None = None  # PNG IHDR colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+_UNREADABLE = "cannot decode image (unreadable, truncated or not an image file)"
+
+
+def _png_header(data: bytes, source: str) -> ImageHeader:
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise InputError(source, _UNREADABLE + ": PNG without a complete IHDR header")
+    width, height = struct.unpack(">II", data[16:24])
+    return ImageHeader("png", width, height, png_colour_type=data[25])
+
+
+def _jpeg_header(data: bytes, source: str, complete: bool = True) -> ImageHeader:
+    n = len(data)
+    i = 2
+    while i < n:
+        if data[i] != 0xFF:
+            raise InputError(source, _UNREADABLE + ": corrupt JPEG marker")
+        while i < n and data[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            break
+        marker = data[i]
+        i += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stand-alone markers
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        if i + 2 > n:
+            break
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            raise InputError(source, _UNREADABLE + ": corrupt JPEG segment length")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+            if i + 7 > n:
+                break
+            height = int.from_bytes(data[i + 3 : i + 5], "big")
+            width = int.from_bytes(data[i + 5 : i + 7], "big")
+            if not complete:
+                return ImageHeader("jpeg", width, height)
+            scan = data.find(b"\xff\xda", i + length)
+            # Entropy-coded data never holds FF D9 (FF is stuffed), so a JPEG without it after the scan is truncated;
+            # OpenCV would decode it with a grey bottom and no error.
+            if scan < 0 or data.rfind(b"\xff\xd9") < scan:
+                raise InputError(source, "truncated JPEG (no end-of-image marker after the scan)")
+            return ImageHeader("jpeg", width, height)
+        i += length
+    raise InputError(source, _UNREADABLE + ": JPEG without a frame header")
+
+
+def _pil_header(data: bytes, source: str) -> ImageHeader:
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the limit is checked below, with its own message
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                kind = image.format or ""
+    except Exception as err:  # PIL raises many types for garbage (UnidentifiedImageError, SyntaxError, struct.error)
+        raise InputError(source, _UNREADABLE) from err
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    if kind not in _PIL_FORMATS:
+        raise InputError(source, f"unsupported image format {kind or 'unknown'} (use PNG, JPEG, TIFF, BMP or WebP)")
+    return ImageHeader(_PIL_FORMATS[kind], int(width), int(height))
+
+
+def probe_image(data: bytes, source: str = "<bytes>", complete: bool = True) -> ImageHeader:
+    """Parse the header of encoded image bytes (no pixel is decoded); raises :class:`InputError` when unreadable.
+
+    ``complete``: ``data`` is the whole file, so a JPEG without its end-of-image marker is refused as truncated;
+    pass False to probe only the first bytes of a file."""
+    if not data:
+        raise InputError(source, _UNREADABLE + ": empty file")
+    if data.startswith(_PNG_SIGNATURE):
+        return _png_header(data, source)
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_header(data, source, complete)
+    return _pil_header(data, source)
+
+
+def check_header(
+    header: ImageHeader,
+    source: str,
+    expected_shape: tuple[int, int] | None = None,
+    limit: int | None = None,
+    what: str = "image",
+) -> None:
+    """Refuse an empty image, one over the pixel ``limit`` (default :func:`max_pixels`), or one whose size differs
+    from ``expected_shape`` (H, W), before any decoding."""
+    if header.width < 1 or header.height < 1:
+        raise InputError(source, f"{what} header gives an empty size {header.width}x{header.height}")
+    limit = max_pixels() if limit is None else int(limit)
+    if header.pixels > limit:
+        raise InputError(
+            source,
+            f"{what} is {header.width}x{header.height} = {header.pixels:,} pixels, over the limit of {limit:,} "
+            f"(raise it with ${MAX_PIXELS_ENV})",
+        )
+    if expected_shape is not None and (header.height, header.width) != tuple(expected_shape):
+        raise InputError(
+            source,
+            f"size mismatch: {what} is {header.width}x{header.height} (WxH), "
+            f"expected {expected_shape[1]}x{expected_shape[0]}",
+        )
+
+
+def read_file_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file, refusing (before reading) one larger than ``max_bytes`` (default
+    :func:`max_file_bytes`); raises :class:`InputError` naming ``path``."""
+    limit = max_file_bytes() if max_bytes is None else int(max_bytes)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(path, "not a regular file")
+        if info.st_size > limit:
+            raise InputError(path, f"file is {info.st_size:,} bytes, over the limit of {limit:,} "
+                                   f"(raise it with ${MAX_FILE_BYTES_ENV})")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as err:
+        raise InputError(path, f"cannot read file ({err.strerror or err})") from err
+    if len(data) > limit:  # grew while being read
+        raise InputError(path, f"file is over the limit of {limit:,} bytes (raise it with ${MAX_FILE_BYTES_ENV})")
+    return data
+
+
+# ------------------------------------------------------------------------------------------------------ decoding
+def decode_raw(
+    data: bytes,
+    source: str = "<bytes>",
+    expected_shape: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+    what: str = "image",
+) -> tuple[np.ndarray, ImageHeader]:
+    """The guarded decoder every reader goes through: header parsed and checked (pixel limit, ``expected_shape``)
+    before decoding, any decoder failure turned into :class:`InputError`. Returns OpenCV's ``IMREAD_UNCHANGED``
+    array (BGR/BGRA channel order) and the header."""
+    if len(data) > max_file_bytes():
+        raise InputError(source, f"encoded image is {len(data):,} bytes, over the limit of {max_file_bytes():,} "
+                                 f"(raise it with ${MAX_FILE_BYTES_ENV})")
+    header = probe_image(data, source)
+    check_header(header, source, expected_shape, max_pixels, what)
+    try:
+        array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        detail = str(err).strip().splitlines()[-1] if str(err).strip() else "OpenCV error"
+        raise InputError(source, f"{_UNREADABLE} ({detail})") from err
+    except MemoryError as err:
+        raise InputError(source, f"out of memory decoding a {header.width}x{header.height} image") from err
     if array is None:
-        raise InputError(source, "cannot decode image (unreadable, truncated or not an image file)")
-    return array
+        raise InputError(source, _UNREADABLE)
+    if array.shape[:2] != (header.height, header.width):
+        raise InputError(source, f"decoded size {array.shape[1]}x{array.shape[0]} differs from the header's "
+                                 f"{header.width}x{header.height}")
+    return array, header
 
 
-def decode_alpha(data: bytes, source: str = "<bytes>", expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+def decode_alpha(
+    data: bytes,
+    source: str = "<bytes>",
+    expected_shape: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
     """Decode encoded image bytes into a float32 matte in [0, 1] (see module docstring for what is accepted)."""
-    raw = _decode_any(data, source)
+    raw, header = decode_raw(data, source, expected_shape, max_pixels, "matte")
     if raw.ndim == 3:
         channels = raw.shape[2]
-        if channels == 4:
+        if header.png_colour_type == PNG_GREY_ALPHA:
+            # Grey + alpha (LA): OpenCV expands it to BGRA; the grey channel is the matte (as for a grey PNG with
+            # transparency), the alpha channel only says how it was meant to be displayed.
+            raw = raw[:, :, 0]
+        elif channels == 4:
             raw = raw[:, :, 3]
         elif channels == 3:
             if not (np.array_equal(raw[:, :, 0], raw[:, :, 1]) and np.array_equal(raw[:, :, 1], raw[:, :, 2])):
                 raise InputError(source, "expected a single-channel (grey) matte, got a colour RGB image")
             raw = raw[:, :, 0]
-        elif channels == 2:  # grey + alpha: the grey channel is the matte, as in a grey PNG with transparency
+        elif channels == 2:
             raw = raw[:, :, 0]
         else:
             raise InputError(source, f"expected a single-channel matte, got {channels} channels")
@@ -76,47 +308,52 @@ def decode_alpha(data: bytes, source: str = "<bytes>", expected_shape: tuple[int
             raise InputError(source, f"float matte outside [0, 1] (min {alpha.min():g}, max {alpha.max():g})")
     else:
         raise InputError(source, f"unsupported matte pixel type {raw.dtype}")
-    if expected_shape is not None and alpha.shape != tuple(expected_shape):
-        raise InputError(
-            source,
-            f"size mismatch: matte is {alpha.shape[1]}x{alpha.shape[0]} (WxH), "
-            f"expected {expected_shape[1]}x{expected_shape[0]}",
-        )
     return alpha
 
 
-def read_alpha(path: str | os.PathLike, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_alpha(
+    path: str | os.PathLike,
+    expected_shape: tuple[int, int] | None = None,
+    max_pixels: int | None = None,
+) -> np.ndarray:
     """Read a matte file as float32 HxW in [0, 1]; raises :class:`InputError` naming ``path`` on any problem."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise InputError(path, f"cannot read file ({err.strerror or err})") from err
-    return decode_alpha(data, str(path), expected_shape)
+    return decode_alpha(read_file_bytes(path), str(path), expected_shape, max_pixels)
 
 
-def decode_image(data: bytes, source: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
     """Decode encoded bytes into an RGB uint8 HxWx3 array (grey is expanded, RGBA drops alpha, 16-bit is scaled)."""
-    raw = _decode_any(data, source)
+    raw, _ = decode_raw(data, source, None, max_pixels)
     if raw.dtype == np.uint16:
         raw = (raw.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
     elif raw.dtype != np.uint8:
         raise InputError(source, f"unsupported image pixel type {raw.dtype}")
     if raw.ndim == 2:
         return np.repeat(raw[:, :, None], 3, axis=2)
+    if raw.shape[2] == 2:  # grey + alpha
+        return np.repeat(raw[:, :, :1], 3, axis=2)
     if raw.shape[2] == 4:
         raw = raw[:, :, :3]
     return np.ascontiguousarray(raw[:, :, ::-1])  # OpenCV decodes BGR
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read a photo as RGB uint8 HxWx3; raises :class:`InputError` naming ``path`` on any problem."""
-    path = Path(path)
+    return decode_image(read_file_bytes(path), str(path), max_pixels)
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file from its header (no pixel decoded; at most 1 MiB read unless the JPEG frame header
+    sits further in); raises :class:`InputError`."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
     except OSError as err:
         raise InputError(path, f"cannot read file ({err.strerror or err})") from err
-    return decode_image(data, str(path))
+    try:
+        header = probe_image(head, str(path), complete=False)
+    except InputError:
+        header = probe_image(read_file_bytes(path), str(path))
+    return header.height, header.width
 
 
 def _to_uint8(alpha: np.ndarray) -> np.ndarray:

@@ -3,22 +3,35 @@
 Each shard is one unit of deterministic work (:func:`build_shard`): the same config and sources give byte-identical
 shards whichever process makes them, so a build can use 1 or N workers (or another engine) with identical output.
 A shard is written atomically; on restart, shards whose footer carries this build's fingerprint and the right row
-count are kept and everything else is redone.
+count are kept and everything else is redone. The bad sources met by the shards of an earlier (interrupted) run are
+kept in the report of the resumed run (``.himbench-build-progress.json`` records them as shards finish).
+
+The output folder is someone's disk: a build never deletes or overwrites a file it did not write.
+
+- An existing, non-empty ``out_dir`` without ``build_config.json`` is refused, unless ``overwrite``; then only the
+  files a build writes (``data/<split>-NNNNN-of-NNNNN.parquet``, ``README.md``, ``build_config.json``,
+  ``build_report.json``) are replaced and everything else is left alone.
+- A folder holding another configuration's build is refused unless ``overwrite``.
+- ``.himbench-build.lock`` (created exclusively, holding the pid) makes a second concurrent build into the same
+  folder fail clearly; a lock left by a process that no longer exists is taken over.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from himbench.engines import map_tasks
-from himbench.io import InputError
+from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_text
-from himbench.shards import read_shard_metadata, shard_name, write_shard
+from himbench.shards import is_shard_name, read_shard_metadata, shard_name, write_shard
 from himbench.synthesis.config import BuildConfig
 from himbench.synthesis.sources import BackgroundRef, ForegroundRef, scan_backgrounds, scan_foregrounds
 
@@ -27,12 +40,19 @@ __all__ = [
     "ShardReport",
     "ShardTask",
     "build_dataset",
+    "build_lock",
     "build_shard",
     "plan_shards",
     "shard_is_complete",
 ]
 
 FINGERPRINT_KEY = "himbench_fingerprint"
+LOCK_FILE = ".himbench-build.lock"
+PROGRESS_FILE = ".himbench-build-progress.json"
+CONFIG_FILE = "build_config.json"
+REPORT_FILE = "build_report.json"
+CARD_FILE = "README.md"
+_STALE_EMPTY_LOCK_S = 30.0  # a lock file with no pid yet is being written, unless older than this
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,7 @@ class BuildReport:
     out_dir: str
     shards: list[ShardReport]
     listing_problems: list[str]
+    fingerprint: str = ""
 
     @property
     def problems(self) -> list[str]:
@@ -79,6 +100,7 @@ class BuildReport:
     def to_dict(self) -> dict:
         return {
             "out_dir": self.out_dir,
+            "fingerprint": self.fingerprint,
             "num_images": self.num_images,
             "num_shards": len(self.shards),
             "resumed_shards": sum(s.resumed for s in self.shards),
@@ -110,8 +132,9 @@ def shard_is_complete(path: Path, task: ShardTask, config: BuildConfig) -> bool:
     return rows == task.stop - task.start and meta.get(FINGERPRINT_KEY) == config.fingerprint()
 
 
-# Per-process memory of sources that failed to load, so a bad file is tried (and reported) once per worker.
-_BAD_SOURCES: set = set()
+# Per-process memory of sources that failed to load (ref -> message), so a bad file is decoded once per worker; every
+# image that draws it still reports it, so the report does not depend on which process made which shard.
+_BAD_SOURCES: dict = {}
 
 
 def build_shard(
@@ -132,7 +155,7 @@ def build_shard(
     for index in range(task.start, task.stop):
         result = synthesize_image(config, task.split, index, fg_refs, bg_refs, _BAD_SOURCES)
         rows.append(result.row)
-        problems += result.problems
+        problems += [p for p in result.problems if p not in problems]
         seconds.update(result.seconds)
     tic = time.perf_counter()
     write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
@@ -140,22 +163,148 @@ def build_shard(
     return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds))
 
 
-def _check_or_write_config(config: BuildConfig, out_dir: Path, overwrite: bool) -> None:
-    config_path = out_dir / "build_config.json"
-    if config_path.exists() and not overwrite:
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _lock_holder(path: Path) -> str | None:
+    """Who holds the lock at ``path`` ("pid N on HOST"), or None when the lock is stale (its process is gone)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "an unknown process"
+    try:
+        holder = json.loads(text)
+        pid, host = int(holder["pid"]), str(holder["host"])
+    except (ValueError, TypeError, KeyError):
+        return None if age > _STALE_EMPTY_LOCK_S else "a process that is starting"
+    if host != socket.gethostname():
+        return f"pid {pid} on {host}"  # cannot check another machine's processes
+    return f"pid {pid}" if _pid_alive(pid) else None
+
+
+@contextmanager
+def build_lock(out_dir: Path) -> Iterator[Path]:
+    """Hold ``out_dir/.himbench-build.lock`` (O_CREAT | O_EXCL) for the duration; raises InputError naming the
+    folder when another live build holds it; takes over a lock whose process is gone."""
+    path = out_dir / LOCK_FILE
+    for _ in range(3):
         try:
-            existing = BuildConfig.from_dict(json.loads(config_path.read_text()))
-        except (ValueError, TypeError) as err:
-            raise InputError(config_path, f"cannot parse the existing build config ({err}); use --overwrite") from err
-        if existing.fingerprint() != config.fingerprint():
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise InputError(
+                    out_dir,
+                    f"another build ({holder}) is writing to this folder; wait for it to finish, or delete "
+                    f"{path} if no build is running",
+                ) from None
+            path.unlink(missing_ok=True)  # stale: left by a build that was killed
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        break
+    else:
+        raise InputError(out_dir, f"could not take the build lock {path}; is another build starting?")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _foreign_entries(out_dir: Path) -> list[str]:
+    """Entries of ``out_dir`` that a build that never got to write its config cannot have left."""
+    foreign = []
+    for entry in sorted(os.scandir(out_dir), key=lambda e: e.name):
+        if entry.name in (LOCK_FILE, PROGRESS_FILE):
+            continue
+        if entry.name == "data" and entry.is_dir(follow_symlinks=False) and not any(
+            not name.startswith(".") for name in os.listdir(entry.path)
+        ):
+            continue
+        foreign.append(entry.name)
+    return foreign
+
+
+def _remove_own_shards(out_dir: Path, keep: set[str] = frozenset(), only_fingerprinted: bool = False) -> None:
+    """Delete the shard files (``data/<split>-NNNNN-of-NNNNN.parquet``) not in ``keep``; any other file stays.
+    ``only_fingerprinted``: delete only shards whose footer says a himbench build wrote them."""
+    data_dir = out_dir / "data"
+    if not data_dir.is_dir():
+        return
+    for path in data_dir.glob("*.parquet"):
+        if not is_shard_name(path.name) or path.name in keep or path.is_symlink() or not path.is_file():
+            continue
+        if only_fingerprinted:
+            try:
+                _, meta = read_shard_metadata(path)
+            except Exception:  # unreadable: not provably ours, leave it
+                continue
+            if FINGERPRINT_KEY not in meta:
+                continue
+        path.unlink()
+
+
+def _prepare_out_dir(config: BuildConfig, out_dir: Path, overwrite: bool) -> bool:
+    """Check that ``out_dir`` may receive this build and write its config; True when resuming the same build."""
+    config_path = out_dir / CONFIG_FILE
+    same = False
+    if config_path.exists():
+        try:
+            existing = BuildConfig.from_dict(read_json(config_path, max_bytes=1 << 20))
+            same = existing.fingerprint() == config.fingerprint()
+        except (InputError, ValueError, TypeError) as err:
+            if not overwrite:
+                raise InputError(config_path, f"cannot parse the existing build config ({err}); choose another "
+                                              "--out or pass --overwrite to replace that build") from err
+        if not same and not overwrite:
             raise InputError(
                 out_dir,
                 "holds a build with a different configuration; choose another --out or pass --overwrite to replace it",
             )
-    if overwrite and (out_dir / "data").is_dir():
-        for stale in (out_dir / "data").glob("*.parquet"):
-            stale.unlink()
+    else:
+        foreign = _foreign_entries(out_dir)
+        if foreign and not overwrite:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise InputError(
+                out_dir,
+                f"is not empty ({shown}) and holds no himbench build ({CONFIG_FILE}); choose a new or empty --out, "
+                "or pass --overwrite to write the build into it (only the files a build writes are replaced)",
+            )
+    if not same:
+        _remove_own_shards(out_dir)
+        (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
     atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    return same
+
+
+def _earlier_problems(out_dir: Path, config: BuildConfig) -> dict[str, list[str]]:
+    """Bad sources met by each shard of an earlier run of this very build, by shard file name."""
+    found: dict[str, list[str]] = {}
+    for name in (REPORT_FILE, PROGRESS_FILE):
+        path = out_dir / name
+        if not path.is_file():
+            continue
+        try:
+            data = read_json(path)
+            if data.get("fingerprint") != config.fingerprint():
+                continue
+            for shard in data.get("shards", []):
+                found[Path(str(shard["path"])).name] = [str(p) for p in shard.get("problems", [])]
+        except (InputError, AttributeError, KeyError, TypeError):  # damaged: the skips are simply found again
+            continue
+    return found
 
 
 def build_dataset(
@@ -174,23 +323,42 @@ def build_dataset(
     local Ray with ``workers`` CPUs); both give byte-identical shards.
     """
     out_dir = Path(out_dir)
-    (out_dir / "data").mkdir(parents=True, exist_ok=True)
-    _check_or_write_config(config, out_dir, overwrite)
-    _remove_partial_writes(out_dir / "data")  # of a crashed earlier run
-    fg_refs, listing_problems = scan_foregrounds(config.fg_sources)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
+    with build_lock(out_dir):
+        return _build_locked(config, out_dir, workers, overwrite, progress, write_card, engine, address)
+
+
+def _build_locked(
+    config: BuildConfig,
+    out_dir: Path,
+    workers: int | None,
+    overwrite: bool,
+    progress: bool,
+    write_card: bool,
+    engine: str,
+    address: str | None,
+) -> BuildReport:
+    fg_refs, listing_problems = scan_foregrounds(config.fg_sources)  # a bad source is refused before any write
     bg_refs = scan_backgrounds(config.bg_sources)
+    same = _prepare_out_dir(config, out_dir, overwrite)
+    (out_dir / "data").mkdir(exist_ok=True)
+    _remove_partial_writes(out_dir / "data")  # of a crashed earlier run
     tasks = plan_shards(config)
     expected = {task.filename for task in tasks}
-    for path in (out_dir / "data").glob("*.parquet"):
-        if path.name not in expected:  # shards of another split size cannot belong to this build
-            path.unlink()
+    # Shards of another split size cannot belong to this build (only shard files a build wrote are removed).
+    _remove_own_shards(out_dir, keep=expected, only_fingerprinted=True)
+    earlier = _earlier_problems(out_dir, config) if same else {}
 
     reports: list[ShardReport] = []
     todo = []
     for task in tasks:
         path = out_dir / "data" / task.filename
         if shard_is_complete(path, task, config):
-            reports.append(ShardReport(task.split, task.index, str(path), task.stop - task.start, resumed=True))
+            problems = earlier.get(task.filename, [])
+            reports.append(ShardReport(task.split, task.index, str(path), task.stop - task.start, True, problems))
         else:
             todo.append(task)
 
@@ -200,11 +368,15 @@ def build_dataset(
     for _, report in map_tasks(build_shard, items, engine=engine, workers=workers, address=address):
         reports.append(report)
         bar.update(report.num_images)
+        # Record the skips as shards finish, so a resumed run still reports those of shards it keeps.
+        partial = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint())
+        atomic_write_text(out_dir / PROGRESS_FILE, json.dumps(partial.to_dict()) + "\n")
     bar.close()
     _remove_partial_writes(out_dir / "data")  # of workers killed mid-write (their shards were redone)
+    # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
-    report = BuildReport(str(out_dir), reports, listing_problems)
-    atomic_write_text(out_dir / "build_report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    report = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint())
+    atomic_write_text(out_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     if write_card:
         from himbench.synthesis.card import write_dataset_card
 
@@ -213,7 +385,7 @@ def build_dataset(
 
 
 def _remove_partial_writes(data_dir: Path) -> None:
-    for leftover in data_dir.glob(".*.tmp"):
+    for leftover in data_dir.glob(".*.parquet.*.tmp"):  # atomic_write_bytes' temp files of shards
         leftover.unlink(missing_ok=True)
 
 

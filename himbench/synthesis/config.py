@@ -6,7 +6,13 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["BuildConfig"]
+__all__ = ["MAX_INSTANCES", "MAX_SIDE", "BuildConfig"]
+
+# A canvas side above this is a typo (a 100000 px canvas would allocate tens of GB per image).
+MAX_SIDE = 8192
+# People per image: E2E-HIM predicts at most 20 (its instance queries), and placement under min_visible rarely fits
+# more than about ten people in one frame (each extra person costs up to max_attempts occlusion checks).
+MAX_INSTANCES = 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class BuildConfig:
                 problems.append(f"split name {name!r} must be alphanumeric (underscores allowed)")
         if not 1 <= self.min_instances <= self.max_instances:
             problems.append("need 1 <= min_instances <= max_instances")
+        if self.max_instances > MAX_INSTANCES:
+            problems.append(f"max_instances {self.max_instances} is over {MAX_INSTANCES} people per image")
         if (
             self.instance_weights is not None
             and len(self.instance_weights) != self.max_instances - self.min_instances + 1
@@ -64,8 +72,10 @@ class BuildConfig:
             problems.append("need 0 < scale_min <= scale_max")
         if not 0 <= self.min_visible <= 1 or not 0 <= self.min_in_frame <= 1:
             problems.append("min_visible and min_in_frame are shares in [0, 1]")
-        if self.width < 32 or self.height < 32:
-            problems.append("width and height must be at least 32 px")
+        if not (32 <= self.width <= MAX_SIDE and 32 <= self.height <= MAX_SIDE):
+            problems.append(f"width and height must be 32 to {MAX_SIDE} px (got {self.width}x{self.height})")
+        if self.seed < 0:
+            problems.append("seed must be >= 0")
         if self.images_per_shard < 1:
             problems.append("images_per_shard must be >= 1")
         if not self.fg_sources or not self.bg_sources:

@@ -2,13 +2,28 @@
 
 Layout: ``images/<split>/<id>.<ext>`` and ``alphas/<split>/<id>/<k>.png`` (k = 00, 01, ...), the same layout
 ``himbench evaluate --gt`` reads. Mattes are copied byte for byte from the shards (no re-encoding).
+
+Shards may come from anywhere (the Hub): every sample id is checked to be a plain file name before anything is
+written (an id such as ``../../x`` or ``/abs`` is refused, naming the shard), every path written is checked to stay
+inside ``out_dir``, and ``out_dir`` must be new or empty, so an export never mixes with stale files of another one.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from himbench.io import InputError
+
 __all__ = ["export_him2k"]
+
+
+def _check_fresh(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a folder")
+    if out_dir.is_dir() and any(True for _ in os.scandir(out_dir)):
+        raise InputError(out_dir, "is not empty; export into a new or empty folder (an export never mixes with the "
+                                  "files of an earlier one)")
 
 
 def export_him2k(
@@ -21,36 +36,63 @@ def export_him2k(
 ) -> dict[str, int]:
     """Write every sample of ``splits`` (default: all) to ``out_dir``; returns the number of images per split.
 
-    ``image_format`` is ``"png"`` (lossless, exact ground truth) or ``"jpg"`` (as HIM-2K ships; lossy).
+    ``image_format`` is ``"png"`` (lossless, exact ground truth) or ``"jpg"`` (as HIM-2K ships; lossy). Raises
+    :class:`InputError` (before writing anything) when ``out_dir`` is not empty, a split has no shards, or a sample
+    id is not a plain file name or appears twice in a split.
     """
     import cv2
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
-    from himbench.io import decode_image
+    from himbench.io import decode_image, resolve_inside, safe_name
     from himbench.io.atomic import atomic_write_bytes
     from himbench.shards import list_shards, splits_in
 
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     out_dir = Path(out_dir)
-    counts: dict[str, int] = {}
-    for split in splits or splits_in(shard_dir):
+    _check_fresh(out_dir)
+    chosen = list(splits or splits_in(shard_dir))
+    plan: dict[str, list[Path]] = {}
+    for split in chosen:
+        safe_name(split, shard_dir, "split name")
         shards = list_shards(shard_dir, split)
+        if not shards:
+            raise InputError(shard_dir, f"no shards for split {split!r} (found: {', '.join(splits_in(shard_dir))})")
+        seen: set[str] = set()
+        for path in shards:
+            try:
+                ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+            except Exception as err:  # pyarrow raises several types for corrupt files
+                raise InputError(path, f"cannot read Parquet shard ({err})") from err
+            for stem in ids:
+                safe_name(stem, f"{path}#{stem!r}", "sample id")
+                safe_name(f"{stem}.{image_format}", f"{path}#{stem!r}", "sample id + suffix")
+                if stem in seen:
+                    raise InputError(f"{path}#{stem}", f"sample id appears twice in split {split!r}")
+                seen.add(stem)
+        plan[split] = shards
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for split, shards in plan.items():
         total = sum(pq.read_metadata(p).num_rows for p in shards)
         with tqdm(total=total, desc=f"export {split}", unit="img", disable=not progress or None) as bar:
             for path in shards:
-                table = pq.read_table(path, columns=["id", "image", "alphas"])
-                for row in table.to_pylist():
-                    stem = row["id"]
-                    image_bytes = row["image"]["bytes"]
-                    if image_format == "jpg":
-                        rgb = decode_image(image_bytes, f"{path}#{stem}")
-                        ok, buffer = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-                        image_bytes = buffer.tobytes()
-                    atomic_write_bytes(out_dir / "images" / split / f"{stem}.{image_format}", image_bytes)
-                    for k, alpha in enumerate(row["alphas"]):
-                        atomic_write_bytes(out_dir / "alphas" / split / stem / f"{k:02d}.png", alpha["bytes"])
-                    bar.update(1)
+                parquet = pq.ParquetFile(path)
+                for batch in parquet.iter_batches(batch_size=16, columns=["id", "image", "alphas"]):
+                    for row in batch.to_pylist():
+                        stem = row["id"]
+                        image_bytes = row["image"]["bytes"]
+                        if image_format == "jpg":
+                            rgb = decode_image(image_bytes, f"{path}#{stem}")
+                            ok, buffer = cv2.imencode(".jpg", rgb[:, :, ::-1],
+                                                      [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                            image_bytes = buffer.tobytes()
+                        atomic_write_bytes(resolve_inside(out_dir, "images", split, f"{stem}.{image_format}"),
+                                           image_bytes)
+                        for k, alpha in enumerate(row["alphas"]):
+                            atomic_write_bytes(resolve_inside(out_dir, "alphas", split, stem, f"{k:02d}.png"),
+                                               alpha["bytes"])
+                        bar.update(1)
         counts[split] = total
     return counts

@@ -54,7 +54,7 @@ def _embedded_height(config: BuildConfig) -> int:
     return int(min(1536, max(256, 64 * -(-round(config.height * config.scale_max) // 64))))
 
 
-def _pick(refs: list, rng: np.random.Generator, loader, bad: set, problems: list[str], what: str, avoid=()):
+def _pick(refs: list, rng: np.random.Generator, loader, bad: dict, problems: list[str], what: str, avoid=()):
     """Draw refs until one loads; bad files are remembered (per process) and reported, never fatal.
 
     Refs in ``avoid`` (already in this image) are redrawn for the first draws, so people in one image differ when the
@@ -65,11 +65,13 @@ def _pick(refs: list, rng: np.random.Generator, loader, bad: set, problems: list
         if ref in avoid and attempt < 16:
             continue
         if ref in bad:
+            if bad[ref] not in problems:  # reported by every image that drew it, whichever process remembers it
+                problems.append(bad[ref])
             continue
         try:
             return ref, loader(ref)
         except InputError as err:
-            bad.add(ref)
+            bad[ref] = str(err)
             problems.append(str(err))
     raise InputError(
         f"{what} sources", f"no usable file after 256 draws ({len(bad)} bad files): " + "; ".join(problems)
@@ -144,7 +146,7 @@ def synthesize_image(
     index: int,
     fg_refs: list[ForegroundRef],
     bg_refs: list[BackgroundRef],
-    bad: set,
+    bad: dict,
 ) -> SampleResult:
     """Make image ``index`` of ``split``: returns the encoded shard row, problems met, and time per stage."""
     rng = image_rng(config, split, index)

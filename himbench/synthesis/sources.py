@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from himbench.io import InputError, read_alpha, read_image
+from himbench.io import InputError, decode_raw, read_alpha, read_file_bytes, read_image
 from himbench.io.atomic import atomic_write_bytes
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "Cutout",
     "ForegroundRef",
     "IMAGE_SUFFIXES",
+    "MIN_CUTOUT_SIDE",
     "load_background",
     "load_foreground",
     "scan_backgrounds",
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# A cut-out smaller than this (after cropping to alpha > 0) on either side is refused: scaled up to a person's height
+# a 1x1 or 3x40 cut-out would become a solid rectangle "person" with a full matte.
+MIN_CUTOUT_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,14 @@ def _crop_to_alpha(fg: np.ndarray, alpha: np.ndarray, source: str) -> tuple[np.n
     if rows.size == 0:
         raise InputError(source, "alpha is empty (no foreground pixels)")
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return fg[box], alpha[box]
+    fg, alpha = fg[box], alpha[box]
+    if min(alpha.shape) < MIN_CUTOUT_SIDE:
+        raise InputError(
+            source,
+            f"cut-out is only {alpha.shape[1]}x{alpha.shape[0]} px where alpha > 0 (minimum {MIN_CUTOUT_SIDE} px "
+            "on each side); too small to be a person",
+        )
+    return fg, alpha
 
 
 def _limit_size(fg: np.ndarray, alpha: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +235,7 @@ def load_foreground(ref: ForegroundRef, max_side: int, embedded_height: int) -> 
         return Cutout(fg, alpha, cut)
     if ref.kind == "rgba":
         path = ref.paths[0]
-        raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if raw is None:
-            raise InputError(path, "cannot decode image (unreadable, truncated or not an image file)")
+        raw, _ = decode_raw(read_file_bytes(path), path)
         if raw.ndim != 3 or raw.shape[2] != 4:
             raise InputError(path, "expected an RGBA cut-out (4 channels) in a folder without fg/ or alpha/")
         if raw.dtype == np.uint16:
