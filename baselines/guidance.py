@@ -140,7 +140,10 @@ def perturb_masks(masks: np.ndarray, config: GuidanceConfig, sample_id: str) -> 
 
 
 def _mask_folder(root: Path, split: str, stem: str) -> Path:
-    for candidate in (root / split / stem, root / "masks" / split / stem):
+    from himbench.io import resolve_inside
+
+    # split and stem come from shards and folders other people made: names, never paths
+    for candidate in (resolve_inside(root, split, stem), resolve_inside(root, "masks", split, stem)):
         if candidate.is_dir():
             return candidate
     raise InputError(root / split / stem, "no guidance mask folder for this image (expected <root>/<split>/<stem>/)")

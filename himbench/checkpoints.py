@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from himbench.io import InputError
+from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -111,7 +111,7 @@ def read_checkpoint_config(path_or_id: str | Path) -> dict[str, Any]:
     if not config_path.is_file():
         return {}
     try:
-        return json.loads(config_path.read_text())
+        return read_json(config_path)
     except (OSError, ValueError) as err:
         raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
 
@@ -150,7 +150,7 @@ def load_model(
     record: dict[str, Any] = {}
     if config_path.is_file():
         try:
-            record = json.loads(config_path.read_text())
+            record = read_json(config_path)
         except (OSError, ValueError) as err:
             raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
     stored_name = record.get("model_name")
@@ -162,6 +162,9 @@ def load_model(
         raise InputError(path, "no config.json with a model_name beside the weights; pass the model name")
     config = dict(record.get("config", {}))
     config.update(overrides)
-    model = create_model(model_name, **config)
+    try:
+        model = create_model(model_name, **config)
+    except (KeyError, ValueError, TypeError) as err:  # a config.json from someone else: typos, wrong types, sizes
+        raise InputError(config_path, f"checkpoint config does not build {model_name!r}: {err}") from err
     load_weights(model, weights_path)
     return model.to(device).eval()

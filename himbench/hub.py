@@ -13,13 +13,12 @@ there when an interrupted push is run again.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from himbench.io import InputError
+from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_text
 
 __all__ = ["STAGING_DIR", "card_for_repo", "plan_upload", "push_to_hub", "stage_upload"]
@@ -35,7 +34,7 @@ def _read_config(root: Path):
     if not config_path.is_file():
         raise InputError(root, "no build_config.json: not a folder written by `himbench build-dataset`")
     try:
-        return BuildConfig.from_dict(json.loads(config_path.read_text()))
+        return BuildConfig.from_dict(read_json(config_path))
     except (ValueError, TypeError) as err:
         raise InputError(config_path, f"cannot read the build config ({err})") from err
 
@@ -79,7 +78,7 @@ def card_for_repo(dataset_dir: str | os.PathLike, repo_id: str) -> str:
     num_problems = 0
     if report_path.is_file():
         try:
-            report = json.loads(report_path.read_text())
+            report = read_json(report_path)
             num_problems = int(report.get("skipped_sources", 0))
             # build_config.json is written with sorted keys; the report lists shards in the build's split order,
             # which the card (first split, YAML order, command line) follows.

@@ -144,11 +144,46 @@ def config_to_dict(config: Any) -> dict:
     return plain(dataclasses.asdict(config))
 
 
+_MAX_INT_OPTION = 1 << 20  # no size, count or width of a model config is this large; larger is a typo or an attack
+
+
+def _check_type(owner: str, key: str, current: Any, value: Any) -> None:
+    """Refuse a value whose type differs from the default's (configs come from other people's config.json files:
+    ``num_queries=2e9`` must be an error, not a 768 GB allocation)."""
+
+    def fail(why: str) -> None:
+        raise ValueError(f"{owner}.{key}: {why} (got {value!r})")
+
+    if value is None or current is None:
+        return
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            fail("expected true or false")
+    elif isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("expected an integer")
+        if abs(value) > _MAX_INT_OPTION:
+            fail(f"integer beyond {_MAX_INT_OPTION}")
+    elif isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail("expected a number")
+    elif isinstance(current, str):
+        if not isinstance(value, str):
+            fail("expected a string")
+    elif isinstance(current, tuple):
+        if not isinstance(value, tuple):
+            fail("expected a list")
+        if current:
+            for item in value:
+                _check_type(owner, key, current[0], item)
+
+
 def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
     """A copy of dataclass ``config`` with ``overrides`` applied; nested dataclass fields accept dicts.
 
     Unknown keys raise ``KeyError`` naming the field, so a typo in a saved config or a CLI override never passes
-    silently. Lists given for tuple-typed defaults are turned back into tuples (JSON has no tuples).
+    silently; a value of another type than the default (or an integer beyond 2**20) raises ``ValueError``. Lists
+    given for tuple-typed defaults are turned back into tuples (JSON has no tuples).
     """
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"expected a dataclass instance, got {type(config).__name__}")
@@ -162,5 +197,6 @@ def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
             value = apply_overrides(current, value)
         elif isinstance(current, tuple) and isinstance(value, list):
             value = tuple(value)
+        _check_type(type(config).__name__, key, current, value)
         changes[key] = value
     return dataclasses.replace(config, **changes)

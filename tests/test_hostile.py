@@ -478,3 +478,34 @@ def test_decoder_errors_all_become_input_errors():
     Image.new("L", (4, 4)).save(gif, "GIF")
     with pytest.raises(InputError, match="unsupported image format GIF"):
         decode_alpha(gif.getvalue())
+
+
+def test_checkpoint_config_with_absurd_sizes_is_refused_before_allocating(tmp_path):
+    """config.json is someone else's file: num_queries=2e9 would allocate hundreds of GB."""
+    import json
+
+    from himbench.checkpoints import load_model, save_checkpoint
+    from himbench.registry import create_model
+
+    folder = save_checkpoint(create_model("e2ehim-tiny", input_size=64), tmp_path / "ckpt", "e2ehim-tiny")
+    record = json.loads((folder / "config.json").read_text())
+    for bad in (2e9, 2_000_000_000, "20"):
+        record["config"]["guidance"]["num_queries"] = bad
+        (folder / "config.json").write_text(json.dumps(record))
+        with pytest.raises(InputError, match="config.json.*num_queries"):
+            load_model(folder)
+
+
+def test_predict_refuses_two_inputs_with_one_output_name(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from himbench.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "a.png"):
+        cv2.imwrite(str(photos / name), np.zeros((32, 32, 3), np.uint8))
+    result = CliRunner().invoke(main, ["predict", "--model", "e2ehim-tiny", str(photos), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "a.jpg" in result.output and "a.png" in result.output
+    assert not (tmp_path / "out").exists()

@@ -188,7 +188,9 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
     out = Path(out_dir)
     result_path = out / f"{stem}.json"
     # Several runs on the same data and machine (e.g. one per --guidance) share the file: rows merge by key.
-    previous = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    from himbench.io import read_json
+
+    previous = read_json(result_path, max_bytes=64 << 20) if result_path.is_file() else {}
     failures = {r.label: r.failures + ([r.probe_error] if r.probe_error else []) for r in results}
     payload = {
         "environment": dataclasses.asdict(env) | {"slug": env.slug},

@@ -1,4 +1,8 @@
-"""``himbench evaluate PRED_DIR --gt GT``: score a prediction folder and write the report files."""
+"""``himbench evaluate PRED_DIR [--gt GT]``: score a prediction folder and write the report files.
+
+Without ``--gt`` the ground truth is the one named by ``PRED_DIR/predictions.json`` (written by ``himbench predict``,
+see :mod:`himbench.prediction_manifest`), checked to be unchanged; an explicit ``--gt`` always wins.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,11 @@ class _UserError(click.ClickException):
 @click.option(
     "--gt",
     "gt",
-    required=True,
+    default=None,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Ground truth: a built shard folder (with data/*.parquet, as `himbench build-dataset` writes) or a folder "
-    "in the HIM-2K layout (alphas/<split>/<stem>/<k>.png, optionally images/<split>/<stem>.jpg).",
+    "in the HIM-2K layout (alphas/<split>/<stem>/<k>.png, optionally images/<split>/<stem>.jpg). Default: the "
+    "shard folder named in PRED_DIR/predictions.json (written by `himbench predict`).",
 )
 @click.option(
     "--split",
@@ -135,6 +140,7 @@ def command(
     )
     from himbench.io import InputError
 
+    gt, provenance = _ground_truth(pred_dir, gt)
     try:
         result = evaluate_folder(
             pred_dir,
@@ -154,7 +160,7 @@ def command(
     config = result.config
     resolved = pred_dir.resolve()
     out_dir = out or resolved.with_name(resolved.name + "-eval") / config.split
-    paths = write_report(result, out_dir)
+    paths = write_report(result, out_dir, provenance=provenance)
     if plot:
         from himbench.evaluation.plots import write_plots
 
@@ -165,6 +171,8 @@ def command(
         f"\n{config.split}: {summary['num_images']} images, {summary['num_gt']} ground-truth and "
         f"{summary['num_pred']} predicted instances ({config.gt_kind} ground truth at {config.gt})"
     )
+    if provenance:
+        click.echo(f"predictions by {provenance['model']} (weights sha256 {str(provenance['checkpoint_sha256'])[:12]})")
     click.echo("\nInstance matting quality (x100)")
     click.echo(format_summary_table(summary, config.thresholds))
     click.echo("\nPer-instance errors (matched instances, whole image)")
@@ -178,3 +186,30 @@ def command(
         click.echo(f"  {paths[name]}")
     if strict and result.problems:
         raise SystemExit(1)
+
+
+def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None]:
+    """``--gt`` if given, else the checked ground truth of PRED_DIR's manifest; plus the manifest's provenance."""
+    from himbench.io import InputError
+    from himbench.prediction_manifest import MANIFEST_NAME, ground_truth_of, read_manifest
+
+    try:
+        manifest = read_manifest(pred_dir)
+    except InputError as err:
+        if gt is not None:  # an explicit --gt needs no manifest: score, but say why there is no provenance
+            click.echo(f"warning: {err}", err=True)
+            return gt, None
+        raise _UserError(str(err)) from err
+    provenance = manifest.provenance() if manifest is not None else None
+    if gt is not None:
+        return gt, provenance
+    if manifest is None:
+        raise click.UsageError(
+            f"no ground truth: {pred_dir} has no {MANIFEST_NAME} (it is written by `himbench predict`). Pass --gt "
+            "with a built shard folder (data/*.parquet, from `himbench build-dataset`) or a HIM-2K folder "
+            "(alphas/<split>/<stem>/<k>.png)."
+        )
+    try:
+        return ground_truth_of(pred_dir, manifest), provenance
+    except InputError as err:
+        raise _UserError(str(err)) from err

@@ -35,7 +35,23 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
             items.append((split or "test", path.stem, path))
         else:
             raise click.BadParameter(f"{raw}: no such file or folder", param_hint="IMAGES")
+    _refuse_clashing_names(items)
     return items
+
+
+def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
+    """Two inputs with one output folder (a.jpg and a.png both become <split>/a/) would overwrite each other."""
+    seen: dict[tuple[str, str], object] = {}
+    for item_split, stem, source in items:
+        if not stem:  # shard samples are named by id later; ids are unique within a shard folder
+            continue
+        if (item_split, stem) in seen:
+            raise click.BadParameter(
+                f"{seen[(item_split, stem)]} and {source} would both be written to {item_split}/{stem}/: rename one "
+                "(nothing was written)",
+                param_hint="IMAGES",
+            )
+        seen[(item_split, stem)] = source
 
 
 @click.command("predict")
@@ -98,9 +114,14 @@ def command(
     from tqdm import tqdm
 
     from himbench.checkpoints import load_model
-    from himbench.io import InputError, read_image, write_alpha_png
+    from himbench.io import InputError, read_image, resolve_inside, safe_name, write_alpha_png
     from himbench.io.atomic import atomic_write_text
 
+    if split is not None:
+        try:
+            safe_name(split, "--split", "split name")
+        except InputError as err:
+            raise click.BadParameter(str(err), param_hint="--split") from err
     if threads:
         torch.set_num_threads(threads)
     if device == "auto":
@@ -145,7 +166,12 @@ def command(
             else:
                 results = [model.predict_instances(img, entry[3]) for img, entry in zip(images_, batch, strict=True)]
         for (item_split, stem, _, _), (alphas, scores) in zip(batch, results, strict=True):
-            folder = out / item_split / stem
+            try:
+                folder = resolve_inside(out, item_split, stem)  # ids from shards are names, never paths
+            except InputError as err:
+                failures.append(str(err))
+                click.echo(f"skipped: {err}", err=True)
+                continue
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob("*.png"):  # a re-run must not leave mattes of an earlier run behind
                 stale.unlink()

@@ -39,8 +39,11 @@ def _json_text(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def write_report(result: EvaluationResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write every result file (see module docstring) atomically; returns {name: path}."""
+def write_report(
+    result: EvaluationResult, out_dir: str | os.PathLike, provenance: dict | None = None
+) -> dict[str, Path]:
+    """Write every result file (see module docstring) atomically; returns {name: path}. ``provenance`` (what made
+    the predictions: model, checkpoint hash, options, from ``predictions.json``) is recorded in summary.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     flat_records = [{k: v for k, v in r.items() if k != "matches"} for r in result.records]
@@ -61,6 +64,8 @@ def write_report(result: EvaluationResult, out_dir: str | os.PathLike) -> dict[s
         "num_problems": len(result.problems),
         "config": result.config.to_dict(),
     }
+    if provenance is not None:
+        summary_doc["provenance"] = provenance
     atomic_write_text(paths["summary_json"], _json_text(summary_doc))
     atomic_write_text(paths["summary_csv"], _csv_text([result.summary], list(result.summary)))
     atomic_write_text(paths["per_image_json"], _json_text(result.records))
