@@ -15,7 +15,10 @@ A run folder holds::
     final/                              model.safetensors + config.json of the last step (a Hub-ready folder)
 
 Resuming (``resume=PATH``, a checkpoint folder or a run folder, whose latest checkpoint is used) restores the
-weights, optimizer moments and step; the data order restarts at the beginning of the epoch the step falls in.
+weights, optimizer moments and step, and continues the data order where it stopped, mid-epoch included: the epoch's
+shuffled order is a pure function of (seed, epoch), and the first ``step % batches_per_epoch`` batches of the resumed
+epoch are skipped at the sampler, before any sample is decoded. So an interrupted and resumed run sees exactly the
+batches of an uninterrupted one (models that draw random numbers in training, e.g. dropout, draw other ones).
 Under DDP the logged losses are rank 0's, and only rank 0 writes files.
 """
 
@@ -172,6 +175,26 @@ def _pick_device(name: str, local_rank: int):
     return device
 
 
+class _ResumeSampler:
+    """Wraps a sampler so that the first ``skip`` indices of its next epoch are left out (the batches a resumed run
+    already trained on); later epochs are whole. ``set_epoch`` passes through."""
+
+    def __init__(self, sampler, skip: int) -> None:
+        self.sampler, self.skip = sampler, skip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for position, index in enumerate(self.sampler):
+            if position >= skip:
+                yield index
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 def _to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     import torch
 
@@ -266,8 +289,9 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     model = model.to(device)
     size = cfg.size or int(model.config.input_size)
     dataset = HIMShardDataset(cfg.data, cfg.split, size=size, augment=cfg.augment, seed=cfg.seed)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    per_rank = len(sampler)
+    base_sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    sampler = _ResumeSampler(base_sampler, 0)
+    per_rank = len(base_sampler)
     if per_rank == 0:
         raise InputError(cfg.data, f"split {cfg.split!r} has no samples")
     loader = DataLoader(
@@ -329,6 +353,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     batches_per_epoch = max(1, len(loader))
     step = start_step
     epoch = step // batches_per_epoch
+    sampler.skip = (step % batches_per_epoch) * cfg.batch_size  # mid-epoch resume: the batches already trained on
     sums: dict[str, float] = {}
     count = 0
     tick = time.perf_counter()

@@ -95,6 +95,20 @@ def test_resume_continues_exactly(tmp_path):
     assert any(not torch.allclose(a[k], fresh.model.state_dict()[k]) for k in a if a[k].is_floating_point())
 
 
+def test_resume_mid_epoch_continues_the_same_data_order(tmp_path):
+    # 6 samples, batch 2: 3 steps per epoch; the step-4 checkpoint sits one batch into the second epoch. The resumed
+    # run must skip that batch (not restart the epoch), so that it ends with the uninterrupted run's weights.
+    data = make_toy_dataset(tmp_path / "data", num_images=6, shards=1, seed=3)
+    full = train(_config(data, tmp_path / "full", steps=7, checkpoint_every=4), progress=False)
+    resumed = train(
+        _config(data, tmp_path / "resumed", steps=7, resume=str(tmp_path / "full" / "checkpoints" / "step_0000004")),
+        progress=False,
+    )
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
