@@ -1,4 +1,5 @@
-"""``mask-refine``: an MGMatting-style mask-guided matting refiner, the second stage of a two-stage system.
+"""Models ``mask-refine-tiny`` and ``mask-refine-base`` (method ``mask-refine``): an MGMatting-style mask-guided matting
+refiner, the second stage of a two-stage system.
 
 Input: the image and ONE instance's binary mask (4 channels); output: that instance's alpha matte. It runs once per
 instance, so its cost grows linearly with the number of people (all instances of an image go through in batches,
@@ -173,13 +174,13 @@ class MaskRefiner(nn.Module):
         return normalise_overlaps(alphas), np.ones(len(alphas), dtype=np.float32)
 
 
-@register_model("mask-refine-tiny")
+@register_model("mask-refine-tiny", default_weights="checkpoints/mask-refine-tiny")
 def mask_refine_tiny(**overrides) -> MaskRefiner:
     """MGMatting-style mask-guided refiner, tiny U-Net (width 16, 320 px): the second stage of the baselines."""
     return MaskRefiner(apply_overrides(RefinerConfig(), overrides))
 
 
-@register_model("mask-refine")
-def mask_refine(**overrides) -> MaskRefiner:
+@register_model("mask-refine-base")
+def mask_refine_base(**overrides) -> MaskRefiner:
     """MGMatting-style mask-guided refiner, larger U-Net (width 32, 512 px)."""
     return MaskRefiner(apply_overrides(RefinerConfig(input_size=512, width=32), overrides))

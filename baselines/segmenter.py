@@ -144,7 +144,7 @@ class InstanceSegmenter(nn.Module):
         return big.numpy()[keep].astype(np.float32), scores[keep]
 
 
-@register_model("seg-tiny")
+@register_model("seg-tiny", default_weights="checkpoints/seg-tiny")
 def seg_tiny(**overrides) -> InstanceSegmenter:
     """Tiny centre/offset instance segmenter (U-Net width 16, 256 px): the first stage of seg-refine."""
     return InstanceSegmenter(apply_overrides(SegmenterConfig(), overrides))

@@ -1,12 +1,15 @@
-"""E2E-HIM: end-to-end human instance matting (SPEC s.5), written in plain PyTorch.
+"""E2E-HIM: end-to-end human instance matting (SPEC s.5), written in plain PyTorch; a himbench plugin.
 
-Importing this package registers ``e2ehim-tiny``, ``e2ehim-base`` and ``e2ehim-official`` (the authors' released
-network, :mod:`e2ehim.official`) in :mod:`himbench.registry`.
+himbench loads this package through its entry point (``himbench.plugins`` in ``pyproject.toml``). Importing it
+registers the models ``e2ehim-tiny`` (with its shipped checkpoint), ``e2ehim-base`` and ``e2ehim-official`` (the
+authors' released network, :mod:`e2ehim.official`) in :mod:`himbench.registry`, and a benchmark method of the same
+name for each (:func:`himbench.methods.register_model_method`).
 """
 
 from e2ehim.config import E2EHIMConfig, base_config, tiny_config
 from e2ehim.model import E2EHIM, e2ehim_base, e2ehim_tiny
 from e2ehim.official import E2EHIMOfficial, E2EHIMOfficialConfig, e2ehim_official
+from himbench.methods import register_model_method
 
 __all__ = [
     "E2EHIM",
@@ -19,3 +22,9 @@ __all__ = [
     "e2ehim_tiny",
     "tiny_config",
 ]
+
+register_model_method("e2ehim-tiny", description="E2E-HIM, CPU-sized (model e2ehim-tiny, shipped checkpoint).")
+register_model_method("e2ehim-base", description="E2E-HIM at the paper's size (model e2ehim-base).")
+register_model_method(
+    "e2ehim-official", description="The authors' released E2E-HIM network (needs their weights: import-checkpoint)."
+)

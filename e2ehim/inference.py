@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from himbench.data import LetterboxInfo, letterbox_image
+from himbench.geometry import LetterboxInfo, letterbox_image
 
 __all__ = ["filter_instances", "predict_images", "prepare_batch"]
 

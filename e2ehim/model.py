@@ -165,7 +165,7 @@ class E2EHIM(nn.Module):
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Predict instance mattes for several RGB uint8 images of any sizes (``masks`` is ignored); call in eval
         mode. Post-processing as in :mod:`e2ehim.inference`."""
-        from himbench.data import unletterbox
+        from himbench.geometry import unletterbox
 
         batch, infos = prepare_batch(images, self.config.input_size, self.device)
         out = self(batch)
@@ -195,7 +195,7 @@ def _build(default: E2EHIMConfig, overrides: dict[str, Any]) -> E2EHIM:
     return E2EHIM(apply_overrides(default, overrides))
 
 
-@register_model("e2ehim-tiny")
+@register_model("e2ehim-tiny", default_weights="checkpoints/e2ehim-tiny")
 def e2ehim_tiny(**overrides: Any) -> E2EHIM:
     """E2E-HIM, CPU-sized (256 px, ~1.7 M params): tests and the embedded demo."""
     return _build(tiny_config(), overrides)

@@ -386,31 +386,19 @@ def render_comparison_latex(published: Sequence[dict], measured: Sequence[dict])
 
 
 # ------------------------------------------------------------------------------------------------------------ plots
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: str | Path) -> Path:
-    import io
+    from himbench.plotting import save_figure
 
-    from himbench.io import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    _figure().close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_accuracy_vs_latency(rows: Sequence[dict], path: str | Path, metric: str = "IMQ_mad@0.5") -> Path:
     """Scatter of ``metric`` against mean latency per image, one point per row, labelled by method and
     environment; latency on a log axis."""
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    from himbench.plotting import new_figure
+
+    fig = new_figure((6.4, 4.2))
+    ax = fig.subplots()
     for row in rows:
         x, y = _number(row.get("latency_ms")), _number(row.get(metric))
         if x is None or y is None or x <= 0:
@@ -428,8 +416,10 @@ def plot_accuracy_vs_latency(rows: Sequence[dict], path: str | Path, metric: str
 
 def plot_latency_vs_instances(rows: Sequence[dict], path: str | Path) -> Path:
     """Latency against the number of people in a synthetic probe image, one line per row (method + environment)."""
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    from himbench.plotting import new_figure
+
+    fig = new_figure((6.4, 4.2))
+    ax = fig.subplots()
     environments = {row.get("environment", "") for row in rows}
     for row in rows:
         points = [(n, _number(row.get(f"latency_ms_n{n}"))) for n in LATENCY_COUNTS]
@@ -467,11 +457,13 @@ def colourise(image: np.ndarray, alphas: np.ndarray) -> np.ndarray:
 def plot_qualitative(image: np.ndarray, panels: Sequence[tuple[str, np.ndarray | None, str]], path: str | Path) -> Path:
     """Grid: the photo, then one panel per method: ``(title, alphas (N,H,W) or None, note)``; None shows the note
     (e.g. why the method could not run)."""
-    plt = _figure()
+    from himbench.plotting import new_figure
+
     count = len(panels) + 1
     cols = min(4, count)
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows * image.shape[0] / image.shape[1] + 0.4))
+    fig = new_figure((3.2 * cols, 3.2 * rows * image.shape[0] / image.shape[1] + 0.4))
+    axes = fig.subplots(rows, cols)
     axes = np.atleast_1d(axes).ravel()
     axes[0].imshow(image)
     axes[0].set_title("input", fontsize=9)

@@ -1,36 +1,30 @@
-"""The method interface shared by E2E-HIM and the two-stage baselines, and the method registry of the benchmark.
+"""The method protocol of the benchmark and its registry: what a method is, how it is built by name.
 
 A *method* is anything that turns a photo into instance mattes: ``method.predict(image, masks=None) ->
-Prediction(alphas (N,H,W) float32, scores (N,) float32)``. Mask-guided methods (``mask-cf``, ``mask-refine``) carry
-a :class:`~baselines.guidance.GuidanceConfig` in ``method.guidance`` that says where their masks come from (perturbed
+Prediction(alphas (N,H,W) float32, scores (N,) float32)``. Mask-guided methods carry a
+:class:`~himbench.guidance.GuidanceConfig` in ``method.guidance`` that says where their masks come from (perturbed
 ground truth or masks on disk); the benchmark builds those masks per image and passes them in. Methods that find the
-people themselves (``e2ehim-*``, ``seg-refine``, ``seg-tiny``) have ``guidance = None`` and ignore ``masks``.
+people themselves have ``guidance = None`` and ignore ``masks``.
 
-Built-in methods (``list_methods()``):
+Methods and models share one namespace (``himbench models`` lists both): a name registered as both a model and a
+method always runs that same model, and :func:`model_for` tells which model a method runs, so ``himbench predict
+--model NAME`` and ``himbench bench -m NAME`` run the same network.
 
-=================  ===========================================================================================
-``e2ehim-tiny``    the registered E2E-HIM model ``e2ehim-tiny`` with a checkpoint (``checkpoint=PATH``)
-``e2ehim-base``    same, ``e2ehim-base``
-``mask-cf``        guidance masks -> trimap -> closed-form matting per instance (no training)
-``mask-only``      guidance masks returned as hard mattes (the reference any matting stage should beat)
-``mask-refine``    guidance masks -> learned refiner per instance (model ``mask-refine-tiny`` by default)
-``seg-refine``     learned segmenter ``seg-tiny`` -> learned refiner per instance: the full two-stage pipeline
-``seg-tiny``       the segmenter alone (hard masks as mattes), to show how much the refiner adds
-``e2ehim-official`` the authors' released E2E-HIM network (needs their weights: ``himbench import-checkpoint``)
-``mgm``            guidance masks -> the authors' released MGMatting per instance (needs their weights)
-``seg-mgm``        learned segmenter ``seg-tiny`` -> MGMatting per instance (two-stage with a released refiner)
-=================  ===========================================================================================
+Registering
+    himbench registers no method itself: plugins do, as they register models (:mod:`himbench.registry`, entry-point
+    group ``himbench.plugins``). Write a :class:`Method` subclass and register a factory with
+    ``@register_method("name", models=(...), mask_guided=...)``, or wrap a registered model with
+    :func:`register_model_method`. Any registered model that is not a method also works as one
+    (``create_method("my-model", checkpoint=...)``, through :class:`ModelMethod`).
 
 Models that re-implement a published network carry ``released_weights``
 (:class:`himbench.checkpoints.ReleasedWeights`): random weights mean nothing for them, so creating such a method
 without a checkpoint is an error that says where the authors publish the weights and under which licence.
-
-Any other registered model name also works (``create_method("my-model", checkpoint=...)``). To add a method, write a
-:class:`Method` subclass and register a factory with ``@register_method("name")``.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -40,25 +34,32 @@ from typing import Any
 
 import numpy as np
 
-from baselines.guidance import GuidanceConfig
+from himbench.device import resolve_device  # re-exported: methods take device names through it
+from himbench.guidance import GuidanceConfig
 
 __all__ = [
-    "MASK_GUIDED",
+    "GUIDANCE_OPTIONS",
     "Method",
-    "MaskCFMethod",
-    "MaskOnlyMethod",
+    "MethodEntry",
     "ModelMethod",
     "Prediction",
-    "RefineMethod",
-    "SegRefineMethod",
+    "check_masks",
     "create_method",
+    "guidance_from",
+    "guidance_spec",
+    "is_mask_guided",
     "list_methods",
-    "default_checkpoint",
     "load_registered_model",
+    "method_entry",
     "missing_weights_message",
+    "model_for",
     "register_method",
+    "register_model_method",
     "resolve_device",
 ]
+
+# keyword options of a mask-guided method that make its GuidanceConfig (see guidance_from)
+GUIDANCE_OPTIONS: tuple[str, ...] = ("guidance", "guidance_seed", "guidance_radius", "masks_dir")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class Method(ABC):
 
     def predict_for_timing(self, image: np.ndarray, masks: np.ndarray) -> Prediction:
         """Used by the latency-versus-instances probe: do the work this method would do on an image with
-        ``len(masks)`` people. Defaults to :meth:`predict`; see :class:`SegRefineMethod` for why it may differ."""
+        ``len(masks)`` people. Defaults to :meth:`predict`; a two-stage method whose first stage
+        finds no people on the synthetic probe image overrides it."""
         return self.predict(image, masks)
 
     @property
@@ -130,7 +132,8 @@ class Method(ABC):
         }
 
 
-def _check_masks(name: str, image: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+def check_masks(name: str, image: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+    """``masks`` as bool (N,H,W) matching ``image`` (H,W,3); a ValueError naming method ``name`` otherwise."""
     if masks is None:
         raise ValueError(f"{name} is mask-guided: pass guidance masks (N,H,W)")
     masks = np.asarray(masks).astype(bool, copy=False)
@@ -139,29 +142,23 @@ def _check_masks(name: str, image: np.ndarray, masks: np.ndarray | None) -> np.n
     return masks
 
 
-def resolve_device(device: str | None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+def guidance_spec(guidance: GuidanceConfig) -> dict[str, Any]:
+    """The keyword options (:data:`GUIDANCE_OPTIONS`) that rebuild ``guidance`` through :func:`guidance_from`."""
+    return {"guidance": guidance.perturb, "guidance_seed": guidance.seed, "guidance_radius": guidance.radius,
+            "masks_dir": guidance.masks_dir}
 
 
-def default_checkpoint(model: str) -> Path | None:
-    """The shipped checkpoint of ``model`` if there is one: ``<package>/checkpoints/<model>/model.safetensors``
-    in the ``e2ehim`` or ``baselines`` package (where ``himbench train`` results are placed for release)."""
-    import importlib.util
-
-    for package in ("e2ehim", "baselines"):
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        for root in spec.submodule_search_locations:
-            folder = Path(root) / "checkpoints" / model
-            if (folder / "model.safetensors").is_file():
-                return folder
-    return None
+def guidance_from(kwargs: dict[str, Any]) -> GuidanceConfig:
+    """Pop the guidance options (guidance, guidance_seed, guidance_radius, masks_dir) into a GuidanceConfig."""
+    given = kwargs.pop("guidance", None)
+    if isinstance(given, GuidanceConfig):
+        return given
+    return GuidanceConfig(
+        perturb=given or "none",
+        seed=int(kwargs.pop("guidance_seed", 0)),
+        radius=int(kwargs.pop("guidance_radius", 4)),
+        masks_dir=kwargs.pop("masks_dir", None),
+    )
 
 
 def missing_weights_message(model: str, released) -> str:
@@ -177,12 +174,13 @@ def missing_weights_message(model: str, released) -> str:
 
 def load_registered_model(model: str, checkpoint: str | Path | None, device: str):
     """Create registered ``model`` with the weights of ``checkpoint`` (a :mod:`himbench.checkpoints` folder,
-    its ``model.safetensors``, or a Hub id); with no checkpoint, the shipped one (:func:`default_checkpoint`) if
-    any, else random weights (an :class:`InputError` for models whose ``released_weights`` say random weights are
-    useless). Returns ``(module in eval mode on device, checkpoint used or None)``."""
+    its ``model.safetensors``, or a Hub id); with no checkpoint, the one shipped with the model's registration
+    (:func:`himbench.registry.default_checkpoint`) if any, else random weights (an :class:`InputError` for models
+    whose ``released_weights`` say random weights are useless). Returns ``(module in eval mode on device, checkpoint
+    used or None)``."""
     from himbench.checkpoints import load_model
     from himbench.io import InputError
-    from himbench.registry import create_model
+    from himbench.registry import create_model, default_checkpoint
 
     if checkpoint is None:
         checkpoint = default_checkpoint(model)
@@ -196,9 +194,20 @@ def load_registered_model(model: str, checkpoint: str | Path | None, device: str
 
 
 class ModelMethod(Method):
-    """A registered model (``himbench.registry``) used through its ``predict_instances``."""
+    """A registered model (``himbench.registry``) used through its ``predict_instances``.
 
-    def __init__(self, name: str, model: str, checkpoint: str | None = None, device: str | None = None) -> None:
+    A model whose class sets ``mask_guided = True`` (a refiner) makes a mask-guided method: it keeps ``guidance``
+    (default: unperturbed ground truth) and refuses to predict without masks. Guidance given for any other model is
+    a ``TypeError``."""
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        checkpoint: str | None = None,
+        device: str | None = None,
+        guidance: GuidanceConfig | None = None,
+    ) -> None:
         self.name = name
         self._device = resolve_device(device)
         self.net, used = load_registered_model(model, checkpoint, self._device)
@@ -206,10 +215,17 @@ class ModelMethod(Method):
         self.checkpoints_used = {model: used}
         # The spec keeps the checkpoint as given: None means "the shipped default", wherever the package lives.
         self.spec = {"name": name, "model": model, "checkpoint": checkpoint}
+        if getattr(self.net, "mask_guided", False):
+            self.guidance = guidance or GuidanceConfig()
+            self.spec.update(guidance_spec(self.guidance))
+        elif guidance is not None:
+            raise TypeError(f"{name}: model {model} is not mask-guided, so guidance options do not apply")
         if not self._trained:
             warnings.warn(f"{name}: no checkpoint given, running {model} with random weights", stacklevel=2)
 
     def predict(self, image: np.ndarray, masks: np.ndarray | None = None) -> Prediction:
+        if self.guidance is not None:
+            masks = check_masks(self.name, image, masks)
         alphas, scores = self.net.predict_instances(image, masks)
         return Prediction(alphas, scores)
 
@@ -225,200 +241,119 @@ class ModelMethod(Method):
         return self._trained
 
 
-class MaskCFMethod(Method):
-    """``mask-cf``: closed-form matting per guidance mask (see :mod:`baselines.mask_cf`)."""
+@dataclass(frozen=True)
+class MethodEntry:
+    """One registered method: its factory, the registered models it runs by default (empty for methods without
+    learned parts) and whether it takes guidance masks."""
 
-    def __init__(self, guidance: GuidanceConfig | None = None, device: str | None = None, **cf_options: Any) -> None:
-        # ``device`` is accepted so every method takes the same options; closed-form matting runs on the CPU.
-        from baselines.mask_cf import MaskCFConfig
-
-        guidance = guidance or GuidanceConfig()
-        self.name = "mask-cf"
-        self.guidance = guidance
-        self.config = MaskCFConfig(**cf_options)
-        self.spec = {"name": "mask-cf", **_guidance_spec(guidance), **cf_options}
-
-    def predict(self, image: np.ndarray, masks: np.ndarray | None = None) -> Prediction:
-        from baselines.mask_cf import predict_mask_cf
-
-        return Prediction(*predict_mask_cf(image, _check_masks(self.name, image, masks), self.config))
-
-
-class MaskOnlyMethod(Method):
-    """``mask-only``: the guidance masks returned as hard 0/1 mattes, the floor any matting stage should beat."""
-
-    def __init__(self, guidance: GuidanceConfig | None = None, device: str | None = None) -> None:
-        self.name = "mask-only"
-        self.guidance = guidance or GuidanceConfig()
-        self.spec = {"name": "mask-only", **_guidance_spec(self.guidance)}
-
-    def predict(self, image: np.ndarray, masks: np.ndarray | None = None) -> Prediction:
-        masks = _check_masks(self.name, image, masks)
-        masks = masks[masks.reshape(len(masks), -1).any(axis=1)]
-        return Prediction(masks.astype(np.float32), np.ones(len(masks), dtype=np.float32))
-
-
-class RefineMethod(ModelMethod):
-    """``mask-refine`` / ``mgm``: a learned mask-guided refiner run once per guidance mask."""
-
-    def __init__(
-        self,
-        guidance: GuidanceConfig | None = None,
-        model: str = "mask-refine-tiny",
-        checkpoint: str | None = None,
-        device: str | None = None,
-        name: str = "mask-refine",
-    ) -> None:
-        super().__init__(name, model, checkpoint, device)
-        guidance = guidance or GuidanceConfig()
-        self.guidance = guidance
-        self.spec = {**self.spec, **_guidance_spec(guidance)}
-
-    def predict(self, image: np.ndarray, masks: np.ndarray | None = None) -> Prediction:
-        return super().predict(image, _check_masks(self.name, image, masks))
-
-
-class SegRefineMethod(Method):
-    """``seg-refine``: the segmenter's masks feed the refiner (errors of the first stage propagate)."""
-
-    def __init__(
-        self,
-        segmenter: str = "seg-tiny",
-        seg_checkpoint: str | None = None,
-        model: str = "mask-refine-tiny",
-        checkpoint: str | None = None,
-        device: str | None = None,
-        name: str = "seg-refine",
-    ) -> None:
-        self.name = name
-        self._device = resolve_device(device)
-        self.segmenter, seg_used = load_registered_model(segmenter, seg_checkpoint, self._device)
-        self.refiner, used = load_registered_model(model, checkpoint, self._device)
-        self._trained = seg_used is not None and used is not None
-        self.checkpoints_used = {segmenter: seg_used, model: used}
-        self.spec = {
-            "name": name,
-            "segmenter": segmenter,
-            "seg_checkpoint": seg_checkpoint,
-            "model": model,
-            "checkpoint": checkpoint,
-        }
-        if not self._trained:
-            warnings.warn(f"{name}: a stage has no checkpoint and runs with random weights", stacklevel=2)
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        masks, _ = self.segmenter.predict_instances(image)
-        return masks >= 0.5
-
-    def predict(self, image: np.ndarray, masks: np.ndarray | None = None) -> Prediction:
-        found = self.segment(image)
-        alphas, scores = self.refiner.predict_instances(image, found)
-        return Prediction(alphas, scores)
-
-    def predict_for_timing(self, image: np.ndarray, masks: np.ndarray) -> Prediction:
-        # A synthetic probe image holds no people a segmenter would find, so the segmenter runs (its full cost)
-        # and the refiner then gets the probe's n masks: the work of a segmenter that found n people.
-        self.segment(image)
-        alphas, scores = self.refiner.predict_instances(image, masks)
-        return Prediction(alphas, scores)
-
-    def num_parameters(self) -> int:
-        return int(sum(p.numel() for net in (self.segmenter, self.refiner) for p in net.parameters()))
+    name: str
+    factory: Callable[..., Method]
+    models: tuple[str, ...] = ()
+    mask_guided: bool = False
 
     @property
-    def device(self) -> str:
-        return self._device
+    def module(self) -> str:
+        return self.factory.__module__
 
     @property
-    def trained(self) -> bool:
-        return self._trained
+    def description(self) -> str:
+        lines = (self.factory.__doc__ or "").strip().splitlines()
+        return lines[0] if lines else ""
 
 
-def _guidance_spec(guidance: GuidanceConfig) -> dict[str, Any]:
-    return {"guidance": guidance.perturb, "guidance_seed": guidance.seed, "guidance_radius": guidance.radius,
-            "masks_dir": guidance.masks_dir}
+_METHODS: dict[str, MethodEntry] = {}
 
 
-def _guidance_from(kwargs: dict[str, Any]) -> GuidanceConfig:
-    """Pop the guidance options (guidance, guidance_seed, guidance_radius, masks_dir) into a GuidanceConfig."""
-    given = kwargs.pop("guidance", None)
-    if isinstance(given, GuidanceConfig):
-        return given
-    return GuidanceConfig(
-        perturb=given or "none",
-        seed=int(kwargs.pop("guidance_seed", 0)),
-        radius=int(kwargs.pop("guidance_radius", 4)),
-        masks_dir=kwargs.pop("masks_dir", None),
-    )
+def register_method(
+    name: str, *, models: tuple[str, ...] = (), mask_guided: bool = False
+) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+    """Decorator: register ``factory(**kwargs) -> Method`` under ``name``.
 
-
-_METHODS: dict[str, Callable[..., Method]] = {}
-# methods that take guidance options
-MASK_GUIDED: frozenset[str] = frozenset({"mask-cf", "mask-only", "mask-refine", "mgm"})
-
-
-def register_method(name: str) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
-    """Decorator: register ``factory(**kwargs) -> Method`` under ``name``."""
+    ``models``: the registered models the method runs by default (for listings and :func:`model_for`); a method
+    named like a registered model must run exactly that model. ``mask_guided``: the method takes guidance masks,
+    and the benchmark passes it the guidance options (:data:`GUIDANCE_OPTIONS`)."""
 
     def decorate(factory: Callable[..., Method]) -> Callable[..., Method]:
-        _METHODS[name] = factory
+        existing = _METHODS.get(name)
+        if existing is not None and existing.factory.__qualname__ != factory.__qualname__:
+            raise ValueError(f"method name {name!r} is already registered by {existing.module}")
+        _METHODS[name] = MethodEntry(name, factory, tuple(models), mask_guided)
         return factory
 
     return decorate
 
 
-@register_method("mask-cf")
-def _mask_cf(**kwargs: Any) -> Method:
-    guidance = _guidance_from(kwargs)
-    return MaskCFMethod(guidance, **kwargs)
+def _model_method_factory(name: str, model: str, description: str) -> Callable[..., Method]:
+    def factory(
+        checkpoint: str | None = None, device: str | None = None, model: str = model, **options: Any
+    ) -> Method:
+        guidance = guidance_from(options) if any(key in options for key in GUIDANCE_OPTIONS) else None
+        if options:
+            raise TypeError(f"{name}: unexpected options {', '.join(sorted(options))}")
+        return ModelMethod(name, model, checkpoint, device, guidance)
 
-
-@register_method("mask-only")
-def _mask_only(**kwargs: Any) -> Method:
-    guidance = _guidance_from(kwargs)
-    return MaskOnlyMethod(guidance, **kwargs)
-
-
-@register_method("mask-refine")
-def _mask_refine(**kwargs: Any) -> Method:
-    guidance = _guidance_from(kwargs)
-    return RefineMethod(guidance, **kwargs)
-
-
-@register_method("seg-refine")
-def _seg_refine(**kwargs: Any) -> Method:
-    return SegRefineMethod(**kwargs)
-
-
-@register_method("mgm")
-def _mgm(**kwargs: Any) -> Method:
-    """The authors' MGMatting (model ``mgm``) per guidance mask: ground-truth, perturbed or ``masks_dir`` masks."""
-    guidance = _guidance_from(kwargs)
-    kwargs.setdefault("model", "mgm")
-    return RefineMethod(guidance, name="mgm", **kwargs)
-
-
-@register_method("seg-mgm")
-def _seg_mgm(**kwargs: Any) -> Method:
-    """Two-stage: himbench's segmenter ``seg-tiny`` finds the people, the authors' MGMatting mattes each one."""
-    kwargs.setdefault("model", "mgm")
-    return SegRefineMethod(name="seg-mgm", **kwargs)
-
-
-def _model_factory(name: str, model: str) -> Callable[..., Method]:
-    def factory(checkpoint: str | None = None, device: str | None = None, model: str = model) -> Method:
-        return ModelMethod(name, model, checkpoint, device)
-
-    factory.__doc__ = f"registered model {model} through predict_instances"
+    factory.__doc__ = description
+    factory.__qualname__ = f"model_method[{name}]"
     return factory
 
 
-for _model in ("e2ehim-tiny", "e2ehim-base", "e2ehim-official", "seg-tiny"):
-    register_method(_model)(_model_factory(_model, _model))
+def register_model_method(
+    name: str, model: str | None = None, *, mask_guided: bool = False, description: str | None = None
+) -> Callable[..., Method]:
+    """Register method ``name`` running registered ``model`` (default: the model of the same name) through
+    :class:`ModelMethod`; options: ``checkpoint``, ``device`` and, when ``mask_guided``, the guidance options."""
+    model = model or name
+    factory = _model_method_factory(name, model, description or f"registered model {model} through predict_instances")
+    factory.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)  # the registering plugin's module
+    register_method(name, models=(model,), mask_guided=mask_guided)(factory)
+    return factory
+
+
+def _load_plugins() -> None:
+    from himbench.registry import load_plugins
+
+    load_plugins()
 
 
 def list_methods() -> list[str]:
+    """Sorted names of the registered methods (registered models not listed here work as methods too)."""
+    _load_plugins()
     return sorted(_METHODS)
+
+
+def method_entry(name: str) -> MethodEntry | None:
+    """The registration of method ``name``, or None when ``name`` is not a registered method."""
+    _load_plugins()
+    return _METHODS.get(name)
+
+
+def is_mask_guided(name: str) -> bool:
+    """Whether method (or model) ``name`` takes guidance masks. A model that is not a registered method is built on
+    the CPU to read its class's ``mask_guided`` flag; an unknown name is False."""
+    entry = method_entry(name)
+    if entry is not None:
+        return entry.mask_guided
+    from himbench.registry import create_model, list_models
+
+    if name not in list_models():
+        return False
+    return bool(getattr(create_model(name), "mask_guided", False))
+
+
+def model_for(name: str) -> str:
+    """The registered model that ``name`` runs: ``name`` itself for a model, the model of a method that runs exactly
+    one (``mask-refine`` -> ``mask-refine-tiny``); a KeyError saying why otherwise."""
+    from himbench.registry import list_models
+
+    if name in list_models():
+        return name
+    entry = method_entry(name)
+    if entry is None:
+        raise KeyError(f"unknown model or method {name!r}; see `himbench models`")
+    if len(entry.models) != 1:
+        runs = ", ".join(entry.models) or "no learned model"
+        raise KeyError(f"method {name!r} runs {runs}, not one model: run it with `himbench bench -m {name}`")
+    return entry.models[0]
 
 
 def create_method(name: str, **kwargs: Any) -> Method:
@@ -427,10 +362,11 @@ def create_method(name: str, **kwargs: Any) -> Method:
     :class:`ModelMethod`. ``None`` values are dropped, so CLI defaults pass through."""
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     kwargs.pop("name", None)
-    if name in _METHODS:
-        return _METHODS[name](**kwargs)
+    entry = method_entry(name)
+    if entry is not None:
+        return entry.factory(**kwargs)
     from himbench.registry import list_models
 
     if name in list_models():
-        return _model_factory(name, name)(**kwargs)
+        return _model_method_factory(name, name, "")(**kwargs)
     raise KeyError(f"unknown method {name!r}; methods: {', '.join(list_methods())} (or any registered model)")

@@ -1,13 +1,26 @@
 """The one model registry of himbench (timm-style): every trainable or benchmarked model is created by name.
 
 Registering
-    Decorate a factory with ``@register_model("name")``. The factory takes keyword overrides of the model's config
-    (nested dataclass fields may be given as dicts; :func:`apply_overrides` resolves them) and returns an
-    ``nn.Module``. Registration is import-driven: :func:`create_model` / :func:`list_models` import the provider
-    packages ``e2ehim`` and ``baselines`` (the latter is optional: if it is missing or fails to import, a warning says
-    so and only its models are absent).
+    Decorate a factory with ``@register_model("name", default_weights="checkpoints/name")``. The factory takes keyword
+    overrides of the model's config (nested dataclass fields may be given as dicts; :func:`apply_overrides` resolves
+    them) and returns an ``nn.Module``. ``default_weights`` (optional) is the checkpoint folder shipped with the
+    model, relative to the folder of the registering module (an absolute path is kept as is); as timm ties pretrained
+    weights to a registration, the weights travel with the model's own package and :func:`default_checkpoint` finds
+    them without the host knowing any package by name.
 
-The training protocol every registered model follows (``himbench.training`` relies on it, and nothing else)
+Plugins
+    himbench itself registers no model. Packages declare an entry point in the group ``himbench.plugins`` (see
+    :data:`PLUGIN_GROUP`), e.g. in their ``pyproject.toml``::
+
+        [project.entry-points."himbench.plugins"]
+        my_models = "my_package"
+
+    :func:`load_plugins` (called by :func:`create_model`, :func:`list_models` and the method registry of
+    :mod:`himbench.methods`) imports every such module once; importing it runs its ``@register_model`` /
+    ``@register_method`` decorators. A plugin that fails to import is reported in a warning naming it, and the
+    others still load.
+
+The training protocol every registered model follows (``himbench.training`` relies on it)
     ``model.config``
         A dataclass holding the whole resolved configuration. ``dataclasses.asdict(model.config)`` is saved as JSON
         beside every checkpoint; ``create_model(name, **that_dict)`` rebuilds the same architecture.
@@ -29,86 +42,140 @@ The training protocol every registered model follows (``himbench.training`` reli
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import importlib.metadata
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "PLUGIN_GROUP",
     "ModelInfo",
     "apply_overrides",
     "config_to_dict",
     "count_parameters",
     "create_model",
+    "default_checkpoint",
     "list_models",
+    "load_plugins",
     "model_info",
     "register_model",
 ]
 
-PROVIDERS: tuple[str, ...] = ("e2ehim", "baselines")
-_OPTIONAL_PROVIDERS = frozenset({"baselines"})
+PLUGIN_GROUP = "himbench.plugins"
 
 _FACTORIES: dict[str, Callable[..., Any]] = {}
-_imported = False
+_DEFAULT_WEIGHTS: dict[str, Path] = {}
+_plugins_loaded = False
 
 T = TypeVar("T")
 
 
-def register_model(name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Decorator: register ``factory(**overrides) -> nn.Module`` under ``name``."""
+def _module_folder(module_name: str) -> Path | None:
+    module = sys.modules.get(module_name)
+    file = getattr(module, "__file__", None)
+    return Path(file).resolve().parent if file else None
+
+
+def register_model(
+    name: str, *, default_weights: str | Path | None = None
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator: register ``factory(**overrides) -> nn.Module`` under ``name``.
+
+    ``default_weights``: the checkpoint folder (``model.safetensors`` + ``config.json``) shipped with this model,
+    relative to the folder of the module that registers it; used when no checkpoint is given and the folder exists.
+    """
 
     def decorate(factory: Callable[..., T]) -> Callable[..., T]:
         existing = _FACTORIES.get(name)
         if existing is not None and existing is not factory and existing.__qualname__ != factory.__qualname__:
             raise ValueError(f"model name {name!r} is already registered by {existing.__module__}")
         _FACTORIES[name] = factory
+        if default_weights is not None:
+            path = Path(default_weights)
+            folder = _module_folder(factory.__module__)
+            _DEFAULT_WEIGHTS[name] = path if path.is_absolute() or folder is None else folder / path
+        else:
+            _DEFAULT_WEIGHTS.pop(name, None)
         return factory
 
     return decorate
 
 
-def _import_providers() -> None:
-    global _imported
-    if _imported:
-        return
-    _imported = True
-    for module in PROVIDERS:
+def load_entry_points(entry_points: Iterable[importlib.metadata.EntryPoint]) -> list[str]:
+    """Import the given plugin entry points; returns the names of those that loaded. A plugin that fails to import
+    gives a warning naming it (its models and methods are then absent) and the others still load."""
+    loaded: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in entry_points:
+        if (entry.name, entry.value) in seen:  # an editable install can list the same distribution twice
+            continue
+        seen.add((entry.name, entry.value))
         try:
-            importlib.import_module(module)
+            entry.load()
         except Exception as err:
-            if module not in _OPTIONAL_PROVIDERS:
-                _imported = False
-                raise
-            if not (isinstance(err, ModuleNotFoundError) and err.name == module):
-                warnings.warn(f"{module} failed to import ({err!r}); its models are not registered", stacklevel=3)
+            warnings.warn(
+                f"himbench plugin {entry.name!r} ({entry.value}) failed to import ({type(err).__name__}: {err}); "
+                "its models and methods are not registered",
+                stacklevel=3,
+            )
+            continue
+        loaded.append(entry.name)
+    return loaded
+
+
+def load_plugins() -> None:
+    """Import every plugin declared in the entry-point group :data:`PLUGIN_GROUP` (once per process)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    load_entry_points(importlib.metadata.entry_points(group=PLUGIN_GROUP))
 
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted names of registered models; ``pattern`` is an ``fnmatch`` filter such as ``"e2ehim-*"``."""
     import fnmatch
 
-    _import_providers()
+    load_plugins()
     names = sorted(_FACTORIES)
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
 def create_model(name: str, /, **overrides: Any):
     """Build the registered model ``name`` with config overrides (nested fields as dicts)."""
-    _import_providers()
+    load_plugins()
     if name not in _FACTORIES:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_FACTORIES)) or 'none'}")
     return _FACTORIES[name](**overrides)
 
 
+def default_checkpoint(name: str) -> Path | None:
+    """The checkpoint folder shipped with model ``name`` (its registration's ``default_weights``), or None when the
+    registration names none or the folder holds no ``model.safetensors``."""
+    load_plugins()
+    folder = _DEFAULT_WEIGHTS.get(name)
+    if folder is None or not (folder / "model.safetensors").is_file():
+        return None
+    return folder
+
+
 @dataclass
 class ModelInfo:
+    """What ``himbench models`` shows about a registered model (``num_params``: learned parameters; ``input_size``:
+    square input side in pixels; ``default_weights``: shipped checkpoint folder or None; ``mask_guided``: the model
+    needs guidance masks)."""
+
     name: str
     module: str
     description: str
     num_params: int
     input_size: int | None
     config: dict
+    default_weights: str | None = None
+    mask_guided: bool = False  # predict_instances needs guidance masks (a refiner)
 
 
 def count_parameters(model) -> int:
@@ -128,6 +195,8 @@ def model_info(name: str) -> ModelInfo:
         num_params=count_parameters(model),
         input_size=getattr(config, "input_size", None),
         config=config_to_dict(config) if config is not None else {},
+        default_weights=str(shipped) if (shipped := default_checkpoint(name)) is not None else None,
+        mask_guided=bool(getattr(model, "mask_guided", False)),
     )
 
 

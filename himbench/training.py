@@ -124,12 +124,10 @@ def find_latest_checkpoint(path: str | Path) -> Path:
 
 def plot_losses(history: list[dict[str, float]], path: str | Path) -> Path:
     """Loss (and components) against step, as a PNG written atomically."""
-    import matplotlib
+    from himbench.plotting import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure((7, 4))
+    ax = fig.subplots()
     steps = [row["step"] for row in history]
     keys = [k for k in history[0] if k.startswith("loss")] if history else []
     for key in keys:
@@ -140,11 +138,7 @@ def plot_losses(history: list[dict[str, float]], path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     if keys:
         ax.legend(fontsize=7)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(fig, path, dpi=100)
 
 
 def _seed_everything(seed: int) -> None:
@@ -156,21 +150,13 @@ def _seed_everything(seed: int) -> None:
 
 
 def _pick_device(name: str, local_rank: int):
+    """The torch device of this process (:func:`himbench.device.resolve_device`); selects it when it is a GPU."""
     import torch
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise InputError("--device", f"invalid device {name!r} (use auto, cpu, cuda or cuda:N)") from err
+    from himbench.device import resolve_device
+
+    device = torch.device(resolve_device(name, local_rank))
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device", f"{name}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError("--device", f"{name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
         torch.cuda.set_device(device)
     return device
 

@@ -13,26 +13,15 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-def _find_realdata() -> Path:
-    candidates = [
-        os.environ.get("HIMBENCH_REALDATA"),
-        REPO_ROOT.parent / "shared" / "realdata",
-        "/work/shared/realdata",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return REPO_ROOT.parent / "shared" / "realdata"
-
-
-REALDATA = _find_realdata()
+# MIT/CC0 real photographs kept in the repository (see tests/data/realdata/README.md and PROVENANCE.txt):
+# P3M/demo/imgs/{original,alpha}/ (3 portraits with alphas) and pymatting/data/lemur/.
+REALDATA = REPO_ROOT / "tests" / "data" / "realdata"
 
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """The shared folder of real photographs (../shared/realdata); tests that need it skip when it is absent."""
-    if not REALDATA.is_dir():
-        pytest.skip(f"real data folder not found at {REALDATA}")
+    """The real photographs kept in the repository (tests/data/realdata), laid out as their source projects are."""
+    assert (REALDATA / "P3M" / "demo" / "imgs" / "alpha").is_dir(), f"test data missing from {REALDATA}"
     return REALDATA
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.guidance import (
+from baselines.mask_cf import MaskCFConfig, normalise_overlaps, predict_mask_cf, trimap_from_mask
+from himbench.guidance import (
     GuidanceConfig,
     dilate_masks,
     drop_mask,
@@ -18,7 +19,6 @@ from baselines.guidance import (
     read_disk_masks,
     sample_rng,
 )
-from baselines.mask_cf import MaskCFConfig, normalise_overlaps, predict_mask_cf, trimap_from_mask
 from himbench.io import InputError, write_alpha_png
 
 

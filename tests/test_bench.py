@@ -192,7 +192,7 @@ def _write_png(path, array) -> None:
 def mhim2k_dir(tmp_path_factory):
     """A tiny folder in the released HIM2K_M-HIM2K layout: images/<subset>/<stem>.png, alphas/<subset>/<stem>/<k>.png
     and three mask sets masks_matched_<model>/<subset>/<stem>/<k>.png (named like the alphas, as released)."""
-    from baselines.guidance import dilate_masks, erode_masks
+    from himbench.guidance import dilate_masks, erode_masks
 
     root = tmp_path_factory.mktemp("HIM2K_M-HIM2K")
     for subset, rows in (("comp", _rows(2)), ("natural", _rows(1))):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from himbench.data import HIMShardDataset, collate_him, letterbox_image, letterbox_mattes, unletterbox
+from himbench.data import HIMShardDataset, collate_him
+from himbench.geometry import letterbox_image, letterbox_mattes, unletterbox
 from himbench.io import InputError, encode_alpha_png
 from himbench.shards import boxes_from_alphas, read_split, shard_name, write_shard
 

@@ -11,7 +11,7 @@ from test_data import toy_sample
 from e2ehim.backbone import SwinBlock
 from e2ehim.losses import dice_cost, gradient_loss, hungarian_match, laplacian_loss, trimap_from_alpha
 from e2ehim.matting_head import compose_alpha, soft_compose_alpha
-from himbench.data import letterbox_image, letterbox_mattes
+from himbench.geometry import letterbox_image, letterbox_mattes
 from himbench.registry import count_parameters, create_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

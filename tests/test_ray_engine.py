@@ -131,6 +131,24 @@ def test_ray_build_is_byte_identical_to_local(reference_build, tmp_path):
     assert _digest(tmp_path / "ray") == reference
 
 
+def test_local_ray_binds_to_loopback_without_dashboard(monkeypatch):
+    """What start_local_ray asks ray.init for, checked without starting Ray."""
+    from himbench.engines import ray_engine
+
+    calls: list[dict] = []
+    monkeypatch.setattr(ray_engine.ray, "init", lambda **kwargs: calls.append(kwargs))
+    ray_engine.start_local_ray(3)
+    assert len(calls) == 1 and "address" not in calls[0]
+    assert calls[0]["_node_ip_address"] == "127.0.0.1" and calls[0]["include_dashboard"] is False
+    assert calls[0]["num_cpus"] == 3
+
+
+def test_started_local_ray_lives_on_loopback(ray_cluster):
+    nodes = ray.nodes()
+    assert [node["NodeManagerAddress"] for node in nodes] == ["127.0.0.1"]
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+
+
 def test_killed_worker_loses_nothing(ray_cluster, reference_build, tmp_path, monkeypatch):
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -62,9 +62,9 @@ def test_models_lists_parameter_counts():
     result = CliRunner().invoke(main, ["models", "e2ehim-*"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split()[:2] == ["model", "params"]
+    assert lines[0].split()[:3] == ["name", "kind", "params"]
     base = next(line for line in lines if line.startswith("e2ehim-base"))
-    assert 60 < float(base.split()[1]) < 80  # millions
+    assert base.split()[1] == "model+method" and 60 < float(base.split()[2]) < 80  # millions
     assert any(line.startswith("e2ehim-tiny") for line in lines)
     listed = json.loads(CliRunner().invoke(main, ["models", "--json", "e2ehim-tiny"]).output)
     assert listed[0]["name"] == "e2ehim-tiny" and listed[0]["config"]["input_size"] == 256

@@ -6,7 +6,7 @@ then goes straight to :func:`himbench.metrics.evaluate_instances` against the sh
 ``himbench evaluate`` gives for the same predictions saved as PNGs. A method that raises on an image is reported
 and the image counts as an empty prediction (all its people missed); the run carries on.
 
-Mask-guided methods get their masks from :func:`baselines.guidance.guidance_masks` using the method's own guidance
+Mask-guided methods get their masks from :func:`himbench.guidance.guidance_masks` using the method's own guidance
 config (same seed -> the same masks for every method). Cost: see :mod:`himbench.bench.cost`.
 
 Published protocols (see :mod:`himbench.metrics.paper_units` and the README's "Compare with the papers"):
@@ -203,7 +203,7 @@ def bench_method(
 ) -> MethodResult:
     """Build one method (inside the memory probe), score it on ``samples`` (HIMSample-like: id, image, alphas),
     then probe its latency versus instance count."""
-    from baselines.guidance import guidance_masks
+    from himbench.guidance import guidance_masks
     from himbench.metrics import IMQAccumulator, evaluate_instances
     from himbench.metrics.paper_units import MaggieAccumulator
 
@@ -396,7 +396,7 @@ def run_bench(
     With ``on_error`` given, a method that cannot be built (unknown name, bad checkpoint, bad option) is reported
     there and skipped; without it, the error propagates."""
     from himbench.io import InputError
-    from himbench.methods import MASK_GUIDED, create_method, resolve_device
+    from himbench.methods import create_method, is_mask_guided, resolve_device
 
     device = resolve_device(config.device)
     config = dataclasses.replace(config, device=device)
@@ -405,7 +405,7 @@ def run_bench(
     results: list[MethodResult] = []
     rows: list[dict[str, Any]] = []
     for name in config.methods:
-        sets: tuple[tuple[str, str | None], ...] = ((("", None),) if not (config.mask_sets and name in MASK_GUIDED)
+        sets: tuple[tuple[str, str | None], ...] = ((("", None),) if not (config.mask_sets and is_mask_guided(name))
                                                    else config.mask_sets)
         set_rows: list[dict[str, Any]] = []
         for k, (set_name, folder) in enumerate(sets):

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-dataset": ("build_dataset", "Synthesise HIM training/test data into Parquet shards."),
     "export-him2k": ("export_him2k", "Export built shards to the HIM-2K folder layout."),
     "evaluate": ("evaluate", "Score a prediction folder (HIM-2K layout) against ground truth."),
-    "models": ("models", "List registered models and baselines with parameter counts."),
+    "models": ("models", "List registered models and methods (one namespace) with parameter counts."),
     "train": ("train", "Train a registered model on built shards."),
     "import-checkpoint": ("import_checkpoint", "Convert the authors' released weights (.ckpt/.pth) safely."),
     "predict": ("predict", "Predict instance mattes for images into a HIM-2K prediction folder."),

@@ -26,11 +26,11 @@ def parse_method_options(
     seg_checkpoint: str | None,
 ) -> dict[str, dict]:
     """Per-method keyword options from the CLI flags (``METHOD=PATH`` and ``METHOD.KEY=VALUE``)."""
-    from himbench.methods import MASK_GUIDED
+    from himbench.methods import is_mask_guided
 
     per_method: dict[str, dict] = {name: {} for name in methods}
     for name in methods:
-        if name in MASK_GUIDED:
+        if is_mask_guided(name):
             per_method[name].update({k: v for k, v in guidance.items() if v is not None})
         if name in ("seg-refine", "seg-mgm") and seg_checkpoint:
             per_method[name]["seg_checkpoint"] = seg_checkpoint
@@ -112,9 +112,15 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
     from himbench.bench import BenchConfig
     from himbench.bench.harness import find_mask_sets
     from himbench.bench.results import MalformedResultsError, read_results
+    from himbench.device import resolve_device
+    from himbench.io import InputError
 
     if threads:
         torch.set_num_threads(threads)
+    try:
+        resolve_device(device)  # a device this machine lacks is refused before any method is built
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint="--device") from err
     invocation = command_line(click.get_current_context())
     names = [m.strip() for m in methods.split(",") if m.strip()]
     splits = [s.strip() for s in split.split(",") if s.strip()]

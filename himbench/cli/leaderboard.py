@@ -25,7 +25,8 @@ def _photo_masks(photo_masks: str | None, image, segmenter_checkpoint: str | Non
         if files:
             masks = np.stack([read_alpha(f, expected_shape=image.shape[:2]) >= 0.5 for f in files])
             return masks, f"masks from {Path(photo_masks).name}/"
-    from himbench.methods import default_checkpoint, load_registered_model
+    from himbench.methods import load_registered_model
+    from himbench.registry import default_checkpoint
 
     checkpoint = segmenter_checkpoint or default_checkpoint("seg-tiny")
     if checkpoint is None:
@@ -37,7 +38,7 @@ def _photo_masks(photo_masks: str | None, image, segmenter_checkpoint: str | Non
 
 def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, device: str, on_error):
     """One (title, alphas or None, note) per distinct method of the CSV, each rebuilt from its ``spec`` column."""
-    from baselines.guidance import GuidanceConfig, perturb_masks
+    from himbench.guidance import GuidanceConfig, perturb_masks
     from himbench.leaderboard import method_spec
     from himbench.methods import create_method
 

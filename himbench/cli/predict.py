@@ -59,7 +59,8 @@ def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
     "--model",
     "model_name",
     default=None,
-    help="Registered model name; default: the one recorded in the checkpoint's config.json.",
+    help="Registered model name, or a method that runs one model (mask-refine runs mask-refine-tiny: the network "
+    "`himbench bench -m mask-refine` runs); default: the one recorded in the checkpoint's config.json.",
 )
 @click.option(
     "--checkpoint",
@@ -114,6 +115,7 @@ def command(
     from tqdm import tqdm
 
     from himbench.checkpoints import load_model
+    from himbench.device import resolve_device
     from himbench.io import InputError, read_image, resolve_inside, safe_name, write_alpha_png
     from himbench.io.atomic import atomic_write_text
 
@@ -124,9 +126,13 @@ def command(
             raise click.BadParameter(str(err), param_hint="--split") from err
     if threads:
         torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = resolve_device(device)
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint="--device") from err
     overrides = {"score_threshold": score_threshold} if score_threshold is not None else {}
+    if model_name is not None:
+        model_name = _model_name(model_name)
     if checkpoint is None:
         checkpoint = _default_checkpoint(model_name)
     try:
@@ -202,9 +208,19 @@ def command(
         raise SystemExit(1)
 
 
+def _model_name(name: str) -> str:
+    """The registered model ``name`` runs (methods and models share one namespace), or a usage error."""
+    from himbench.methods import model_for
+
+    try:
+        return model_for(name)
+    except KeyError as err:
+        raise click.UsageError(str(err.args[0])) from err
+
+
 def _default_checkpoint(model_name: str | None) -> str:
     """The checkpoint shipped with ``model_name``, or a usage error that says what to pass."""
-    from himbench.methods import default_checkpoint
+    from himbench.registry import default_checkpoint
 
     if model_name is None:
         raise click.UsageError("pass --checkpoint (or --model NAME for a model that ships a checkpoint)")
@@ -228,7 +244,7 @@ def _guidance_reader(masks_dir: str | None, guidance: str | None):
     """``(split, stem, (H, W), gt_alphas or None) -> (N,H,W) bool masks``, or None when no guidance was asked for."""
     if masks_dir is None and guidance is None:
         return None
-    from baselines.guidance import GuidanceConfig, guidance_masks, perturb_masks, read_disk_masks
+    from himbench.guidance import GuidanceConfig, guidance_masks, perturb_masks, read_disk_masks
 
     try:
         config = GuidanceConfig(perturb=guidance or "none", masks_dir=masks_dir)

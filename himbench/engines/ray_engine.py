@@ -13,6 +13,7 @@ on every node of a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("the 'ray' engine needs Ray: pip install 'himbench[ray]'") from err
 
-__all__ = ["DEFAULT_MAX_RETRIES", "map_ray", "start_local_ray"]
+__all__ = ["DEFAULT_MAX_RETRIES", "LOCAL_HOST", "local_ray_options", "map_ray", "start_local_ray"]
 
 DEFAULT_MAX_RETRIES = 3
 # Scalars are cheap to send with every task; anything else shared by several items is put in the object store once.
@@ -46,16 +47,49 @@ def _call(fn: Callable, *args: Any) -> Any:
 _remote_call = ray.remote(_call)
 
 
+LOCAL_HOST = "127.0.0.1"
+
+
+def local_ray_options(num_cpus: int) -> dict[str, Any]:
+    """The ``ray.init`` keyword arguments of a local Ray: ``num_cpus`` CPUs, no GPU, bound to the loopback address
+    (:data:`LOCAL_HOST`, so no port of it is reachable from the network), no dashboard, no worker logs echoed."""
+    return {
+        "num_cpus": num_cpus,
+        "num_gpus": 0,
+        "include_dashboard": False,
+        "_node_ip_address": LOCAL_HOST,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+    }
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """On Linux Ray replaces a loopback node address by the machine's network address (so that other nodes could
+    join); Ray's single-machine mode (its default on macOS and Windows, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps
+    127.0.0.1. Switch that mode on while a local Ray starts (its processes inherit the variable), then restore both."""
+    from ray._private import ray_constants
+
+    variable = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_env, saved_flag = os.environ.get(variable), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[variable] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved_env
+
+
 def start_local_ray(num_cpus: int) -> None:
-    """Start a quiet local Ray with ``num_cpus`` CPUs: no dashboard, no worker logs echoed, no usage reporting."""
+    """Start a quiet local Ray with ``num_cpus`` CPUs on 127.0.0.1: no dashboard, no worker logs echoed, no usage
+    reporting (:func:`local_ray_options`)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(
-        num_cpus=num_cpus,
-        num_gpus=0,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
+    with _loopback_only():
+        ray.init(**local_ray_options(num_cpus))
 
 
 def _connect(workers: int, address: str | None) -> bool:

@@ -1,11 +1,10 @@
 """Optional evaluation plots (``himbench evaluate --plot``): the error distribution and the worst images.
 
-Uses matplotlib's object API with the Agg canvas, so it never touches the global backend or opens windows.
+Drawn with :mod:`himbench.plotting` (matplotlib's object API on an Agg canvas: no global backend, no windows).
 """
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 from himbench.evaluation.ground_truth import GroundTruth, open_ground_truth
 from himbench.evaluation.predictions import read_prediction_folder
 from himbench.evaluation.runner import EvaluationResult
-from himbench.io import atomic_write_bytes
+from himbench.plotting import new_figure, save_figure
 
 __all__ = ["instance_colour_map", "write_plots"]
 
@@ -44,21 +43,14 @@ def instance_colour_map(alphas: np.ndarray, colour_index: list[int | None]) -> n
 
 
 def _save(figure, path: Path) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_figure(figure, path, dpi=100)
 
 
 def _error_distribution(result: EvaluationResult, path: Path) -> Path:
-    from matplotlib.figure import Figure
-
     tag = f"{result.config.thresholds[0]:g}"
     per_image = [r[f"IMQ_mad@{tag}"] for r in result.records if f"IMQ_mad@{tag}" in r]
     per_instance = [p.MAD for stats in result.stats.values() for p in stats.pairs]
-    figure = Figure(figsize=(11, 4))
+    figure = new_figure((11, 4))
     left, right = figure.subplots(1, 2)
     left.hist(per_image, bins=20, range=(0, 100), color="#1f77b4")
     left.set_xlabel(f"per-image IMQ_mad @ IoU {tag} (x100)")
@@ -72,14 +64,12 @@ def _error_distribution(result: EvaluationResult, path: Path) -> Path:
 
 
 def _worst_images(result: EvaluationResult, truth: GroundTruth, path: Path, count: int) -> Path | None:
-    from matplotlib.figure import Figure
-
     tag = f"{result.config.thresholds[0]:g}"
     scored = [r for r in result.records if f"IMQ_mad@{tag}" in r and r.get("num_gt", 0) + r.get("num_pred", 0)]
     worst = sorted(scored, key=lambda r: (r[f"IMQ_mad@{tag}"], r["stem"]))[:count]
     if not worst:
         return None
-    figure = Figure(figsize=(12, 3.2 * len(worst)))
+    figure = new_figure((12, 3.2 * len(worst)))
     axes = np.atleast_2d(figure.subplots(len(worst), 3))
     pred_split = Path(result.config.pred_split_dir)
     for row, record in zip(axes, worst, strict=True):

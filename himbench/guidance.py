@@ -1,4 +1,4 @@
-"""Guidance masks for the mask-guided baselines: ground truth made imperfect, or masks read from disk.
+"""Guidance masks for mask-guided methods (benchmark protocol): ground truth made imperfect, or masks read from disk.
 
 A two-stage system is only as good as the masks its first stage hands to the second. To study that without a
 segmenter, the ground-truth visible mattes are binarised (``alpha >= 0.5``) and perturbed the way segmenters fail:
