@@ -8,15 +8,13 @@ by score, highest first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from himbench.geometry import LetterboxInfo, letterbox_image
 
-__all__ = ["filter_instances", "predict_images", "prepare_batch"]
+__all__ = ["filter_instances", "predict_single", "prepare_batch"]
 
 
 def prepare_batch(images: list[np.ndarray], size: int, device: torch.device) -> tuple[Tensor, list[LetterboxInfo]]:
@@ -35,13 +33,12 @@ def filter_instances(alphas: Tensor, scores: Tensor, min_area_fraction: float) -
     return alphas[order].float().cpu().numpy(), scores[order].float().cpu().numpy()
 
 
-def predict_images(model, images: Iterable[np.ndarray], batch_size: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(alphas, scores)`` per image, running ``model.predict_batch`` on groups of ``batch_size``."""
-    pending: list[np.ndarray] = []
-    for image in images:
-        pending.append(image)
-        if len(pending) == batch_size:
-            yield from model.predict_batch(pending)
-            pending = []
-    if pending:
-        yield from model.predict_batch(pending)
+def predict_single(model, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``model.predict_batch([image])[0]`` in eval mode, restoring the model's train/eval mode afterwards: the
+    protocol's ``predict_instances`` for models whose real entry point is ``predict_batch``."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.predict_batch([image])[0]
+    finally:
+        model.train(was_training)

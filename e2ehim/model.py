@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from e2ehim.backbone import GeneralPerceptionNetwork
 from e2ehim.config import E2EHIMConfig, base_config, tiny_config
 from e2ehim.guidance import UnitedGuidanceNetwork
-from e2ehim.inference import filter_instances, prepare_batch
+from e2ehim.inference import filter_instances, predict_single, prepare_batch
 from e2ehim.losses import gradient_loss, hungarian_match, laplacian_loss, match_costs, trimap_from_alpha
 from e2ehim.matting_head import UNKNOWN, DynamicKernels, MattingNeck, compose_alpha, soft_compose_alpha
 from himbench.registry import apply_overrides, register_model
@@ -183,12 +183,7 @@ class E2EHIM(nn.Module):
 
     def predict_instances(self, image: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Protocol entry point: one RGB uint8 HxWx3 image -> ((N,H,W) float32 alphas, (N,) float32 scores)."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self.predict_batch([image])[0]
-        finally:
-            self.train(was_training)
+        return predict_single(self, image)
 
 
 def _build(default: E2EHIMConfig, overrides: dict[str, Any]) -> E2EHIM:

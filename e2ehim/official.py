@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from e2ehim.inference import predict_single
 from e2ehim.official_swin import SwinBackbone
 from himbench.checkpoints import ReleasedWeights
 from himbench.registry import apply_overrides, register_model
@@ -491,12 +492,7 @@ class E2EHIMOfficial(nn.Module):
 
     def predict_instances(self, image: np.ndarray, masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Protocol entry point: one RGB uint8 HxWx3 image -> ((N,H,W) float32 alphas, (N,) float32 scores)."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self.predict_batch([image])[0]
-        finally:
-            self.train(was_training)
+        return predict_single(self, image)
 
 
 @register_model("e2ehim-official")
