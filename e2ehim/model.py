@@ -198,5 +198,5 @@ def e2ehim_tiny(**overrides: Any) -> E2EHIM:
 
 @register_model("e2ehim-base")
 def e2ehim_base(**overrides: Any) -> E2EHIM:
-    """E2E-HIM at the paper's size (640 px, Swin-T-style backbone, ~70 M params)."""
+    """himbench's trainable E2E-HIM at the paper's size (640 px, ~70 M); for the authors' weights: e2ehim-official."""
     return _build(base_config(), overrides)
