@@ -15,7 +15,8 @@ def samples_sheet(data_dir: str | Path, split: str, count: int, path: str | Path
     """A picture of the first ``count`` composites, each beside its instance mattes painted in colours."""
     import numpy as np
 
-    from himbench.leaderboard import _figure, colourise
+    from himbench.leaderboard import colourise
+    from himbench.plotting import new_figure, save_figure
     from himbench.shards import read_split
 
     samples = []
@@ -23,9 +24,8 @@ def samples_sheet(data_dir: str | Path, split: str, count: int, path: str | Path
         samples.append(sample)
         if len(samples) == count:
             break
-    plt = _figure()
-    fig, axes = plt.subplots(2, len(samples), figsize=(2.6 * len(samples), 5.4))
-    axes = np.asarray(axes).reshape(2, -1)
+    fig = new_figure((2.6 * len(samples), 5.4))
+    axes = np.asarray(fig.subplots(2, len(samples))).reshape(2, -1)
     for column, sample in enumerate(samples):
         axes[0, column].imshow(sample.image)
         axes[0, column].set_title(f"{sample.id} ({sample.num_instances} people)", fontsize=8)
@@ -33,9 +33,7 @@ def samples_sheet(data_dir: str | Path, split: str, count: int, path: str | Path
         for ax in axes[:, column]:
             ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 @click.command("demo")
