@@ -104,6 +104,13 @@ def _parse_scale(value: str) -> tuple[float, float]:
     type=click.FloatRange(0, 1),
     help="Reject placements where a person keeps less than this share of its own area visible.",
 )
+@click.option(
+    "--max-attempts",
+    default=40,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Placement tries per person before it is dropped (each try is decided at 1/4 resolution).",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Build seed; same seed + sources = same bytes.")
 @click.option("--images-per-shard", default=32, show_default=True, type=click.IntRange(min=1),
@@ -121,6 +128,16 @@ def _parse_scale(value: str) -> tuple[float, float]:
 @click.option(
     "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
 )
+@click.option(
+    "--fg-cache",
+    "fg_cache",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder of the cache of estimated foreground colours (photo + alpha sources such as P3M), shared by all "
+    "workers and builds; keyed by the files' content, never changes the output. "
+    "[default: $HIMBENCH_CACHE/fg, else ~/.cache/himbench/fg]",
+)
+@click.option("--no-fg-cache", is_flag=True, help="Estimate foreground colours in each worker, with no on-disk cache.")
 @click.option("--store-layers", is_flag=True, help="Also store each person's foreground colours and the background.")
 @click.option(
     "--overwrite",
@@ -140,11 +157,14 @@ def command(
     bg_sources,
     scale,
     min_visible,
+    max_attempts,
     seed,
     images_per_shard,
     workers,
     engine,
     ray_address,
+    fg_cache,
+    no_fg_cache,
     store_layers,
     overwrite,
     no_progress,
@@ -153,7 +173,8 @@ def command(
 
     The output folder loads with `datasets.load_dataset(OUT)` and carries a dataset card (README.md), the resolved
     build_config.json and a build_report.json. Interrupted builds resume: run the same command again and finished
-    shards are kept. Bad source files are reported and skipped.
+    shards are kept. Bad source files are reported and skipped. Foreground colours of photo + alpha sources (P3M) are
+    estimated once and cached (--fg-cache); the cache never changes the output bytes.
 
     \b
     Examples:
@@ -166,6 +187,8 @@ def command(
     from himbench.synthesis.build import build_dataset
     from himbench.synthesis.config import BuildConfig
 
+    if no_fg_cache and fg_cache:
+        raise click.BadParameter("give --fg-cache or --no-fg-cache, not both", param_hint="--no-fg-cache")
     width, height = _parse_size(size)
     low, high = _parse_range(instances)
     scale_min, scale_max = _parse_scale(scale)
@@ -188,6 +211,7 @@ def command(
             scale_min=scale_min,
             scale_max=scale_max,
             min_visible=min_visible,
+            max_attempts=max_attempts,
             fg_sources=tuple(fg_sources),
             bg_sources=tuple(bg_sources),
             store_layers=store_layers,
@@ -200,6 +224,7 @@ def command(
             progress=not no_progress,
             engine=engine,
             address=ray_address,
+            fg_cache=False if no_fg_cache else fg_cache,
         )
     except (InputError, ValueError) as err:
         raise _UserError(str(err)) from err

@@ -14,6 +14,11 @@ The output folder is someone's disk: a build never deletes or overwrites a file 
 - A folder holding another configuration's build is refused unless ``overwrite``.
 - ``.himbench-build.lock`` (created exclusively, holding the pid) makes a second concurrent build into the same
   folder fail clearly; a lock left by a process that no longer exists is taken over.
+
+Photo + alpha sources need their foreground colours estimated. Before the shards start, the build lists the ones its
+images draw, looks each up in the on-disk cache (:mod:`himbench.synthesis.fgcache`, ``fg_cache``) and computes the
+missing ones once, in parallel; a worker that meets one still missing (a redraw after a bad file) computes and
+caches it itself. The cache never changes the output bytes, and its place is not part of the build's fingerprint.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from himbench.engines import map_tasks
@@ -43,6 +48,7 @@ __all__ = [
     "build_lock",
     "build_shard",
     "plan_shards",
+    "prepare_foregrounds",
     "shard_is_complete",
 ]
 
@@ -85,6 +91,8 @@ class BuildReport:
     shards: list[ShardReport]
     listing_problems: list[str]
     fingerprint: str = ""
+    # Foreground estimates this run needed before its shards, found in the cache, and computed (with the seconds).
+    foreground_estimates: dict = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -107,6 +115,7 @@ class BuildReport:
             "skipped_sources": len(self.problems),
             "problems": self.problems,
             "seconds": dict(sum((Counter(s.seconds) for s in self.shards), Counter())),
+            "foreground_estimates": self.foreground_estimates,
             "shards": [asdict(s) for s in self.shards],
         }
 
@@ -316,11 +325,13 @@ def build_dataset(
     write_card: bool = True,
     engine: str = "local",
     address: str | None = None,
+    fg_cache: str | os.PathLike | bool | None = None,
 ) -> BuildReport:
     """Build (or resume) a dataset into ``out_dir``; returns what was done. See the module docstring.
 
     ``engine`` is ``"local"`` (process pool with ``workers`` processes) or ``"ray"`` (``address`` of a cluster, or a
-    local Ray with ``workers`` CPUs); both give byte-identical shards.
+    local Ray with ``workers`` CPUs); both give byte-identical shards. ``fg_cache``: folder of the estimated-
+    foreground cache (None: :func:`~himbench.synthesis.fgcache.default_fg_cache_dir`; False: no on-disk cache).
     """
     out_dir = Path(out_dir)
     try:
@@ -328,7 +339,7 @@ def build_dataset(
     except OSError as err:
         raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
     with build_lock(out_dir):
-        return _build_locked(config, out_dir, workers, overwrite, progress, write_card, engine, address)
+        return _build_locked(config, out_dir, workers, overwrite, progress, write_card, engine, address, fg_cache)
 
 
 def _build_locked(
@@ -340,9 +351,11 @@ def _build_locked(
     write_card: bool,
     engine: str,
     address: str | None,
+    fg_cache: str | os.PathLike | bool | None,
 ) -> BuildReport:
     fg_refs, listing_problems = scan_foregrounds(config.fg_sources)  # a bad source is refused before any write
     bg_refs = scan_backgrounds(config.bg_sources)
+    fg_refs = _with_fg_cache(fg_refs, fg_cache)
     same = _prepare_out_dir(config, out_dir, overwrite)
     (out_dir / "data").mkdir(exist_ok=True)
     _remove_partial_writes(out_dir / "data")  # of a crashed earlier run
@@ -362,6 +375,7 @@ def _build_locked(
         else:
             todo.append(task)
 
+    estimates = prepare_foregrounds(config, todo, fg_refs, workers, progress)
     bar = _progress(total=sum(t.stop - t.start for t in tasks), enabled=progress)
     bar.update(sum(r.num_images for r in reports))
     items = [(config, task, str(out_dir), fg_refs, bg_refs) for task in todo]
@@ -369,13 +383,13 @@ def _build_locked(
         reports.append(report)
         bar.update(report.num_images)
         # Record the skips as shards finish, so a resumed run still reports those of shards it keeps.
-        partial = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint())
+        partial = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)
         atomic_write_text(out_dir / PROGRESS_FILE, json.dumps(partial.to_dict()) + "\n")
     bar.close()
     _remove_partial_writes(out_dir / "data")  # of workers killed mid-write (their shards were redone)
     # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
-    report = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint())
+    report = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)
     atomic_write_text(out_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     if write_card:
         from himbench.synthesis.card import write_dataset_card
@@ -384,12 +398,71 @@ def _build_locked(
     return report
 
 
+def _with_fg_cache(fg_refs: list[ForegroundRef], fg_cache: str | os.PathLike | bool | None) -> list[ForegroundRef]:
+    """The refs whose colours are estimated, pointed at the on-disk cache (``False``: none)."""
+    if fg_cache is False or not any(ref.kind == "image_alpha" for ref in fg_refs):
+        return fg_refs
+    from himbench.synthesis.fgcache import default_fg_cache_dir
+
+    folder = str(Path(default_fg_cache_dir() if fg_cache in (None, True) else fg_cache).expanduser().absolute())
+    return [replace(ref, fg_cache=folder) if ref.kind == "image_alpha" else ref for ref in fg_refs]
+
+
+# Below this many estimates to compute, starting worker processes (each imports numpy, OpenCV and numba) costs more
+# than computing them in this process.
+_PARALLEL_ESTIMATES = 24
+
+
+def prepare_foregrounds(
+    config: BuildConfig, tasks: list[ShardTask], fg_refs: list[ForegroundRef], workers: int | None, progress: bool
+) -> dict:
+    """Estimate, once and in parallel, the foreground colours that the images of ``tasks`` draw and the cache lacks.
+
+    Returns counts and seconds for the report. Nothing here decides output bytes: a ref left out (or a cache that
+    cannot be written) is computed by the worker that draws it, with the same result."""
+    from himbench.synthesis.sampler import foregrounds_drawn, prepared_cap
+    from himbench.synthesis.sources import fg_cache_entry
+
+    if not any(ref.kind == "image_alpha" and ref.fg_cache for ref in fg_refs):
+        return {}
+    tic = time.perf_counter()
+    cap = prepared_cap(config)
+    images = ((task.split, index) for task in tasks for index in range(task.start, task.stop))
+    needed = foregrounds_drawn(config, images, fg_refs)
+    missing = []
+    for ref in needed:
+        try:
+            path = fg_cache_entry(ref, cap)
+        except InputError:  # unreadable: the shard that draws it reports it
+            continue
+        if path is not None and not path.is_file():
+            missing.append(ref)
+    if missing:
+        from himbench.synthesis.sources import prepare_estimates
+
+        workers = workers or os.cpu_count() or 1
+        if len(missing) < _PARALLEL_ESTIMATES:
+            workers = 1
+        chunks = [missing[k::workers] for k in range(min(workers, len(missing)))]
+        bar = _progress(total=len(missing), enabled=progress, desc="estimate foregrounds", unit="cut-out")
+        for index, _ in map_tasks(prepare_estimates, [(chunk, cap) for chunk in chunks], workers=workers):
+            bar.update(len(chunks[index]))
+        bar.close()
+    return {
+        "needed": len(needed),
+        "cached": len(needed) - len(missing),
+        "computed": len(missing),
+        "seconds": round(time.perf_counter() - tic, 3),
+        "cap": list(cap),
+    }
+
+
 def _remove_partial_writes(data_dir: Path) -> None:
     for leftover in data_dir.glob(".*.parquet.*.tmp"):  # atomic_write_bytes' temp files of shards
         leftover.unlink(missing_ok=True)
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool, desc: str = "build", unit: str = "img"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc="build", disable=not enabled or None)
+    return tqdm(total=total, unit=unit, desc=desc, disable=not enabled or None)

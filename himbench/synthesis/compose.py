@@ -1,6 +1,8 @@
 """Pure compositing functions: layer placement, occlusion (SPEC s.1) and the compositing equation.
 
-Layers are kept as crops with an offset on the canvas so that work scales with the people, not the canvas.
+Layers are kept as crops with an offset on the canvas so that work scales with the people, not the canvas: a person
+is resized once, to the size it is drawn at, and only the part inside the canvas is kept (:func:`render_layer`);
+the visible mattes (:func:`visible_mattes_crops`) and the composite (:func:`composite_crops`) work on those crops.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ import numpy as np
 
 __all__ = [
     "Layer",
+    "apply_colour_matrix",
     "colour_jitter",
     "composite",
+    "composite_crops",
+    "jitter_matrix",
+    "layer_geometry",
+    "pack_rgba16",
     "place_layer",
+    "render_layer",
     "stack_layer_alphas",
+    "union_box",
+    "visible_mattes_crops",
     "visible_mattes_u8",
 ]
 
@@ -35,6 +45,68 @@ class Layer:
         return self.y0, self.x0, self.y0 + self.alpha.shape[0], self.x0 + self.alpha.shape[1]
 
 
+def layer_geometry(
+    alpha_hw: tuple[int, int], height: float, centre_x: float, bottom_y: float
+) -> tuple[int, int, int, int]:
+    """(top, left, new_h, new_w) of a cut-out of size ``alpha_hw`` scaled to ``height`` px with its bottom-centre at
+    (centre_x, bottom_y), in canvas pixels (may reach outside the canvas)."""
+    scale = height / alpha_hw[0]
+    new_w = max(1, round(alpha_hw[1] * scale))
+    new_h = max(1, round(height))
+    return round(bottom_y - new_h), round(centre_x - new_w / 2), new_h, new_w
+
+
+_EMPTY = (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32))
+
+
+def pack_rgba16(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 RGB + float alpha -> one (h, w, 4) uint16 array (RGB x 257, alpha x 65535), as cut-outs are kept."""
+    packed = np.empty((*alpha.shape, 4), np.uint16)
+    np.multiply(np.asarray(fg, np.uint8), np.uint16(257), out=packed[:, :, :3], dtype=np.uint16)
+    packed[:, :, 3] = np.rint(np.clip(alpha, 0.0, 1.0) * np.float32(65535.0))
+    return packed
+
+
+def render_layer(
+    rgba16: np.ndarray,
+    canvas_hw: tuple[int, int],
+    geometry: tuple[int, int, int, int],
+    flip: bool,
+    colour_matrix: np.ndarray | None = None,
+    in_frame_share: float | None = None,
+) -> Layer:
+    """The full-resolution layer of a decided placement: the packed cut-out (:func:`pack_rgba16`) resized once to
+    its drawn size (area averaging when shrinking), mirrored, clipped to the canvas, and colour-mapped
+    (``colour_matrix``, see :func:`jitter_matrix`) on the kept part only.
+
+    ``in_frame_share`` is recorded as given (decided at low resolution); None computes it here."""
+    canvas_h, canvas_w = canvas_hw
+    top, left, new_h, new_w = geometry
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + new_h, canvas_h), min(left + new_w, canvas_w)
+    if y1 <= y0 or x1 <= x0:
+        return Layer(*_EMPTY, 0, 0, 0.0)
+    interp = cv2.INTER_AREA if new_h < rgba16.shape[0] else cv2.INTER_LINEAR
+    resized = cv2.resize(rgba16, (new_w, new_h), interpolation=interp)
+    # Columns kept, in the resized cut-out's own (unmirrored) coordinates.
+    c0, c1 = (x0 - left, x1 - left) if not flip else (left + new_w - x1, left + new_w - x0)
+    kept = resized[y0 - top : y1 - top, c0:c1]
+    if flip:
+        kept = cv2.flip(kept, 1)
+    red, green, blue, alpha16 = cv2.split(kept)
+    fg = cv2.convertScaleAbs(cv2.merge((red, green, blue)), alpha=1.0 / 257.0)  # rounds to the nearest level
+    alpha = alpha16.astype(np.float32)
+    alpha *= np.float32(1.0 / 65535.0)
+    if colour_matrix is not None:
+        fg = apply_colour_matrix(fg, colour_matrix)
+    if in_frame_share is None:
+        total = float(resized[:, :, 3].sum(dtype=np.float64))
+        in_frame_share = float(alpha16.sum(dtype=np.float64)) / total if total > 0 else 0.0
+    if in_frame_share <= 0:
+        return Layer(*_EMPTY, 0, 0, 0.0)
+    return Layer(fg, alpha, y0, x0, float(in_frame_share))
+
+
 def place_layer(
     fg: np.ndarray,
     alpha: np.ndarray,
@@ -45,25 +117,8 @@ def place_layer(
     flip: bool,
 ) -> Layer:
     """Scale a cut-out to ``height`` px, put its bottom-centre at (centre_x, bottom_y), clip to the canvas."""
-    canvas_h, canvas_w = canvas_hw
-    scale = height / alpha.shape[0]
-    new_w = max(1, round(alpha.shape[1] * scale))
-    new_h = max(1, round(height))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    fg_s = cv2.resize(fg, (new_w, new_h), interpolation=interp)
-    alpha_s = np.clip(cv2.resize(alpha, (new_w, new_h), interpolation=interp), 0.0, 1.0)
-    if flip:
-        fg_s, alpha_s = fg_s[:, ::-1], alpha_s[:, ::-1]
-    top = round(bottom_y - new_h)
-    left = round(centre_x - new_w / 2)
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + new_h, canvas_h), min(left + new_w, canvas_w)
-    total = float(alpha_s.sum())
-    if y1 <= y0 or x1 <= x0 or total <= 0:
-        return Layer(np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), 0, 0, 0.0)
-    crop = np.s_[y0 - top : y1 - top, x0 - left : x1 - left]
-    alpha_c = np.ascontiguousarray(alpha_s[crop], dtype=np.float32)
-    return Layer(np.ascontiguousarray(fg_s[crop]), alpha_c, y0, x0, float(alpha_c.sum()) / total)
+    geometry = layer_geometry(alpha.shape, height, centre_x, bottom_y)
+    return render_layer(pack_rgba16(fg, alpha), canvas_hw, geometry, flip)
 
 
 def stack_layer_alphas(layers: list[Layer], canvas_hw: tuple[int, int]) -> np.ndarray:
@@ -101,19 +156,81 @@ def visible_mattes_u8(
     return visible
 
 
+def visible_mattes_crops(layers: list[Layer], canvas_hw: tuple[int, int]) -> list[np.ndarray]:
+    """:func:`visible_mattes_u8` of layers (back to front) without full-canvas stacks: each layer's 8-bit visible
+    matte over its own box (same shape as ``layer.alpha``), equal to the full-canvas version inside the box."""
+    visible: list[np.ndarray] = [np.zeros(layer.alpha.shape, np.uint8) for layer in layers]
+    union = union_box(layers)
+    if union is None:
+        return visible
+    uy0, ux0, uy1, ux1 = union
+    transmission = np.ones((uy1 - uy0, ux1 - ux0), np.float32)  # only where someone is
+    for k in range(len(layers) - 1, -1, -1):  # front to back
+        layer = layers[k]
+        y0, x0, y1, x1 = layer.box
+        if y1 <= y0 or x1 <= x0:
+            continue
+        t_box = transmission[y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
+        before = np.rint((1.0 - t_box) * 255.0)
+        t_box *= 1.0 - layer.alpha
+        after = np.rint((1.0 - t_box) * 255.0)
+        visible[k] = (after - before).astype(np.uint8)
+    return visible
+
+
+def union_box(layers: list[Layer]) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) bounding all non-empty layers, or None when there is none."""
+    boxes = [layer.box for layer in layers if layer.alpha.size]
+    if not boxes:
+        return None
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+def _three(plane: np.ndarray) -> np.ndarray:
+    return cv2.merge((plane, plane, plane)).astype(np.uint16)
+
+
+def composite_crops(background: np.ndarray, layers: list[Layer], visible: list[np.ndarray]) -> np.ndarray:
+    """:func:`composite` from per-layer crops (:func:`visible_mattes_crops`), with identical output: the integer
+    compositing equation is evaluated over the union of the layers' boxes only, the rest is the background."""
+    image = background.copy()
+    union = union_box(layers)
+    if union is None:
+        return image
+    uy0, ux0, uy1, ux1 = union
+    coverage = np.zeros((uy1 - uy0, ux1 - ux0), np.uint8)  # the 8-bit mattes sum to at most 255
+    for layer, vis in zip(layers, visible, strict=True):
+        if layer.alpha.size:
+            y0, x0, y1, x1 = layer.box
+            roi = coverage[y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
+            np.add(roi, vis, out=roi)
+    numerator = image[uy0:uy1, ux0:ux1].astype(np.uint16)
+    np.multiply(numerator, _three(cv2.bitwise_not(coverage)), out=numerator)  # B (255 - sum_i v_i)
+    for layer, vis in zip(layers, visible, strict=True):
+        if layer.alpha.size:
+            y0, x0, y1, x1 = layer.box
+            term = layer.fg.astype(np.uint16)
+            np.multiply(term, _three(vis), out=term)  # F_i v_i
+            roi = numerator[y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
+            np.add(roi, term, out=roi)
+    # numerator <= 255 * 255: one float32 multiply by 1/255 rounds every value to the nearest integer exactly (the
+    # nearest .5 boundary is 1/510 away, far beyond float32 error), as (n + 127) // 255 does.
+    image[uy0:uy1, ux0:ux1] = cv2.convertScaleAbs(numerator, alpha=1.0 / 255.0)
+    return image
+
+
 # RGB <-> YIQ: hue rotation is a rotation of the (I, Q) plane, so the whole jitter is one affine colour map.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64)
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
-def colour_jitter(
-    fg: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float, hue_degrees: float
+def jitter_matrix(
+    mean_rgb, rng: np.random.Generator, brightness: float, contrast: float, saturation: float, hue_degrees: float
 ) -> np.ndarray:
-    """Random brightness/contrast/saturation/hue change of a uint8 RGB cut-out (returns uint8).
+    """The 3x4 affine colour map of a random brightness/contrast/saturation/hue change (float32).
 
-    Brightness scales, contrast stretches about the mean colour, saturation scales chroma and hue rotates it in YIQ
-    space. All four are linear, so they compose into one 3x4 affine map applied with a single cv2.transform.
-    """
+    Brightness scales, contrast stretches about ``mean_rgb`` (the cut-out's mean colour), saturation scales chroma and
+    hue rotates it in YIQ space. All four are linear, so they compose into one affine map."""
     b = 1.0 + rng.uniform(-brightness, brightness)
     c = 1.0 + rng.uniform(-contrast, contrast)
     s = 1.0 + rng.uniform(-saturation, saturation)
@@ -122,11 +239,24 @@ def colour_jitter(
     yiq_map = np.eye(3)
     yiq_map[1:, 1:] = chroma
     colour = _YIQ_TO_RGB @ yiq_map @ _RGB_TO_YIQ  # saturation + hue
-    mean = np.array(cv2.mean(fg)[:3])
+    mean = np.asarray(mean_rgb, np.float64)[:3]
     # x -> colour @ (c * (b x - b mean) + b mean) = (c b colour) x + colour (1 - c) b mean
     matrix = np.concatenate([c * b * colour, (colour @ ((1.0 - c) * b * mean))[:, None]], axis=1)
-    out = cv2.transform(fg.astype(np.float32), matrix.astype(np.float32))
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return matrix.astype(np.float32)
+
+
+def apply_colour_matrix(fg: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a 3x4 colour map to uint8 RGB, rounded and saturated to uint8 (one cv2.transform pass)."""
+    return cv2.transform(np.ascontiguousarray(fg), matrix)
+
+
+def colour_jitter(
+    fg: np.ndarray, rng: np.random.Generator, brightness: float, contrast: float, saturation: float, hue_degrees: float
+) -> np.ndarray:
+    """Random brightness/contrast/saturation/hue change of a uint8 RGB cut-out (returns uint8), see
+    :func:`jitter_matrix`."""
+    matrix = jitter_matrix(cv2.mean(fg)[:3], rng, brightness, contrast, saturation, hue_degrees)
+    return apply_colour_matrix(fg, matrix)
 
 
 def composite(background: np.ndarray, layers: list[Layer], visible_u8: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ centre-crops that base to cover it, which takes a few milliseconds at 1024 x 102
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import zlib
@@ -222,6 +223,37 @@ def _make_texture(name: str) -> np.ndarray:
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
+def _texture_version() -> str:
+    # The on-disk cache key includes this file's source, so editing a generator never serves stale textures.
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def _cached_texture(name: str) -> np.ndarray:
+    """A procedural texture, from the per-user cache when another process or run already made it (exact array):
+    making the ten textures takes seconds, which every new worker process would otherwise spend."""
+    import io
+
+    from himbench.io.atomic import atomic_write_bytes
+    from himbench.synthesis.fgcache import cache_root
+
+    path = cache_root() / "backgrounds" / _texture_version() / f"{name}.npy"
+    try:
+        img = np.load(path, allow_pickle=False)
+        if img.dtype == np.uint8 and img.shape == (_BASE, _BASE, 3):
+            return img
+    except Exception:  # absent or damaged: make it again
+        pass
+    img = _make_texture(name)
+    buffer = io.BytesIO()
+    np.save(buffer, img, allow_pickle=False)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:  # a read-only home is no reason to fail a build
+        pass
+    return img
+
+
 @cache
 def _base(name: str) -> np.ndarray:
     photos = _available_photos()
@@ -231,7 +263,7 @@ def _base(name: str) -> np.ndarray:
             raise OSError(f"{photos[name]}: scikit-image's bundled photo could not be decoded")
         img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     elif name in _TEXTURES:
-        img = _make_texture(name)
+        img = _cached_texture(name)
     else:
         raise KeyError(f"unknown embedded background {name!r}; known: {', '.join(embedded_backgrounds())}")
     img.setflags(write=False)  # shared by every caller through the cache

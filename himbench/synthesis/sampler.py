@@ -2,6 +2,11 @@
 
 Deterministic: everything random comes from ``image_rng(config, split, index)``, so an image does not depend on which
 worker makes it or in which order.
+
+Work is spent where it shows. Cut-outs are prepared once per process at the largest size the build can draw them
+(:func:`prepared_cap`). Every placement try is decided on a 1/4-resolution canvas (the cut-out's alpha at 1/4 scale,
+resized to the try's footprint: a few thousand pixels), including the in-frame and visibility rules; only the
+accepted placements are then resized, once each, to full resolution, clipped to the canvas and colour-jittered.
 """
 
 from __future__ import annotations
@@ -10,24 +15,34 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
-from himbench.io import InputError, encode_alpha_png, encode_png
-from himbench.shards import boxes_from_alphas
+from himbench.io import InputError, encode_png
 from himbench.synthesis.compose import (
     Layer,
-    colour_jitter,
-    composite,
-    place_layer,
-    stack_layer_alphas,
-    visible_mattes_u8,
+    composite_crops,
+    jitter_matrix,
+    layer_geometry,
+    render_layer,
+    union_box,
+    visible_mattes_crops,
 )
 from himbench.synthesis.config import BuildConfig
 from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, load_background, load_foreground
 
-__all__ = ["SampleResult", "image_id", "image_rng", "synthesize_image"]
+__all__ = [
+    "Placement",
+    "SampleResult",
+    "foregrounds_drawn",
+    "image_id",
+    "image_rng",
+    "prepared_cap",
+    "synthesize_image",
+]
 
-_SEARCH_SCALE = 4  # placement search runs on a 1/4-resolution canvas; the final check is at full resolution
+_SEARCH_SCALE = 4  # placement decisions (in-frame share, visibility) are made on a 1/4-resolution canvas
+_MAX_WIDTH_SHARE = 0.95  # a person is never drawn wider than this share of the canvas width
 
 
 @dataclass
@@ -54,6 +69,15 @@ def _embedded_height(config: BuildConfig) -> int:
     return int(min(1536, max(256, 64 * -(-round(config.height * config.scale_max) // 64))))
 
 
+def prepared_cap(config: BuildConfig) -> tuple[int, int]:
+    """(max height, max width) a cut-out is prepared at: the largest size a person can be drawn at in this build
+    (height up to ``scale_max`` of the canvas, width up to 95% of it), and never over ``fg_max_side``. Sources are
+    cropped to their alpha's box and scaled down to fit once; foreground colours are estimated at that size."""
+    cap_h = min(-(-config.height * config.scale_max // 1), config.fg_max_side)
+    cap_w = min(-(-config.width * _MAX_WIDTH_SHARE // 1), config.fg_max_side)
+    return max(1, int(cap_h)), max(1, int(cap_w))
+
+
 def _pick(refs: list, rng: np.random.Generator, loader, bad: dict, problems: list[str], what: str, avoid=()):
     """Draw refs until one loads; bad files are remembered (per process) and reported, never fatal.
 
@@ -78,6 +102,32 @@ def _pick(refs: list, rng: np.random.Generator, loader, bad: dict, problems: lis
     )
 
 
+def _pick_foregrounds(config, rng, fg_refs, loader, bad, problems) -> list[tuple[ForegroundRef, object]]:
+    picked: list = []
+    for _ in range(_count(config, rng)):
+        avoid = {ref for ref, _ in picked}
+        picked.append(_pick(fg_refs, rng, loader, bad, problems, "foreground", avoid))
+    return picked
+
+
+def foregrounds_drawn(
+    config: BuildConfig, images, fg_refs: list[ForegroundRef], kinds=("image_alpha",)
+) -> list[ForegroundRef]:
+    """The refs of ``kinds`` that ``images`` ((split, index) pairs) draw when every file loads, in order of first
+    use, without decoding anything: what a build needs prepared before its shards start. A bad file makes its image
+    draw again, so a few more refs may be needed; those are prepared by the worker that meets them."""
+    wanted = {ref for ref in fg_refs if ref.kind in kinds}
+    found: dict[ForegroundRef, None] = {}
+    for split, index in images:
+        if len(found) == len(wanted):
+            break
+        rng = image_rng(config, split, index)
+        for ref, _ in _pick_foregrounds(config, rng, fg_refs, lambda r: None, {}, []):
+            if ref in wanted:
+                found.setdefault(ref)
+    return list(found)
+
+
 def _count(config: BuildConfig, rng: np.random.Generator) -> int:
     counts = np.arange(config.min_instances, config.max_instances + 1)
     if config.instance_weights is None:
@@ -90,54 +140,112 @@ def _sample_layout(
     config: BuildConfig, rng: np.random.Generator, aspect: float, cut_at_bottom: bool
 ) -> tuple[float, float, float, bool]:
     height = config.height * rng.uniform(config.scale_min, config.scale_max)
-    height = min(height, 0.95 * config.width / max(aspect, 1e-3))  # keep very wide cut-outs inside the frame width
+    # keep very wide cut-outs inside the frame width
+    height = min(height, _MAX_WIDTH_SHARE * config.width / max(aspect, 1e-3))
     centre_x = rng.uniform(0.0, config.width)
     low = config.height if cut_at_bottom else 0.7 * config.height
     bottom_y = rng.uniform(low, config.height + 0.3 * height)
     return height, centre_x, bottom_y, bool(rng.random() < config.flip_prob)
 
 
-def _visible_shares(layers: list[Layer], canvas_hw: tuple[int, int], step: int) -> np.ndarray:
-    """Visible mass / own in-frame mass of each layer (back to front) on a canvas subsampled by ``step``."""
-    h, w = -(-canvas_hw[0] // step), -(-canvas_hw[1] // step)
-    stack = np.zeros((len(layers), h, w), np.float32)
-    for k, layer in enumerate(layers):
-        y0, x0, y1, x1 = layer.box
+@dataclass(frozen=True)
+class Placement:
+    """An accepted placement: which cut-out, where (full-resolution geometry), mirrored or not."""
+
+    source: int  # index of the cut-out among the image's picks
+    geometry: tuple[int, int, int, int]  # top, left, height, width on the canvas (see compose.layer_geometry)
+    flip: bool
+    in_frame_share: float  # decided at low resolution
+
+
+class _LowRes:
+    """A layer on the low-resolution canvas: its alpha clipped to the canvas, the part of it still visible (its
+    alpha times the transmission of every layer in front), and their sums."""
+
+    __slots__ = ("y0", "x0", "alpha", "visible", "own", "visible_sum")
+
+    def __init__(self, y0: int, x0: int, alpha: np.ndarray) -> None:
+        self.y0, self.x0, self.alpha = y0, x0, alpha
+        self.visible = alpha.copy()
+        self.own = self.visible_sum = float(alpha.sum(dtype=np.float64))
+
+    def overlap(self, other: _LowRes) -> tuple[slice, slice, slice, slice] | None:
+        """(rows, cols) of the overlap in self's crop, then in other's crop; None when they do not overlap."""
+        y0, x0 = max(self.y0, other.y0), max(self.x0, other.x0)
+        y1 = min(self.y0 + self.alpha.shape[0], other.y0 + other.alpha.shape[0])
+        x1 = min(self.x0 + self.alpha.shape[1], other.x0 + other.alpha.shape[1])
         if y1 <= y0 or x1 <= x0:
-            continue
-        sub = layer.alpha[(-y0) % step :: step, (-x0) % step :: step]
-        ys, xs = -(-y0 // step), -(-x0 // step)
-        stack[k, ys : ys + sub.shape[0], xs : xs + sub.shape[1]] = sub
-    own = stack.reshape(len(layers), -1).sum(axis=1)
-    transmission_in_front = np.ones((h, w), np.float32)
-    visible = np.zeros(len(layers), np.float64)
-    for k in range(len(layers) - 1, -1, -1):
-        visible[k] = float((stack[k] * transmission_in_front).sum())
-        transmission_in_front *= 1.0 - stack[k]
-    return np.where(own > 0, visible / np.maximum(own, 1e-12), 0.0)
+            return None
+        return (
+            slice(y0 - self.y0, y1 - self.y0), slice(x0 - self.x0, x1 - self.x0),
+            slice(y0 - other.y0, y1 - other.y0), slice(x0 - other.x0, x1 - other.x0),
+        )
 
 
-def _place_people(config: BuildConfig, cutouts: list, rng: np.random.Generator) -> tuple[list[Layer], list[int]]:
+def _low_res_try(
+    cutout: Cutout, geometry: tuple[int, int, int, int], flip: bool, low_hw: tuple[int, int]
+) -> tuple[_LowRes | None, float]:
+    """The try's layer on the low-resolution canvas and its in-frame share (alpha mass inside the canvas / all)."""
+    step = _SEARCH_SCALE
+    top, left, new_h, new_w = geometry
+    h, w = max(1, round(new_h / step)), max(1, round(new_w / step))
+    # Bilinear from the area-averaged 1/4-scale alpha: a decision needs its mass, not its fine detail (area
+    # resampling at a fractional scale costs ten times more).
+    alpha = cv2.resize(cutout.small_alpha(step), (w, h), interpolation=cv2.INTER_LINEAR)
+    if flip:
+        alpha = alpha[:, ::-1]
+    y0, x0 = round(top / step), round(left / step)
+    cy0, cx0 = max(y0, 0), max(x0, 0)
+    cy1, cx1 = min(y0 + h, low_hw[0]), min(x0 + w, low_hw[1])
+    total = float(alpha.sum(dtype=np.float64))
+    if cy1 <= cy0 or cx1 <= cx0 or total <= 0:
+        return None, 0.0
+    kept = np.ascontiguousarray(alpha[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
+    layer = _LowRes(cy0, cx0, kept)
+    return layer, layer.own / total
+
+
+def _place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
     """Greedy placement in a random depth order: each person gets up to max_attempts tries; one that never fits is
-    dropped. Returns the layers back to front and, for each, the index of its cut-out."""
-    canvas_hw = (config.height, config.width)
-    layers: list[Layer] = []
-    sources: list[int] = []
+    dropped. Returns the accepted placements back to front.
+
+    Each new person goes in front of those already placed, so it is fully visible itself and only the people behind
+    lose area: a try is accepted when its in-frame share is at least ``min_in_frame`` and every person behind keeps
+    at least ``min_visible`` of its own (in-frame) mass, all evaluated on the 1/4-resolution canvas, where each
+    person's still-visible part is kept up to date (only overlaps are touched)."""
+    step = _SEARCH_SCALE
+    low_hw = (-(-config.height // step), -(-config.width // step))
+    placed: list[_LowRes] = []
+    placements: list[Placement] = []
     for source in rng.permutation(len(cutouts)):
         cutout = cutouts[source]
-        aspect = cutout.alpha.shape[1] / cutout.alpha.shape[0]
+        aspect = cutout.shape[1] / cutout.shape[0]
         for _ in range(config.max_attempts):
             height, centre_x, bottom_y, flip = _sample_layout(config, rng, aspect, cutout.cut_at_bottom)
-            layer = place_layer(cutout.fg, cutout.alpha, canvas_hw, height, centre_x, bottom_y, flip)
-            if layer.in_frame_share < config.min_in_frame:
+            geometry = layer_geometry(cutout.shape, height, centre_x, bottom_y)
+            layer, share = _low_res_try(cutout, geometry, flip, low_hw)
+            if layer is None or share < config.min_in_frame:
                 continue
-            # Insert at its depth: later (front) people are appended, so each new person is in front of earlier ones.
-            candidate = [*layers, layer]
-            if (_visible_shares(candidate, canvas_hw, _SEARCH_SCALE) >= config.min_visible).all():
-                layers = candidate
-                sources.append(int(source))
+            losses = []
+            for behind in placed:
+                overlap = behind.overlap(layer)
+                loss = 0.0
+                if overlap is not None:
+                    by, bx, ny, nx = overlap
+                    loss = float(np.vdot(behind.visible[by, bx], layer.alpha[ny, nx]))
+                    if behind.visible_sum - loss < config.min_visible * behind.own:
+                        break
+                losses.append((overlap, loss))
+            else:
+                for behind, (overlap, loss) in zip(placed, losses, strict=True):
+                    if overlap is not None and loss > 0:
+                        by, bx, ny, nx = overlap
+                        behind.visible[by, bx] *= 1.0 - layer.alpha[ny, nx]
+                        behind.visible_sum = float(behind.visible.sum(dtype=np.float64))
+                placed.append(layer)
+                placements.append(Placement(int(source), geometry, flip, share))
                 break
-    return layers, sources
+    return placements
 
 
 def synthesize_image(
@@ -153,39 +261,41 @@ def synthesize_image(
     problems: list[str] = []
     seconds = {"decode": 0.0, "composite": 0.0, "encode": 0.0}
     tic = time.perf_counter()
-    embedded_height = _embedded_height(config)
-    count = _count(config, rng)
-    picked: list = []
-    for _ in range(count):
-        avoid = {ref for ref, _ in picked}
-        loader = lambda r: load_foreground(r, config.fg_max_side, embedded_height)  # noqa: E731
-        picked.append(_pick(fg_refs, rng, loader, bad, problems, "foreground", avoid))
+    cap, embedded_height = prepared_cap(config), _embedded_height(config)
+    picked = _pick_foregrounds(
+        config, rng, fg_refs, lambda r: load_foreground(r, cap, embedded_height), bad, problems
+    )
     bg_ref, background = _pick(
         bg_refs, rng, lambda r: load_background(r, config.height, config.width, rng), bad, problems, "background"
     )
     seconds["decode"] += time.perf_counter() - tic
 
     tic = time.perf_counter()
-    # Jitter colours per person before placement so the stored foreground is exactly what was composited.
-    jittered = [
-        Cutout(
-            colour_jitter(cut.fg, rng, config.brightness, config.contrast, config.saturation, config.hue_degrees),
-            cut.alpha,
-            cut.cut_at_bottom,
-        )
-        for _, cut in picked
+    cutouts = [cut for _, cut in picked]
+    # Colour jitter per person (drawn before placement), applied to the drawn pixels of the people who are placed.
+    matrices = [
+        jitter_matrix(cut.mean_colour, rng, config.brightness, config.contrast, config.saturation, config.hue_degrees)
+        for cut in cutouts
     ]
-    layers, sources = _place_people(config, jittered, rng)
-    kept_labels = [picked[k][0].label for k in sources]
+    placements = _place_people(config, cutouts, rng)
     canvas_hw = (config.height, config.width)
-    visible = visible_mattes_u8(stack_layer_alphas(layers, canvas_hw), [layer.box for layer in layers])
-    image = composite(background, layers, visible)
+    layers: list[Layer] = []
+    kept_labels: list[str] = []
+    for placement in placements:
+        cut = cutouts[placement.source]
+        layer = render_layer(
+            cut.rgba16, canvas_hw, placement.geometry, placement.flip, matrices[placement.source],
+            placement.in_frame_share,
+        )
+        if layer.alpha.size:
+            layers.append(layer)
+            kept_labels.append(picked[placement.source][0].label)
+    visible = visible_mattes_crops(layers, canvas_hw)
+    image = composite_crops(background, layers, visible)
     # Drop people whose 8-bit visible matte vanished (possible only for extremely faint cut-outs).
-    keep = [k for k in range(len(layers)) if visible[k].any()]
-    visible, layers, kept_labels = visible[keep], [layers[k] for k in keep], [kept_labels[k] for k in keep]
-    boxes = boxes_from_alphas(visible)
-    union = visible.sum(axis=0) > 0
-    soft = ((visible > 0) & (visible < 255)).any(axis=0)
+    keep = [k for k, vis in enumerate(visible) if vis.any()]
+    visible, layers, kept_labels = [visible[k] for k in keep], [layers[k] for k in keep], [kept_labels[k] for k in keep]
+    boxes, union, soft = _matte_statistics(layers, visible, canvas_hw)
     seconds["composite"] += time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -193,21 +303,54 @@ def synthesize_image(
         "id": image_id(split, index),
         "seed": image_seed(config, split, index),
         "image": encode_png(image, config.png_compression),
-        "alphas": [encode_alpha_png(v, config.png_compression) for v in visible],
-        "boxes": boxes.tolist(),
+        "alphas": [
+            _encode_matte(layer, vis, canvas_hw, config.png_compression)
+            for layer, vis in zip(layers, visible, strict=True)
+        ],
+        "boxes": boxes,
         "depth_order": list(range(len(layers))),
         "fg_sources": kept_labels,
         "bg_source": bg_ref.label,
         "width": config.width,
         "height": config.height,
         "num_instances": len(layers),
-        "unknown_fraction": float(soft.sum() / max(union.sum(), 1)),
+        "unknown_fraction": float(soft / max(union, 1)),
     }
     if config.store_layers:
         row["foregrounds"] = [_encode_layer_rgb(layer, canvas_hw, config.png_compression) for layer in layers]
         row["background"] = encode_png(background, config.png_compression)
     seconds["encode"] += time.perf_counter() - tic
     return SampleResult(row, problems, seconds)
+
+
+def _matte_statistics(
+    layers: list[Layer], visible: list[np.ndarray], canvas_hw: tuple[int, int]
+) -> tuple[list[list[int]], int, int]:
+    """Tight [x0, y0, x1, y1) box of each visible matte, and the pixel counts of the union of the people and of
+    their soft (0 < v < 255) pixels, from the crops."""
+    boxes = []
+    bounds = union_box(layers)
+    if bounds is None:
+        return boxes, 0, 0
+    uy0, ux0, uy1, ux1 = bounds
+    union = np.zeros((uy1 - uy0, ux1 - ux0), bool)
+    soft = np.zeros_like(union)
+    for layer, vis in zip(layers, visible, strict=True):
+        y0, x0, y1, x1 = layer.box
+        ys = np.flatnonzero(vis.any(axis=1))
+        xs = np.flatnonzero(vis.any(axis=0))
+        boxes.append([int(x0 + xs[0]), int(y0 + ys[0]), int(x0 + xs[-1] + 1), int(y0 + ys[-1] + 1)])
+        rows, cols = slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0)
+        union[rows, cols] |= vis > 0
+        soft[rows, cols] |= (vis > 0) & (vis < 255)
+    return boxes, int(union.sum()), int(soft.sum())
+
+
+def _encode_matte(layer: Layer, vis: np.ndarray, canvas_hw: tuple[int, int], compression: int) -> bytes:
+    canvas = np.zeros(canvas_hw, np.uint8)
+    y0, x0, y1, x1 = layer.box
+    canvas[y0:y1, x0:x1] = vis
+    return encode_png(canvas, compression)
 
 
 def _encode_layer_rgb(layer: Layer, canvas_hw: tuple[int, int], compression: int) -> bytes:
