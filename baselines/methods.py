@@ -117,16 +117,6 @@ class SegRefineMethod(Method):
     def num_parameters(self) -> int:
         return int(sum(p.numel() for net in (self.segmenter, self.refiner) for p in net.parameters()))
 
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def trained(self) -> bool:
-        return self._trained
-
-
-
 
 @register_method("mask-cf", mask_guided=True)
 def _mask_cf(**kwargs: Any) -> Method:
@@ -143,11 +133,14 @@ def _mask_only(**kwargs: Any) -> Method:
 
 
 register_model_method(
-    "mask-refine", "mask-refine-tiny", mask_guided=True,
+    "mask-refine",
+    "mask-refine-tiny",
+    mask_guided=True,
     description="Guidance masks -> learned MGMatting-style refiner per instance (model mask-refine-tiny).",
 )
 register_model_method(
-    "mgm", mask_guided=True,
+    "mgm",
+    mask_guided=True,
     description="Guidance masks -> the authors' released MGMatting per instance (needs their weights).",
 )
 register_model_method(

@@ -112,12 +112,14 @@ class Method(ABC):
 
     @property
     def device(self) -> str:
-        return "cpu"
+        """Where the method runs (subclasses that hold networks set ``self._device``)."""
+        return getattr(self, "_device", "cpu")
 
     @property
     def trained(self) -> bool:
-        """False when a learned method runs with random weights (no checkpoint): its accuracy means nothing."""
-        return True
+        """False when a learned method runs with random weights (no checkpoint): its accuracy means nothing.
+        Subclasses that load weights set ``self._trained``."""
+        return getattr(self, "_trained", True)
 
     def describe(self) -> dict[str, Any]:
         """Facts recorded beside benchmark results."""
@@ -231,14 +233,6 @@ class ModelMethod(Method):
 
     def num_parameters(self) -> int:
         return int(sum(p.numel() for p in self.net.parameters()))
-
-    @property
-    def device(self) -> str:
-        return self._device
-
-    @property
-    def trained(self) -> bool:
-        return self._trained
 
 
 @dataclass(frozen=True)
