@@ -325,3 +325,40 @@ def test_malformed_csv_is_refused_with_its_line_and_never_written_back(tmp_path)
         read_results(path)
     result = CliRunner().invoke(leaderboard, ["--csv", str(path), "--out", str(tmp_path / "lb"), "--no-qualitative"])
     assert result.exit_code != 0 and ":3:" in result.output and not (tmp_path / "lb").exists()
+
+
+class _Recording(Method):
+    """Wraps a method and keeps every prediction it makes on the scored images, so they can be written to disk."""
+
+    def __init__(self, inner: Method) -> None:
+        self.inner, self.name, self.spec, self.guidance = inner, inner.name, inner.spec, inner.guidance
+        self.seen: list[tuple[np.ndarray, Prediction]] = []
+
+    def predict(self, image, masks=None):
+        prediction = self.inner.predict(image, masks)
+        self.seen.append((image, prediction))
+        return prediction
+
+
+def test_bench_scores_exactly_what_evaluate_scores_on_the_same_predictions(shard_dir, tmp_path):
+    """One scorer: the bench's in-memory numbers equal `himbench evaluate` on the same predictions saved as PNGs."""
+    from himbench.evaluation import evaluate_folder
+    from himbench.io import write_alpha_png
+    from himbench.methods import create_method
+
+    samples = list(read_split(shard_dir, "test"))
+    # Eroded masks through closed-form matting: soft, imperfect mattes, so every metric is exercised.
+    recorder = _Recording(create_method("mask-cf", guidance="erode", guidance_radius=2))
+    result = bench_method(lambda: recorder, samples, _config(shard_dir))
+    by_image = {image.tobytes(): prediction for image, prediction in recorder.seen}
+    for sample in samples:
+        folder = tmp_path / "preds" / "test" / sample.id
+        folder.mkdir(parents=True)
+        for k, alpha in enumerate(by_image[sample.image.tobytes()].alphas):
+            write_alpha_png(folder / f"{k:02d}.png", alpha)
+    scored = evaluate_folder(tmp_path / "preds", shard_dir, split="test", workers=1, progress=False)
+    assert not scored.problems
+    for key in ("IMQ_mad@0.5", "IMQ_mse@0.5", "IMQ_grad@0.5", "IMQ_conn@0.5", "RQ@0.5", "IMQ_mad@0.75",
+                "inst_MAD", "inst_MSE", "inst_Grad", "inst_Conn", "TP@0.5", "FP@0.5", "FN@0.5"):
+        assert result.metrics[key] == pytest.approx(scored.summary[key], rel=1e-9, abs=1e-12), key
+    assert 0 < result.metrics["IMQ_mad@0.5"] < 100
