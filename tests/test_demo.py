@@ -25,3 +25,4 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert {row["method"] for row in rows} == {"e2ehim-tiny", "mask-cf"}
     assert all(int(row["n_images"]) == 2 for row in rows)
     assert (out / "leaderboard" / "README.md").is_file()
+    assert (out / "leaderboard" / "qualitative.png").is_file()  # a real photo is found in any clone

@@ -7,11 +7,21 @@ from pathlib import Path
 
 import click
 
-__all__ = ["command", "qualitative_panels"]
+__all__ = ["command", "default_photo", "qualitative_panels"]
 
-# The realdata folder sits beside the repository (HIMBENCH_REALDATA overrides, as in the tests).
+# A group photo beside the repository when there is one (MaGGIe's, CC BY-NC: never copied in; HIMBENCH_REALDATA
+# overrides); else an MIT-licensed P3M portrait from the repository's own test data (present in any clone).
 _REALDATA = os.environ.get("HIMBENCH_REALDATA", "../shared/realdata")
-DEFAULT_PHOTO = os.path.join(_REALDATA, "MaGGIe", "demo", "examples", "group1.jpg")
+GROUP_PHOTO = os.path.join(_REALDATA, "MaGGIe", "demo", "examples", "group1.jpg")
+REPO_PHOTO = str(
+    Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata" / "P3M" / "demo" / "imgs" / "original"
+    / "p_51c916fc.jpg"
+)
+
+
+def default_photo() -> str:
+    """The qualitative grid's photo when --photo is not given (see the comment above)."""
+    return GROUP_PHOTO if Path(GROUP_PHOTO).is_file() else REPO_PHOTO
 
 
 def _photo_masks(photo_masks: str | None, image, segmenter_checkpoint: str | None, device: str):
@@ -79,8 +89,9 @@ def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, de
               type=click.Path(dir_okay=False), help="The results CSV written by `himbench bench` (the source).")
 @click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False),
               help="Folder for README.md, leaderboard.tex and the PNG plots.")
-@click.option("--photo", default=DEFAULT_PHOTO, show_default=True,
-              help="Real photograph for the qualitative grid (run through every method of the CSV).")
+@click.option("--photo", default=None,
+              help="Real photograph for the qualitative grid (run through every method of the CSV). Default: MaGGIe's "
+                   "group1.jpg beside the repository if present, else a P3M portrait from tests/data/realdata.")
 @click.option("--photo-masks", default=None, type=click.Path(exists=True, file_okay=False),
               help="Folder of <k>.png masks for --photo, given to mask-guided methods. Default: the masks of the "
                    "seg-tiny segmenter (shipped or seg-refine's checkpoint), so they show a real two-stage pipeline.")
@@ -135,7 +146,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
     written = [atomic_write_text(out / "leaderboard.tex", latex)]
     written.append(plot_accuracy_vs_latency(rows, out / "accuracy_vs_latency.png", metric))
     written.append(plot_latency_vs_instances(rows, out / "latency_vs_instances.png"))
-    photo_path = Path(photo)
+    photo_path = Path(photo or default_photo())
     if no_qualitative:
         pass
     elif not photo_path.is_file():
