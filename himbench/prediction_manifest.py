@@ -86,10 +86,11 @@ def shard_folder_identity(folder: str | Path) -> dict[str, str]:
     identity: dict[str, str] = {}
     config_path = folder / "build_config.json"
     if config_path.is_file():
-        from himbench.synthesis.config import SynthesisConfig
+        from himbench.io import read_json
+        from himbench.synthesis.config import BuildConfig
 
         try:
-            identity["build_fingerprint"] = SynthesisConfig.from_dict(json.loads(config_path.read_text())).fingerprint()
+            identity["build_fingerprint"] = BuildConfig.from_dict(read_json(config_path)).fingerprint()
         except (OSError, ValueError, TypeError) as err:
             raise InputError(config_path, f"cannot read the build config ({err})") from err
     # Name, size and the Parquet footer (row-group offsets and column statistics) of every shard: any rebuild that

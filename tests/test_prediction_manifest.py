@@ -105,3 +105,18 @@ def test_another_model_into_the_same_folder_is_refused_before_writing(predicted,
     result = _run(["predict", "--checkpoint", str(other), str(data), "-o", str(preds), "--device", "cpu"], code=1)
     assert "another model or other weights" in result.output
     assert sorted(p.relative_to(preds) for p in preds.rglob("*")) == before
+
+
+def test_a_real_build_then_a_rebuild_with_another_seed(tmp_path):
+    """With build_config.json (a `himbench build-dataset` folder) the build fingerprint is recorded and checked."""
+    data = tmp_path / "him-test"
+    build = ["build-dataset", "--out", str(data), "--splits", "test=2", "--size", "96", "--workers", "1"]
+    _run([*build, "--seed", "1"])
+    checkpoint = save_checkpoint(create_model("e2ehim-tiny", input_size=64), tmp_path / "ckpt", "e2ehim-tiny")
+    preds = tmp_path / "preds"
+    _run(["predict", "--checkpoint", str(checkpoint), str(data), "-o", str(preds), "--device", "cpu"])
+    assert len(read_manifest(preds).source["build_fingerprint"]) == 16
+    _run(["evaluate", str(preds), "--workers", "1", "--quiet", "--out", str(tmp_path / "eval")])
+    _run([*build, "--seed", "2", "--overwrite"])
+    result = _run(["evaluate", str(preds), "--workers", "1", "--quiet"], code=2)
+    assert "build_fingerprint" in result.output and "changed since the predictions were made" in result.output
