@@ -23,6 +23,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+# methods whose network is a released model (they refuse to run without a checkpoint) -> that model
+RELEASED_MODEL_OF = {"e2ehim-official": "e2ehim-official", "mgm": "mgm", "seg-mgm": "mgm"}
+
 
 def _random_checkpoint(model_name: str, folder: Path) -> str:
     """Random weights of a registered model saved as a himbench checkpoint (loaded like imported weights)."""
@@ -50,7 +53,6 @@ def main() -> None:
     from himbench.bench.environment import detect_environment
     from himbench.io import atomic_write_text
     from himbench.methods import create_method
-    from himbench.registry import create_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -61,13 +63,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             options: dict = {"device": "cpu"}
-            model = {"mgm": "mgm", "seg-mgm": "mgm", "e2ehim-official": "e2ehim-official"}.get(name)
-            if model is not None:
-                probe_model = create_model(model)
-                needs = getattr(probe_model, "released_weights", None)
-                del probe_model
-                if needs is not None:
-                    options["checkpoint"] = _random_checkpoint(model, Path(tmp))
+            released = RELEASED_MODEL_OF.get(name)  # needs the authors' weights: random ones, saved as a checkpoint
+            if released is not None:
+                options["checkpoint"] = _random_checkpoint(released, Path(tmp))
             gc.collect()
             memory = MemoryProbe("cpu").start()
             with warnings.catch_warnings():

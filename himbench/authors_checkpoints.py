@@ -24,7 +24,6 @@ Steps of :func:`import_authors_checkpoint`:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from himbench.io import InputError
+from himbench.io import InputError, require_empty_folder, sha256_file
 
 __all__ = [
     "ImportReport",
@@ -42,21 +41,11 @@ __all__ = [
     "compare_state_dicts",
     "import_authors_checkpoint",
     "read_authors_state_dict",
-    "sha256_file",
     "unwrap_state_dict",
 ]
 
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "generator")
 _LIST_LIMIT = 20  # keys shown in an error message; the rest are counted
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_authors_state_dict(path: str | Path) -> dict[str, Any]:
@@ -176,11 +165,6 @@ class ImportReport:
     license: str
 
 
-def _fresh_output_folder(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(out, "output exists and is not an empty folder; choose a new folder (nothing was written)")
-
-
 def import_authors_checkpoint(
     source: str | Path, out: str | Path, model_name: str, allow_partial: bool = False
 ) -> ImportReport:
@@ -192,7 +176,7 @@ def import_authors_checkpoint(
     from himbench.registry import create_model
 
     source, out = Path(source), Path(out)
-    _fresh_output_folder(out)
+    require_empty_folder(out, "output is not an empty folder; choose a new folder (nothing was written)")
     try:
         model = create_model(model_name)
     except KeyError as err:

@@ -159,14 +159,19 @@ def read_disk_masks(root: str | Path, split: str, stem: str, shape: tuple[int, i
 
 
 def guidance_masks(
-    config: GuidanceConfig, sample_id: str, gt_alphas: np.ndarray | None, split: str = "test"
+    config: GuidanceConfig,
+    sample_id: str,
+    gt_alphas: np.ndarray | None,
+    split: str = "test",
+    shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The guidance masks for one image: from disk if ``config.masks_dir`` is set, else binarised ground truth;
-    then perturbed. ``gt_alphas`` (N,H,W) also gives the image shape for disk masks."""
+    then perturbed. Disk masks need the image shape: ``shape`` (H, W), else that of ``gt_alphas`` (N,H,W)."""
     if config.masks_dir:
-        if gt_alphas is None:
-            raise ValueError("reading masks from disk needs the image shape (pass gt_alphas)")
-        base = read_disk_masks(config.masks_dir, split, sample_id, tuple(gt_alphas.shape[1:]))
+        if shape is None and gt_alphas is None:
+            raise ValueError("reading masks from disk needs the image shape (pass shape or gt_alphas)")
+        size = tuple(shape) if shape is not None else tuple(gt_alphas.shape[1:])
+        base = read_disk_masks(config.masks_dir, split, sample_id, size)
     else:
         if gt_alphas is None:
             raise ValueError("ground-truth guidance needs gt_alphas")

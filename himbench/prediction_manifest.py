@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from himbench.io import InputError
+from himbench.io import InputError, sha256_file
 from himbench.io.atomic import atomic_write_text
 
 __all__ = [
@@ -125,16 +125,11 @@ def new_manifest(
     import torch
 
     from himbench import __version__
+    from himbench.checkpoints import WEIGHTS_NAME
 
     path = Path(checkpoint)
-    weights = path / "model.safetensors" if path.is_dir() else path
-    sha = None
-    if weights.is_file():
-        digest = hashlib.sha256()
-        with open(weights, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        sha = digest.hexdigest()
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    sha = sha256_file(weights) if weights.is_file() else None  # None: a Hub id (its files sit in the Hub cache)
     return PredictionManifest(
         source=source,
         splits=sorted(set(splits)),

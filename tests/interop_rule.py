@@ -13,7 +13,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["INTEROP", "e2ehim_pipeline_weights", "load_manifest", "rule_state_dict", "rule_tensor"]
+__all__ = [
+    "INTEROP",
+    "e2ehim_pipeline_weights",
+    "load_manifest",
+    "mgm_rule_state_dict",
+    "rule_state_dict",
+    "rule_tensor",
+]
 
 INTEROP = Path(__file__).resolve().parent / "data" / "interop"
 
@@ -60,4 +67,24 @@ def e2ehim_pipeline_weights(rule: dict[str, torch.Tensor]) -> dict[str, torch.Te
     weight[771:835] *= 0.2
     bias[768:771] = torch.tensor([0.0, 0.1, 1.0])
     bias[-1] = 0.5
+    return state
+
+
+def _l2_normalise(vector: torch.Tensor) -> torch.Tensor:
+    return vector / (vector.norm() + 1e-12)  # the authors' l2normalize: eps added to the norm
+
+
+def mgm_rule_state_dict(reference: dict[str, torch.Tensor], iterations: int = 20) -> dict[str, torch.Tensor]:
+    """MGMatting: :func:`rule_state_dict`, with each spectral norm's ``weight_u``/``weight_v`` made by the README's
+    power iteration from ``weight_bar`` (v = ones/|ones|; ``iterations`` x (u = n(W v); v = n(W^T u)); u = n(W v);
+    W = weight_bar as (out, -1)). Written out here, independently of baselines.spectral_norm."""
+    state = rule_state_dict(reference)
+    for key in [k for k in state if k.endswith(".weight_bar")]:
+        matrix = state[key].reshape(state[key].shape[0], -1)
+        v = _l2_normalise(torch.ones(matrix.shape[1]))
+        for _ in range(iterations):
+            u = _l2_normalise(matrix @ v)
+            v = _l2_normalise(matrix.t() @ u)
+        stem = key[: -len("bar")]
+        state[stem + "u"], state[stem + "v"] = _l2_normalise(matrix @ v), v
     return state

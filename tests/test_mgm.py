@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from interop_rule import INTEROP, load_manifest, rule_state_dict
+from interop_rule import INTEROP, load_manifest, mgm_rule_state_dict
 
 from baselines.mgm import (
     OUTPUT_KEYS,
@@ -28,7 +28,6 @@ from baselines.mgm import (
     unknown_region,
 )
 from baselines.refiner import normalise_image
-from baselines.spectral_norm import l2_normalise
 from himbench.checkpoints import ReleasedWeights
 from himbench.registry import config_to_dict, create_model
 
@@ -37,25 +36,10 @@ torch.set_num_threads(2)
 DATA = INTEROP / "mgmatting"
 
 
-def _interop_vectors(weight_bar: torch.Tensor, iterations: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
-    """README rule for the spectral-norm vectors: v = ones/|ones|, 20 x (u = n(W v); v = n(W^T u)), u = n(W v), with
-    the authors' normalisation x / (|x| + 1e-12)."""
-    matrix = weight_bar.reshape(weight_bar.shape[0], -1)
-    v = l2_normalise(torch.ones(matrix.shape[1]))
-    for _ in range(iterations):
-        u = l2_normalise(matrix @ v)
-        v = l2_normalise(matrix.t() @ u)
-    return l2_normalise(matrix @ v), v
-
-
 @pytest.fixture(scope="module")
 def model() -> MGMatting:
     net = MGMatting().eval()
-    state = rule_state_dict(net.state_dict())
-    for key in [k for k in state if k.endswith(".weight_bar")]:
-        stem = key[: -len("bar")]
-        state[stem + "u"], state[stem + "v"] = _interop_vectors(state[key])
-    net.load_state_dict(state, strict=True)
+    net.load_state_dict(mgm_rule_state_dict(net.state_dict()), strict=True)
     return net
 
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from interop_rule import INTEROP, e2ehim_pipeline_weights, load_manifest, rule_state_dict
+from interop_rule import INTEROP, e2ehim_pipeline_weights, load_manifest, mgm_rule_state_dict, rule_state_dict
 
-from baselines.spectral_norm import l2_normalise, power_iteration
 from himbench.cli import main
 from himbench.io import InputError, read_alpha
 from himbench.methods import create_method
@@ -45,13 +44,7 @@ def mgm_import(tmp_path_factory):
     root = tmp_path_factory.mktemp("mgm")
     manifest = load_manifest(INTEROP / "mgmatting" / "mgm_state_dict.json")
     model = create_model("mgm").eval()
-    state = rule_state_dict(model.state_dict())
-    for key in [k for k in state if k.endswith(".weight_bar")]:  # u, v consistent with W, as training leaves them
-        matrix = state[key].reshape(state[key].shape[0], -1)
-        u, v = power_iteration(
-            matrix, l2_normalise(torch.ones(matrix.shape[0])), l2_normalise(torch.ones(matrix.shape[1])), 20
-        )
-        state[key[: -len("bar")] + "u"], state[key[: -len("bar")] + "v"] = u, v
+    state = mgm_rule_state_dict(model.state_dict())  # u, v consistent with W, as training leaves them
     model.load_state_dict(state)
     authors = {f"module.{key}": state[key] for key, _, _ in manifest}
     torch.save({"state_dict": authors, "epoch": 100}, root / "latest_model.pth")

@@ -244,7 +244,7 @@ def _guidance_reader(masks_dir: str | None, guidance: str | None):
     """``(split, stem, (H, W), gt_alphas or None) -> (N,H,W) bool masks``, or None when no guidance was asked for."""
     if masks_dir is None and guidance is None:
         return None
-    from himbench.guidance import GuidanceConfig, guidance_masks, perturb_masks, read_disk_masks
+    from himbench.guidance import GuidanceConfig, guidance_masks
 
     try:
         config = GuidanceConfig(perturb=guidance or "none", masks_dir=masks_dir)
@@ -252,13 +252,11 @@ def _guidance_reader(masks_dir: str | None, guidance: str | None):
         raise click.BadParameter(str(err), param_hint="--guidance") from err
 
     def masks_for(split: str, stem: str, shape: tuple[int, int], gt_alphas):
-        if masks_dir is not None:
-            return perturb_masks(read_disk_masks(masks_dir, split, stem, shape), config, stem)
-        if gt_alphas is None:
+        if masks_dir is None and gt_alphas is None:
             from himbench.io import InputError
 
             raise InputError(stem, "--guidance needs ground truth: use a built shard folder, or --masks DIR")
-        return guidance_masks(config, stem, gt_alphas, split)
+        return guidance_masks(config, stem, gt_alphas, split, shape=shape)
 
     return masks_for
 

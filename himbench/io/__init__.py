@@ -23,7 +23,7 @@ from himbench.io.images import (
     write_alpha_png,
 )
 from himbench.io.jsonfile import parse_json, read_json
-from himbench.io.paths import is_inside, resolve_inside, safe_name
+from himbench.io.paths import is_inside, require_empty_folder, resolve_inside, safe_name, sha256_file
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
@@ -49,7 +49,9 @@ __all__ = [
     "read_image",
     "read_image_size",
     "read_json",
+    "require_empty_folder",
     "resolve_inside",
     "safe_name",
+    "sha256_file",
     "write_alpha_png",
 ]

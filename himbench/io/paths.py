@@ -12,7 +12,7 @@ from pathlib import Path
 
 from himbench.io.images import InputError
 
-__all__ = ["MAX_NAME_BYTES", "is_inside", "resolve_inside", "safe_name"]
+__all__ = ["MAX_NAME_BYTES", "is_inside", "require_empty_folder", "resolve_inside", "safe_name", "sha256_file"]
 
 MAX_NAME_BYTES = 200  # file systems allow 255; room is left for suffixes such as ".png" and temp-file names
 
@@ -60,3 +60,24 @@ def resolve_inside(root: str | os.PathLike, *parts: str) -> Path:
     if not is_inside(root, path):
         raise InputError(path, f"resolves to {Path(path).resolve()}, outside {Path(root).resolve()}")
     return path
+
+
+def require_empty_folder(path: str | os.PathLike, problem_if_not_empty: str) -> None:
+    """Refuse ``path`` unless it is absent or an empty folder (outputs never mix with files someone else wrote);
+    ``problem_if_not_empty`` is the message of the :class:`InputError` raised for a non-empty folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "exists and is not a folder")
+    if path.is_dir() and any(True for _ in os.scandir(path)):
+        raise InputError(path, problem_if_not_empty)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

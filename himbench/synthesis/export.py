@@ -10,20 +10,11 @@ inside ``out_dir``, and ``out_dir`` must be new or empty, so an export never mix
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from himbench.io import InputError
+from himbench.io import InputError, require_empty_folder
 
 __all__ = ["export_him2k"]
-
-
-def _check_fresh(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(out_dir, "exists and is not a folder")
-    if out_dir.is_dir() and any(True for _ in os.scandir(out_dir)):
-        raise InputError(out_dir, "is not empty; export into a new or empty folder (an export never mixes with the "
-                                  "files of an earlier one)")
 
 
 def export_him2k(
@@ -51,7 +42,10 @@ def export_him2k(
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     out_dir = Path(out_dir)
-    _check_fresh(out_dir)
+    require_empty_folder(
+        out_dir,
+        "is not empty; export into a new or empty folder (an export never mixes with the files of an earlier one)",
+    )
     chosen = list(splits or splits_in(shard_dir))
     plan: dict[str, list[Path]] = {}
     for split in chosen:
