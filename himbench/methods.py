@@ -52,6 +52,7 @@ __all__ = [
     "load_registered_model",
     "method_entry",
     "missing_weights_message",
+    "refuse_random_weights",
     "model_for",
     "register_method",
     "register_model_method",
@@ -174,6 +175,16 @@ def missing_weights_message(model: str, released) -> str:
     )
 
 
+def refuse_random_weights(model: str, net) -> None:
+    """:class:`InputError` saying where to get the weights when ``net`` (registered as ``model``) re-implements a
+    published network whose ``released_weights`` say random weights are useless."""
+    from himbench.io import InputError
+
+    released = getattr(net, "released_weights", None)
+    if released is not None and released.requires_weights:
+        raise InputError(model, missing_weights_message(model, released))
+
+
 def load_registered_model(model: str, checkpoint: str | Path | None, device: str):
     """Create registered ``model`` with the weights of ``checkpoint`` (a :mod:`himbench.checkpoints` folder,
     its ``model.safetensors``, or a Hub id); with no checkpoint, the one shipped with the model's registration
@@ -181,16 +192,13 @@ def load_registered_model(model: str, checkpoint: str | Path | None, device: str
     whose ``released_weights`` say random weights are useless). Returns ``(module in eval mode on device, checkpoint
     used or None)``."""
     from himbench.checkpoints import load_model
-    from himbench.io import InputError
     from himbench.registry import create_model, default_checkpoint
 
     if checkpoint is None:
         checkpoint = default_checkpoint(model)
     if checkpoint is None:
         net = create_model(model)
-        released = getattr(net, "released_weights", None)
-        if released is not None and released.requires_weights:
-            raise InputError(model, missing_weights_message(model, released))
+        refuse_random_weights(model, net)
         return net.to(device).eval(), None
     return load_model(checkpoint, model_name=model, device=device), str(checkpoint)
 

@@ -227,16 +227,16 @@ def _default_checkpoint(model_name: str | None) -> str:
     shipped = default_checkpoint(model_name)
     if shipped is not None:
         return str(shipped)
+    from himbench.io import InputError
+    from himbench.methods import refuse_random_weights
     from himbench.registry import create_model
 
     try:
-        released = getattr(create_model(model_name), "released_weights", None)
+        refuse_random_weights(model_name, create_model(model_name))
     except KeyError as err:
         raise click.UsageError(str(err.args[0])) from err
-    if released is not None:
-        from himbench.methods import missing_weights_message
-
-        raise click.UsageError(missing_weights_message(model_name, released))
+    except InputError as err:
+        raise click.UsageError(str(err)) from err
     raise click.UsageError(f"{model_name} ships no checkpoint: pass --checkpoint (e.g. one written by himbench train)")
 
 
