@@ -67,6 +67,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 500
     resume: str | None = None
+    init: str | None = None  # start from these weights (a checkpoint folder) with a new optimizer and schedule
     threads: int | None = None  # torch.set_num_threads on CPU
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -299,6 +300,12 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     )
 
     start_step = 0
+    if cfg.init and not cfg.resume:
+        # Fine-tuning: the weights only, from a folder of himbench's own layout (model.safetensors + config.json).
+        init_folder = Path(cfg.init)
+        if not (init_folder / "model.safetensors").is_file():
+            raise InputError(init_folder, "no model.safetensors to initialise from (expected a checkpoint folder)")
+        load_weights(model, init_folder / "model.safetensors")
     if cfg.resume:
         checkpoint = find_latest_checkpoint(cfg.resume)
         load_weights(model, checkpoint / "model.safetensors")

@@ -12,6 +12,7 @@ import torch
 from test_data import make_toy_dataset
 
 from himbench.checkpoints import load_model
+from himbench.io import InputError
 from himbench.training import TrainConfig, find_latest_checkpoint, lr_at, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -93,6 +94,22 @@ def test_resume_continues_exactly(tmp_path):
     # and resuming really started from the checkpoint, not from scratch
     fresh = train(_config(data, tmp_path / "fresh", steps=2), progress=False)
     assert any(not torch.allclose(a[k], fresh.model.state_dict()[k]) for k in a if a[k].is_floating_point())
+
+
+def test_init_starts_from_weights_with_a_new_schedule(tmp_path):
+    data = make_toy_dataset(tmp_path / "data", num_images=4, shards=1, seed=3)
+    first = train(_config(data, tmp_path / "first", steps=4), progress=False)
+    # lr 0: the fine-tuning run cannot move the parameters (BatchNorm statistics still move), so they must equal the
+    # ones it was initialised from
+    tuned = train(_config(data, tmp_path / "tuned", steps=2, lr=0.0, init=str(tmp_path / "first" / "final")),
+                  progress=False)
+    a, b = dict(first.model.named_parameters()), dict(tuned.model.named_parameters())
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+    assert tuned.steps == 2  # a new schedule from step 0, not a resume at step 4
+    assert json.loads((tmp_path / "tuned" / "train_config.json").read_text())["init"].endswith("final")
+    with pytest.raises(InputError, match="model.safetensors"):
+        train(_config(data, tmp_path / "bad", steps=1, init=str(tmp_path / "data")), progress=False)
 
 
 def test_resume_mid_epoch_continues_the_same_data_order(tmp_path):

@@ -101,6 +101,14 @@ class _UserError(click.ClickException):
     help="Checkpoint folder or run folder (its latest checkpoint) to continue from.",
 )
 @click.option(
+    "--init",
+    "init",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Checkpoint folder whose weights start the run (fine-tuning: new optimizer, schedule from step 0). "
+    "The model config (--set) must give the same shapes. Ignored with --resume.",
+)
+@click.option(
     "--set",
     "overrides",
     multiple=True,
@@ -127,6 +135,7 @@ def command(
     log_every,
     checkpoint_every,
     resume,
+    init,
     overrides,
 ) -> None:
     """Train MODEL on built HIM shards. Multi-GPU / multi-node: launch with
@@ -155,6 +164,7 @@ def command(
         log_every=log_every,
         checkpoint_every=checkpoint_every,
         resume=resume,
+        init=init,
         threads=threads,
         model_overrides=_parse_overrides(overrides),
     )
