@@ -55,9 +55,8 @@ def straightforward_composite(background, layers, canvas_hw):
     alphas = np.zeros((len(layers), h, w))
     fgs = np.zeros((len(layers), h, w, 3))
     for k, layer in enumerate(layers):
-        y0, x0, y1, x1 = layer.box
-        alphas[k, y0:y1, x0:x1] = layer.alpha
-        fgs[k, y0:y1, x0:x1] = layer.fg / 255.0
+        alphas[k][layer.box.slices] = layer.alpha
+        fgs[k][layer.box.slices] = layer.fg / 255.0
     visible = np.zeros_like(alphas)
     for i in range(len(layers)):
         vis = alphas[i].copy()
@@ -78,8 +77,7 @@ def engine_composite(background, layers, canvas_hw):
     encoded = [cv2.imencode(".png", image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1])[1]]
     for layer, vis in zip(layers, visible, strict=True):
         canvas = np.zeros(canvas_hw, np.uint8)
-        y0, x0, y1, x1 = layer.box
-        canvas[y0:y1, x0:x1] = vis
+        canvas[layer.box.slices] = vis
         encoded.append(cv2.imencode(".png", canvas, [cv2.IMWRITE_PNG_COMPRESSION, 1])[1])
     return image, encoded
 

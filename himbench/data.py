@@ -15,8 +15,8 @@ Batch format (what :func:`collate_him` returns; the training protocol in :mod:`h
     ids         list[str] of sample ids
 
 Random access: at construction the dataset reads only Parquet footers and builds an index of (shard, row group,
-row); ``__getitem__`` reads the one row group it needs (columns id/image/alphas only), keeps a few row groups cached per
-worker, and decodes just the requested row.
+row); ``__getitem__`` reads the one row group it needs (columns id/image/alphas only, through
+:class:`~himbench.shards.ShardFolder`), keeps a few row groups cached per worker, and decodes just the requested row.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from himbench.geometry import letterbox_image, letterbox_mattes
-from himbench.io import InputError, decode_image, safe_name
-from himbench.shards import boxes_from_alphas, decode_alpha_list, list_shards, splits_in
+from himbench.shards import RowGroup, ShardFolder, boxes_from_alphas, decode_mattes
 
 __all__ = ["HIMShardDataset", "collate_him"]
 
@@ -54,8 +53,6 @@ class HIMShardDataset(Dataset):
         seed: int = 0,
         cache_row_groups: int = 4,
     ) -> None:
-        import pyarrow.parquet as pq
-
         self.root = Path(root)
         self.split = split
         self.size = int(size)
@@ -63,22 +60,14 @@ class HIMShardDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.cache_row_groups = cache_row_groups
-        self.shards = list_shards(self.root, split)
-        if not self.shards:
-            raise InputError(
-                self.root, f"no shards for split {split!r} (found splits: {splits_in(self.root) or 'none'})"
-            )
+        self.folder = ShardFolder(self.root)
+        self.shards = self.folder.shards(split, required=True)
         index: list[tuple[int, int, int]] = []
         for s, path in enumerate(self.shards):
-            try:
-                metadata = pq.ParquetFile(path).metadata
-            except Exception as err:
-                raise InputError(path, f"cannot read Parquet shard ({err})") from err
-            for g in range(metadata.num_row_groups):
-                index.extend((s, g, r) for r in range(metadata.row_group(g).num_rows))
+            for g, rows in enumerate(self.folder.row_group_sizes(path)):
+                index.extend((s, g, r) for r in range(rows))
         self.index = index
-        self._files: dict[int, Any] = {}
-        self._cache: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], RowGroup] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -87,27 +76,22 @@ class HIMShardDataset(Dataset):
         self.epoch = epoch
 
     def __getstate__(self) -> dict:
-        # Open file handles and cached tables stay with the process that made them (DataLoader workers reopen).
+        # Cached row groups stay with the process that read them (the folder drops its file handles likewise).
         state = dict(self.__dict__)
-        state["_files"] = {}
         state["_cache"] = OrderedDict()
         return state
 
-    def _row_group(self, shard: int, group: int):
-        import pyarrow.parquet as pq
-
+    def _row_group(self, shard: int, group: int) -> RowGroup:
         key = (shard, group)
-        table = self._cache.get(key)
-        if table is None:
-            if shard not in self._files:
-                self._files[shard] = pq.ParquetFile(self.shards[shard])
-            table = self._files[shard].read_row_group(group, columns=["id", "image", "alphas"])
-            self._cache[key] = table
+        rows = self._cache.get(key)
+        if rows is None:
+            rows = self.folder.read_row_group(self.shards[shard], group, columns=("id", "image", "alphas"))
+            self._cache[key] = rows
             while len(self._cache) > self.cache_row_groups:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        return table
+        return rows
 
     def read_raw(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
         """Decode sample ``index`` at its stored size: (id, uint8 HxWx3 image, float32 NxHxW alphas).
@@ -115,16 +99,7 @@ class HIMShardDataset(Dataset):
         Raises :class:`InputError` naming the shard when the row's id is not a plain file name (shards are untrusted
         and callers such as ``predict`` use the id as a folder name) or an image is bad or over the pixel limit."""
         shard, group, row = self.index[index]
-        try:
-            record = self._row_group(shard, group).slice(row, 1).to_pylist()[0]
-        except Exception as err:  # pyarrow raises several types for corrupt files
-            raise InputError(self.shards[shard], f"cannot read row group {group} ({err})") from err
-        safe_name(record["id"], f"{self.shards[shard]}#{record['id']!r}", "sample id")
-        source = f"{self.shards[shard]}#{record['id']}"
-        image = decode_image(record["image"]["bytes"], f"{source}/image")
-        shape = image.shape[:2]
-        alphas = decode_alpha_list(record["alphas"], source, shape)
-        return record["id"], image, alphas
+        return decode_mattes(self._row_group(shard, group).row(row), self.shards[shard])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample_id, image, alphas = self.read_raw(index)

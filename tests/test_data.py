@@ -172,3 +172,17 @@ def test_dataloader_with_worker_processes(tmp_path):
     loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_him)
     ids = [i for batch in loader for i in batch["ids"]]
     assert ids == [dataset.read_raw(i)[0] for i in range(4)]
+
+
+def test_random_access_across_row_groups(tmp_path):
+    # 70 rows in one shard: row groups of 64 and 6 rows; cache of one group, so each jump rereads through ShardFolder
+    root = make_toy_dataset(tmp_path, num_images=70, shards=1, size=(12, 10), max_people=1)
+    reference = {sample.id: sample for sample in read_split(root, "train")}
+    dataset = HIMShardDataset(root, "train", size=16, cache_row_groups=1)
+    assert len(dataset) == 70 and dataset.index[64] == (0, 1, 0) and dataset.index[69] == (0, 1, 5)
+    for index in (69, 0, 64, 63, 65):
+        sample_id, image, alphas = dataset.read_raw(index)
+        assert sample_id == f"train_{index:04d}"
+        np.testing.assert_array_equal(image, reference[sample_id].image)
+        np.testing.assert_array_equal(alphas, reference[sample_id].alphas)
+    assert len(dataset._cache) == 1

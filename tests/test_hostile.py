@@ -22,8 +22,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from himbench.cli import main
+from himbench.engines import map_tasks
 from himbench.evaluation import evaluate_folder
-from himbench.evaluation.runner import ordered_map
 from himbench.io import (
     InputError,
     decode_alpha,
@@ -304,7 +304,8 @@ def _die_on_three(task: int) -> int:
 
 
 def test_dying_worker_loses_no_finished_image_and_is_retried_once():
-    results = list(ordered_map(_die_on_three, range(8), workers=2, on_crash=lambda task: f"died:{task}"))
+    pairs = map_tasks(_die_on_three, ((t,) for t in range(8)), workers=2, on_crash=lambda task: f"died:{task}")
+    results = [result for _, result in pairs]
     assert results == [0, 10, 20, "died:3", 40, 50, 60, 70]
 
 

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from himbench import metrics
 from himbench.io import read_alpha
+from himbench.metrics import errors
 from himbench.metrics.kernels import gaussian_derivative_kernel
 
 # ------------------------------------------------------------------ straightforward reference (MATLAB transcription)
@@ -237,6 +238,24 @@ def test_agrees_with_reference_on_real_mattes(realdata):
             assert close(metrics.gradient_error_sum(p, g, reg), ref_grad_sum(p, g, reg))
             assert close(metrics.connectivity_error_sum(p, g, reg), ref_conn_sum(p, g, reg))
         assert close(metrics.mse(p, g, unknown), ((p.astype(np.float64) - g) ** 2)[unknown].mean() * 1000)
+
+
+def test_crop_bounds_are_exact_for_a_region_away_from_the_support():
+    # Grad and Conn work on boxes around the non-zero pixels and the region; a brute-force full-image sum must agree,
+    # including when the region's box and the mattes' box only partly overlap.
+    gt = np.zeros((30, 40), np.float32)
+    gt[8:20, 10:25] = 1.0
+    gt[8:20, 25] = 0.5
+    pred = np.roll(gt, 2, axis=1) * np.float32(0.9)
+    region = np.zeros(gt.shape, bool)
+    region[15:28, 22:38] = True
+    full = (
+        errors.gradient_magnitude(pred.astype(np.float64) / pred.max())
+        - errors.gradient_magnitude(gt.astype(np.float64))
+    ) ** 2
+    assert metrics.gradient_error_sum(pred, gt, region) == pytest.approx(float(full[region].sum()), rel=1e-12)
+    conn_full = errors.connectivity_error_map(pred, gt)
+    assert metrics.connectivity_error_sum(pred, gt, region) == pytest.approx(float(conn_full[region].sum()), rel=1e-12)
 
 
 def test_unknown_region_reads_trimap_values():

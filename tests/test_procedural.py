@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from himbench.synthesis import embedded_backgrounds as eb
-from himbench.synthesis import procedural
 from himbench.synthesis.embedded_backgrounds import embedded_background, embedded_backgrounds
-from himbench.synthesis.procedural import procedural_person, procedural_person_count
+from himbench.synthesis.procedural import body, figure, hair, procedural_person, procedural_person_count
 
 HEIGHT = 320
 SAMPLE = list(range(0, procedural_person_count(), 4))  # 16 figures spread over the pool
@@ -77,11 +76,11 @@ def test_real_unknown_band(index):
 def test_every_figure_has_soft_hair(index, monkeypatch):
     # draw the same figure with and without painting its hair strands (the strands still consume the same random
     # numbers, so everything else is identical): the strands must raise alpha on many pixels, leaving many partial
-    fig = procedural._sample_figure(np.random.default_rng([index, procedural._SALT]))
+    fig = figure.sample_figure(np.random.default_rng([index, figure.SALT]))
     unit = HEIGHT / fig.heads_tall
-    with_hair = procedural._draw_figure(fig, unit).a
-    monkeypatch.setattr(procedural._HairCanvas, "paint", lambda self, layer: None)
-    without = procedural._draw_figure(fig, unit).a
+    with_hair = body.draw_figure(fig, unit).a
+    monkeypatch.setattr(hair.HairCanvas, "paint", lambda self, layer: None)
+    without = body.draw_figure(fig, unit).a
     changed = with_hair - without > 0.01
     assert changed.sum() > 0.02 * (with_hair > 0).sum()
     assert (with_hair[changed] < 0.9).mean() > 0.2

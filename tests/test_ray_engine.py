@@ -111,6 +111,21 @@ def _fail_and_count(counter_path, x):
     return x * x
 
 
+def _slow_square(x):
+    import time
+
+    time.sleep(0.05 * (x % 3 == 0))  # some early items finish last: input order and finishing order differ
+    return x * x
+
+
+def _mark_worker(value):
+    os.environ["HIMBENCH_TEST_RAY_MARK"] = f"{value}:{os.getpid()}"
+
+
+def _worker_mark(_x):
+    return os.getpid(), os.environ.get("HIMBENCH_TEST_RAY_MARK")
+
+
 def _raise_input_error(x):
     from himbench.io import InputError
 
@@ -194,6 +209,32 @@ def test_task_exception_surfaces_and_is_not_retried(ray_cluster, tmp_path):
         (1, 1),
         (2, 9),
     ]
+
+
+def test_ray_streams_in_order_or_as_finished_within_the_window(ray_cluster):
+    pulled = 0
+
+    def source():
+        nonlocal pulled
+        for x in range(12):
+            pulled += 1
+            yield (x,)
+
+    received = 0
+    for index, result in map_tasks(_slow_square, source(), engine="ray", workers=2, window=3):
+        assert (index, result) == (received, received * received)  # ordered: input order
+        received += 1
+        assert pulled <= received + 2  # the generator is read lazily: at most `window` tasks not yet yielded
+    unordered = list(map_tasks(_slow_square, ((x,) for x in range(12)), engine="ray", workers=2, ordered=False))
+    assert sorted(unordered) == [(x, x * x) for x in range(12)]
+
+    marks = list(map_tasks(_worker_mark, [(x,) for x in range(6)], engine="ray", initializer=_mark_worker,
+                           initargs=("ready",)))
+    assert all(mark == f"ready:{pid}" for _, (pid, mark) in marks)  # the initializer ran in that worker process
+
+    with pytest.raises(BadShardError) as err:
+        list(map_tasks(_fail_and_count, ((os.devnull, x) for x in range(4)), engine="ray", ordered=False))
+    assert "on item 2 of map_tasks" in " ".join(getattr(err.value, "__notes__", []))
 
 
 def test_exception_message_survives_even_if_unpicklable(ray_cluster):

@@ -16,8 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from typing import Any
+
+from himbench.engines import WINDOW_PER_WORKER, _add_context, _first_or_none
 
 try:
     import ray
@@ -29,10 +33,22 @@ __all__ = ["DEFAULT_MAX_RETRIES", "LOCAL_HOST", "local_ray_options", "map_ray", 
 DEFAULT_MAX_RETRIES = 3
 # Scalars are cheap to send with every task; anything else shared by several items is put in the object store once.
 _INLINE_TYPES = (str, bytes, int, float, bool, type(None))
+# How Ray reports a task whose process (or node) died, after its retries: the local engine's BrokenProcessPool.
+_CRASHES = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
+
+_initialized: set[tuple[str, str, str]] = set()  # the initializers this Ray worker process has run
 
 
-def _call(fn: Callable, *args: Any) -> Any:
+def _call(fn: Callable, setup: tuple[Callable, tuple] | None, *args: Any) -> Any:
     try:
+        if setup is not None:
+            # Ray workers are pooled processes with no start hook per call: run the initializer before the first
+            # task of this kind that the process runs, as a local worker would at its start.
+            initializer, initargs = setup
+            key = (getattr(initializer, "__module__", ""), getattr(initializer, "__qualname__", ""), repr(initargs))
+            if key not in _initialized:
+                initializer(*initargs)
+                _initialized.add(key)
         return fn(*args)
     except Exception as err:
         try:
@@ -106,64 +122,95 @@ def _connect(workers: int, address: str | None) -> bool:
     return True
 
 
-def _share_repeated_args(items: Sequence[tuple]) -> dict[int, Any]:
-    """Object-store references for non-scalar arguments passed (as the same object) to more than one item, such as
-    the source lists every shard needs: they are serialised once instead of once per task."""
-    seen: dict[int, int] = {}
-    objects: dict[int, Any] = {}
-    for args in items:
-        for value in args:
-            if not isinstance(value, _INLINE_TYPES):
-                seen[id(value)] = seen.get(id(value), 0) + 1
-                objects[id(value)] = value
-    return {key: ray.put(objects[key]) for key, count in seen.items() if count > 1}
 
 
-def _result(ref: ray.ObjectRef) -> Any:
+class _SharedArgs:
+    """Object-store references for non-scalar arguments passed (as the same object) to several items, such as the
+    source lists every shard needs: serialised once (twice at most) instead of once per task.
+
+    The input is streamed, so an object counts as shared when it comes again within the last ``recent`` arguments
+    seen. Those are held here, so that their ids, the keys, cannot be reused by new objects meanwhile."""
+
+    def __init__(self, recent: int = 256) -> None:
+        self.recent = recent
+        self.seen: OrderedDict[int, Any] = OrderedDict()
+        self.shared: dict[int, tuple[Any, ray.ObjectRef]] = {}
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, _INLINE_TYPES):
+            return value
+        key = id(value)
+        if key in self.shared:
+            return self.shared[key][1]
+        if self.seen.pop(key, None) is None:
+            self.seen[key] = value
+            if len(self.seen) > self.recent:
+                self.seen.popitem(last=False)
+            return value
+        ref = ray.put(value)  # a top-level ObjectRef argument reaches the task as its value
+        self.shared[key] = (value, ref)
+        return ref
+
+
+def _result(ref: ray.ObjectRef, fn: Callable, index: int, args: tuple, on_crash: Callable | None) -> Any:
     try:
         return ray.get(ref)
+    except _CRASHES as err:
+        if on_crash is not None:
+            return on_crash(*args)
+        _add_context(err, fn, index, args)
+        raise
     except ray.exceptions.RayTaskError as err:
         # Re-raise the work function's own exception (e.g. InputError naming the bad file), as the local engine does.
-        if isinstance(err.cause, Exception):
-            raise err.cause from err
-        raise
+        cause = err.cause if isinstance(err.cause, Exception) else err
+        _add_context(cause, fn, index, args)
+        if cause is err:
+            raise
+        raise cause from err
 
 
 def map_ray(
     fn: Callable,
-    items: Sequence[tuple],
+    items: Iterable[tuple],
+    *,
     workers: int | None = None,
+    ordered: bool = True,
+    window: int | None = None,
+    initializer: Callable | None = None,
+    initargs: tuple = (),
+    on_crash: Callable | None = None,
     address: str | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> Iterator[tuple[int, Any]]:
-    """Call ``fn(*args)`` for every ``args`` in ``items`` as Ray tasks; yield ``(position in items, result)`` as each
-    finishes.
+    """The Ray engine of :func:`himbench.engines.map_tasks` (see there for the arguments): one Ray task per item,
+    ``(index, result)`` yielded in input order or, ``ordered=False``, as they finish.
 
     Uses the Ray this process is already connected to; otherwise connects to ``address`` (or ``$RAY_ADDRESS``) or
     starts a local Ray with ``workers`` CPUs, and disconnects (shuts that Ray down) when done. A task whose worker
     dies is rerun up to ``max_retries`` times; an exception raised by ``fn`` is not retried and is raised here.
     """
     workers = max(1, workers or os.cpu_count() or 1)
-    if not items:
+    iterator = _first_or_none(items)
+    if iterator is None:
         return
     started = _connect(workers, address)
-    pending: dict[ray.ObjectRef, int] = {}
+    pending: dict[ray.ObjectRef, tuple[int, tuple]] = {}  # in submission (= input) order
     try:
         remote = _remote_call.options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)
-        shared = _share_repeated_args(items)
+        share = _SharedArgs()
         fn_ref = ray.put(fn)
-        cpus = int(ray.cluster_resources().get("CPU", workers))
-        # Bounded submission: a 100K-image build is thousands of tasks; keep a few per CPU queued, not all of them.
-        window = max(2, 2 * cpus)
-        next_item = 0
-        while next_item < len(items) or pending:
-            while next_item < len(items) and len(pending) < window:
-                args = [shared.get(id(value), value) for value in items[next_item]]
-                pending[remote.remote(fn_ref, *args)] = next_item
-                next_item += 1
-            done, _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(done[0])
-            yield index, _result(done[0])
+        setup = None if initializer is None else ray.put((initializer, tuple(initargs)))
+        if window is None:  # per CPU of the cluster, which may be far more than this machine's
+            window = WINDOW_PER_WORKER * max(1, int(ray.cluster_resources().get("CPU", workers)))
+        indexed = enumerate(iterator)
+        while True:
+            for index, args in islice(indexed, window - len(pending)):  # pull only as many as fit the window
+                pending[remote.remote(fn_ref, setup, *(share(value) for value in args))] = (index, args)
+            if not pending:
+                return
+            ref = next(iter(pending)) if ordered else ray.wait(list(pending), num_returns=1)[0][0]
+            index, args = pending.pop(ref)
+            yield index, _result(ref, fn, index, args, on_crash)
     finally:
         for ref in pending:  # the caller stopped early or a task failed: do not leave work running
             ray.cancel(ref)

@@ -1,9 +1,9 @@
 """Ground truth for evaluation: a built shard folder or a folder in the HIM-2K layout.
 
-- Shards (``GT/data/<split>-*.parquet``, see :mod:`himbench.shards`): one image per row, stem = the row's ``id``.
-  Only the ``id``, ``alphas``, ``height`` and ``width`` columns are read here and the PNG bytes are decoded in the
-  worker processes (``himbench.shards.read_split`` would decode every composite image in the parent process, which
-  evaluation never needs).
+- Shards (``GT/data/<split>-*.parquet``, read through :class:`himbench.shards.ShardFolder`): one image per row,
+  stem = the row's ``id``. Only the ``id``, ``alphas``, ``height`` and ``width`` columns are read here and the PNG
+  bytes are decoded in the worker processes (``ShardFolder.samples`` would decode every composite image in the
+  parent process, which evaluation never needs).
 - HIM-2K folder: ``GT/alphas/<split>/<stem>/<k>.png`` (one matte per instance) and optionally
   ``GT/images/<split>/<stem>.jpg|png`` (used for the size when an image has no matte, and for ``--plot``).
 
@@ -21,7 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from himbench.io import InputError, decode_alpha, max_pixels, read_alpha, read_image, read_image_size, safe_name
+from himbench.io import InputError, decode_alpha, decode_image, max_pixels, read_alpha, read_image, read_image_size
+from himbench.shards import ShardFolder, check_sample_id
 
 __all__ = [
     "FolderItem",
@@ -122,11 +123,20 @@ class GroundTruth:
     split: str
     stems: list[str]
     problems: list[Problem] = field(default_factory=list)
+    # Opened on first use and kept, so that looking up one photo after another reuses its id index.
+    _shards: ShardFolder | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def shards(self) -> ShardFolder:
+        """The shard folder (only for ``kind == "shards"``)."""
+        if self._shards is None:
+            self._shards = ShardFolder(self.root)
+        return self._shards
 
     def items(self) -> Iterator[ShardItem | FolderItem]:
         """Items in ``stems`` order (duplicates skipped)."""
         if self.kind == "shards":
-            yield from _shard_items(self.root, self.split, set(self.stems))
+            yield from _shard_items(self.shards, self.split, set(self.stems))
         else:
             for stem in self.stems:
                 yield _folder_item(self.root, self.split, stem)
@@ -135,7 +145,7 @@ class GroundTruth:
         """The RGB photo of one stem (for plots), or None when it is not available."""
         try:
             if self.kind == "shards":
-                return _shard_image(self.root, self.split, stem)
+                return _shard_image(self.shards, self.split, stem)
             path = _find_image(self.root, self.split, stem)
             return read_image(path) if path else None
         except Exception:  # plots only: a bad or unreadable photo just leaves its panel out
@@ -143,26 +153,22 @@ class GroundTruth:
 
     def item(self, stem: str) -> ShardItem | FolderItem | None:
         if self.kind == "shards":
-            return next(_shard_items(self.root, self.split, {stem}), None)
+            return next(_shard_items(self.shards, self.split, {stem}), None)
         return _folder_item(self.root, self.split, stem)
 
 
 # ---------------------------------------------------------------------------------------------------------- shards
-def _shard_ids(root: Path, split: str) -> tuple[list[str], list[Problem]]:
-    import pyarrow.parquet as pq
-
-    from himbench.shards import list_shards
-
+def _shard_ids(folder: ShardFolder, split: str) -> tuple[list[str], list[Problem]]:
     stems, seen, problems = [], set(), []
-    for path in list_shards(root, split):
+    for path in folder.shards(split):
         try:
-            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        except Exception as err:  # pyarrow raises several types for corrupt files
-            problems.append(Problem(str(path), f"ground truth: cannot read Parquet shard ({err})"))
+            ids = folder.ids(path)
+        except InputError as err:
+            problems.append(Problem(err.source, f"ground truth: {err.problem}"))
             continue
         for stem in ids:
             try:
-                safe_name(stem, f"{path}#{stem!r}", "sample id")
+                check_sample_id(stem, path)
             except InputError as err:
                 problems.append(Problem(err.source, f"ground truth: {err.problem}; image not scored"))
                 continue
@@ -174,45 +180,29 @@ def _shard_ids(root: Path, split: str) -> tuple[list[str], list[Problem]]:
     return stems, problems
 
 
-def _shard_items(root: Path, split: str, wanted: set[str]) -> Iterator[ShardItem]:
-    import pyarrow.parquet as pq
-
-    from himbench.shards import list_shards
-
+def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[ShardItem]:
     done = set()
-    for path in list_shards(root, split):
+    for path in folder.shards(split):
         try:
-            parquet = pq.ParquetFile(path)
-            batches = parquet.iter_batches(batch_size=16, columns=["id", "alphas", "height", "width"])
-            for batch in batches:
-                for row in batch.to_pylist():
-                    stem = row["id"]
-                    if stem not in wanted or stem in done:
-                        continue
-                    done.add(stem)
-                    yield ShardItem(
-                        stem=stem,
-                        source=str(path),
-                        alpha_pngs=tuple(a["bytes"] for a in row["alphas"]),
-                        height=int(row["height"]),
-                        width=int(row["width"]),
-                    )
+            for row in folder.rows(path, ("id", "alphas", "height", "width")):
+                stem = row["id"]
+                if stem not in wanted or stem in done:
+                    continue
+                done.add(stem)
+                yield ShardItem(
+                    stem=stem,
+                    source=str(path),
+                    alpha_pngs=tuple(row["alphas"]),
+                    height=int(row["height"]),
+                    width=int(row["width"]),
+                )
         except Exception:  # already reported by _shard_ids
             continue
 
 
-def _shard_image(root: Path, split: str, stem: str) -> np.ndarray | None:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from himbench.io import decode_image
-    from himbench.shards import list_shards
-
-    for path in list_shards(root, split):
-        table = pq.read_table(path, columns=["id", "image"], filters=pc.field("id") == stem)
-        if table.num_rows:
-            return decode_image(table.column("image")[0].as_py()["bytes"], f"{path}#{stem}/image")
-    return None
+def _shard_image(folder: ShardFolder, split: str, stem: str) -> np.ndarray:
+    location = folder.locate(stem, split)
+    return decode_image(folder.read_row(location, ("image",))["image"], f"{location.path}#{stem}/image")
 
 
 # --------------------------------------------------------------------------------------------------------- HIM-2K
@@ -256,9 +246,7 @@ def available_splits(gt: str | os.PathLike) -> tuple[str, list[str]]:
     """(kind, splits) of a ground-truth folder; raises InputError when it is neither layout."""
     root = Path(gt)
     if (root / "data").is_dir():
-        from himbench.shards import splits_in
-
-        return "shards", splits_in(root)
+        return "shards", ShardFolder(root).splits()
     if (root / "alphas").is_dir():
         return "him2k", sorted(entry.name for entry in os.scandir(root / "alphas") if entry.is_dir())
     raise InputError(root, "not a ground-truth folder: expected data/*.parquet shards or the HIM-2K alphas/<split>/")
@@ -271,7 +259,8 @@ def open_ground_truth(gt: str | os.PathLike, split: str) -> GroundTruth:
     if split not in splits:
         raise InputError(root, f"no split {split!r} in the ground truth (found: {', '.join(splits) or 'none'})")
     if kind == "shards":
-        stems, problems = _shard_ids(root, split)
-    else:
-        stems, problems = _folder_stems(root, split)
+        truth = GroundTruth(kind=kind, root=root, split=split, stems=[])
+        truth.stems, truth.problems = _shard_ids(truth.shards, split)
+        return truth
+    stems, problems = _folder_stems(root, split)
     return GroundTruth(kind=kind, root=root, split=split, stems=stems, problems=problems)

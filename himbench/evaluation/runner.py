@@ -7,16 +7,13 @@ returns data; :func:`evaluate_folder` maps it over the split in worker processes
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from himbench.engines import map_tasks
 from himbench.evaluation.ground_truth import (
     FolderItem,
     GroundTruth,
@@ -37,7 +34,6 @@ __all__ = [
     "ImageOutcome",
     "evaluate_folder",
     "evaluate_image",
-    "ordered_map",
     "resolve_split",
 ]
 
@@ -154,135 +150,24 @@ def failed_outcome(item: ShardItem | FolderItem, pred_folder: str | None, config
     return ImageOutcome(item.stem, _record(item.stem, "failed", None, (), config.thresholds), None, (problem,))
 
 
-def _evaluate_task(task: tuple[ShardItem | FolderItem, str | None, EvaluationConfig]) -> ImageOutcome:
+def _evaluate_task(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig) -> ImageOutcome:
     try:
-        return evaluate_image(*task)
+        return evaluate_image(item, pred_folder, config)
     except Exception as err:  # a bug or an exhausted resource on one image must not end the run
-        return failed_outcome(*task, f"scoring failed ({type(err).__name__}: {err}); image not scored")
+        return failed_outcome(item, pred_folder, config, f"scoring failed ({type(err).__name__}: {err}); image not "
+                                                         "scored")
 
 
-def _evaluate_task_args(item: ShardItem | FolderItem, pred_folder: str | None,
-                        config: EvaluationConfig) -> ImageOutcome:
-    return _evaluate_task((item, pred_folder, config))
+def _worker_died(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig) -> ImageOutcome:
+    return failed_outcome(item, pred_folder, config, "the worker process died while scoring this image (out of "
+                                                     "memory?), also when retried alone in a fresh process; image "
+                                                     "not scored")
 
 
-def _worker_died(task: tuple[ShardItem | FolderItem, str | None, EvaluationConfig]) -> ImageOutcome:
-    return failed_outcome(*task, "the worker process died while scoring this image (out of memory?), also when "
-                                 "retried alone in a fresh process; image not scored")
-
-
-# ------------------------------------------------------------------------------------------------- parallel map
 def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)  # one image per process; threads inside would oversubscribe the cores
-
-
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # Never plain fork: a parent that already ran OpenCV/BLAS holds thread pools whose locks a forked child
-    # inherits in a locked state, which deadlocks the child. forkserver forks from a clean single-threaded server
-    # (cheap per worker once it has imported himbench); spawn where forkserver does not exist.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["himbench.evaluation.runner"])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
-def _new_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
-
-
-def _run_alone(fn: Callable[[Any], Any], task: Any, on_crash: Callable[[Any], Any] | None) -> Any:
-    """Run one task in a fresh one-process pool; when that process dies too, ``on_crash(task)`` is the result."""
-    pool = _new_pool(1)
-    try:
-        return pool.submit(fn, task).result()
-    except BrokenProcessPool:
-        if on_crash is None:
-            raise
-        return on_crash(task)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def ordered_map(
-    fn: Callable[[Any], Any],
-    tasks: Iterable[Any],
-    workers: int,
-    window: int | None = None,
-    on_crash: Callable[[Any], Any] | None = None,
-) -> Iterator:
-    """``map(fn, tasks)`` over ``workers`` processes, results in task order, at most ``window`` tasks in flight
-    (so a large split is never all in memory).
-
-    A worker that dies (killed for memory, a crash in native code) breaks the whole pool: the results already
-    finished are kept, each task that was in flight is retried alone in a fresh process, and one that kills that
-    process too gives ``on_crash(task)`` as its result (without ``on_crash`` the ``BrokenProcessPool`` propagates).
-    The remaining tasks go on in a new pool."""
-    if workers <= 1:
-        yield from map(fn, tasks)
-        return
-    window = window or 4 * workers
-    pool = _new_pool(workers)
-    pending: deque[tuple[Any, Future]] = deque()
-
-    def take() -> Any:
-        nonlocal pool
-        task, future = pending.popleft()
-        try:
-            return future.result()
-        except BrokenProcessPool:
-            pass
-        # The pool is broken: every future still pending failed with it (or finished before the break).
-        pool.shutdown(wait=True, cancel_futures=True)
-        retried = [(task, None), *((t, f) for t, f in pending)]
-        pending.clear()
-        results = []
-        for t, f in retried:
-            if f is not None and f.done() and not f.cancelled() and f.exception() is None:
-                results.append(f.result())
-            else:
-                results.append(_run_alone(fn, t, on_crash))
-        pool = _new_pool(workers)
-        for (t, _), result in zip(retried[1:], results[1:], strict=True):
-            pending.append((t, _done_future(result)))
-        return results[0]
-
-    def submit(task: Any) -> Future:
-        try:
-            return pool.submit(fn, task)
-        except BrokenProcessPool as err:  # broke since the last take(); the task is retried when its turn comes
-            future: Future = Future()
-            future.set_exception(err)
-            return future
-
-    try:
-        for task in tasks:
-            pending.append((task, submit(task)))
-            if len(pending) >= window:
-                yield take()
-        while pending:
-            yield take()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _done_future(result: Any) -> Future:
-    future: Future = Future()
-    future.set_result(result)
-    return future
-
-
-def in_task_order(indexed: Iterable[tuple[int, Any]]) -> Iterator[Any]:
-    """The results of ``himbench.engines.map_tasks`` (yielded as they finish) in task order."""
-    waiting: dict[int, Any] = {}
-    next_index = 0
-    for index, result in indexed:
-        waiting[index] = result
-        while next_index in waiting:
-            yield waiting.pop(next_index)
-            next_index += 1
 
 
 # ----------------------------------------------------------------------------------------------------- folder
@@ -360,6 +245,8 @@ def evaluate_folder(
     Bad files are reported in
     ``result.problems`` and never stop the run; an empty prediction folder scores every image as missed.
     A worker process that dies is replaced and its image retried once, then reported (finished images are kept).
+    ``engine``/``address``: ``"local"`` processes or ``"ray"`` on the Ray cluster at ``address`` (default: a local
+    Ray with ``workers`` CPUs), streamed either way (:func:`himbench.engines.map_tasks`); same numbers.
     ``follow_symlinks``: also read links that resolve outside ``pred_dir`` (refused and reported by default).
     ``max_pixels``: refuse images and mattes over this many pixels before decoding (default
     :func:`himbench.io.max_pixels`, ``$HIMBENCH_MAX_PIXELS`` or 100 MP).
@@ -410,13 +297,9 @@ def evaluate_folder(
     records, stats = [], {}
     bar = tqdm(total=len(truth.stems), desc=f"evaluate {split}", unit="img", disable=not progress)
     with bar:
-        if engine == "local":
-            outcomes = ordered_map(_evaluate_task, tasks(), workers, on_crash=_worker_died)
-        else:  # another engine (Ray): the same pure per-image calls, results put back in ground-truth order
-            from himbench.engines import map_tasks
-
-            outcomes = in_task_order(map_tasks(_evaluate_task_args, list(tasks()), engine, workers, address))
-        for outcome in outcomes:
+        outcomes = map_tasks(_evaluate_task, tasks(), workers=workers, ordered=True, initializer=_init_worker,
+                             on_crash=_worker_died, engine=engine, ray_address=address)
+        for _, outcome in outcomes:
             records.append(outcome.record)
             problems.extend(outcome.problems)
             if outcome.stats is not None:

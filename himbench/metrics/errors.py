@@ -44,7 +44,7 @@ Exactness notes (how this module reads SPEC s.2 where it leaves a choice):
 
 Speed: the work is done on the bounding box of the pixels that can contribute (where either matte is non-zero,
 intersected with R, plus the 4-pixel filter margin for Grad), which is exact: outside that box both mattes are zero,
-so every per-pixel term is zero there.
+so every per-pixel term is zero there. Boxes are :class:`himbench.geometry.Box`.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from himbench.geometry import tight_box
 from himbench.metrics.kernels import gaussian_derivative_factors, kernel_half_size
 
 __all__ = [
@@ -61,12 +62,10 @@ __all__ = [
     "GradNormalization",
     "abs_error_sum",
     "as_matte",
-    "bounding_box",
     "conn",
     "connectivity_error_map",
     "connectivity_error_sum",
     "connectivity_thresholds",
-    "expand_box",
     "grad",
     "gradient_error_sum",
     "gradient_magnitude",
@@ -79,8 +78,6 @@ __all__ = [
 
 GradNormalization = Literal["minmax", "none"]
 Denominator = Literal["region", "image", "region+1"]
-
-BBox = tuple[int, int, int, int]  # y0, y1, x0, x1 (exclusive ends)
 
 
 # ----------------------------------------------------------------------------------------------------- input helpers
@@ -117,24 +114,6 @@ def unknown_region(trimap: np.ndarray) -> np.ndarray:
     if trimap.dtype.kind == "f" and trimap.max(initial=0) <= 1.0:
         return np.abs(trimap - 128.0 / 255.0) < 1e-3
     return trimap == 128
-
-
-def bounding_box(mask: np.ndarray) -> BBox | None:
-    """Tight ``(y0, y1, x0, x1)`` box of a boolean mask, or None when it is empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
-def expand_box(box: BBox, margin: int, shape: tuple[int, int]) -> BBox:
-    y0, y1, x0, x1 = box
-    return max(y0 - margin, 0), min(y1 + margin, shape[0]), max(x0 - margin, 0), min(x1 + margin, shape[1])
-
-
-def _crop(array: np.ndarray, box: BBox) -> np.ndarray:
-    return array[box[0] : box[1], box[2] : box[3]]
 
 
 def _region_size(region: np.ndarray | None, shape: tuple[int, int]) -> int:
@@ -231,27 +210,25 @@ def gradient_error_sum(
     pred_n = _normalise(pred, normalize)
     gt_n = _normalise(gt, normalize)
     shape = gt.shape
-    support = bounding_box((pred_n != 0) | (gt_n != 0))
+    support = tight_box((pred_n != 0) | (gt_n != 0))
     if support is None:
         return 0.0
     half = kernel_half_size(sigma)
     # Gradients are exactly zero farther than `half` from the non-zero pixels, so only this box can contribute.
-    active = expand_box(support, half, shape)
+    active = support.pad(half).clip(shape)
     if region is None:
         measured = active
         region_crop = None
     else:
-        inside = _crop(region, active)
-        box = bounding_box(inside)
-        if box is None:
+        inside = tight_box(region[active.slices])
+        if inside is None:
             return 0.0
-        measured = (active[0] + box[0], active[0] + box[1], active[2] + box[2], active[2] + box[3])
-        region_crop = _crop(region, measured)
+        measured = inside.translate(active.x0, active.y0)
+        region_crop = region[measured.slices]
     # A margin of `half` around the measured box makes replicate padding at the crop edge irrelevant there.
-    computed = expand_box(measured, half, shape)
-    inner = (measured[0] - computed[0], measured[1] - computed[0], measured[2] - computed[2], measured[3] - computed[2])
-    diff = gradient_magnitude(_crop(pred_n, computed), sigma) - gradient_magnitude(_crop(gt_n, computed), sigma)
-    diff = _crop(diff, inner)
+    computed = measured.pad(half).clip(shape)
+    diff = gradient_magnitude(pred_n[computed.slices], sigma) - gradient_magnitude(gt_n[computed.slices], sigma)
+    diff = diff[measured.relative_to(computed).slices]
     diff *= diff
     return float(diff.sum() if region_crop is None else diff[region_crop].sum())
 
@@ -342,11 +319,11 @@ def connectivity_error_sum(
     """sum_R |phi_p - phi_g| (no scaling)."""
     pred, gt, region = _check_pair(pred, gt, region)
     # Where both mattes are 0, phi_p = phi_g = 1; every threshold set lies inside the non-zero pixels too.
-    box = bounding_box((pred > 0) | (gt > 0))
+    box = tight_box((pred > 0) | (gt > 0))
     if box is None:
         return 0.0
-    diff = connectivity_error_map(_crop(pred, box), _crop(gt, box), step=step, theta=theta)
-    return float(diff.sum() if region is None else diff[_crop(region, box)].sum())
+    diff = connectivity_error_map(pred[box.slices], gt[box.slices], step=step, theta=theta)
+    return float(diff.sum() if region is None else diff[region[box.slices]].sum())
 
 
 def conn(

@@ -41,13 +41,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from himbench.metrics.errors import (
-    BBox,
-    bounding_box,
-    connectivity_error_map,
-    expand_box,
-    gradient_magnitude,
-)
+from himbench.geometry import Box, tight_box
+from himbench.metrics.errors import connectivity_error_map, gradient_magnitude
 from himbench.metrics.kernels import kernel_half_size
 from himbench.metrics.matching import binarise, match_instances
 
@@ -141,16 +136,12 @@ def _stack(alphas: np.ndarray, name: str) -> np.ndarray:
     return alphas
 
 
-def _hull(a: BBox | None, b: BBox | None) -> BBox | None:
+def _hull(a: Box | None, b: Box | None) -> Box | None:
     if a is None:
         return b
     if b is None:
         return a
-    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
-
-
-def _crop(array: np.ndarray, box: BBox) -> np.ndarray:
-    return array[box[0] : box[1], box[2] : box[3]]
+    return a.union(b)
 
 
 def _minmax_limits(crop: np.ndarray, area: int, pixels: int) -> tuple[float, float]:
@@ -169,7 +160,7 @@ def _minmax(crop: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
 def _pair_errors(
     pred: np.ndarray,
     gt: np.ndarray,
-    union_box: BBox,
+    union_box: Box,
     pred_area: int,
     gt_area: int,
     *,
@@ -182,15 +173,10 @@ def _pair_errors(
     half = kernel_half_size(sigma)
     # Grad needs `half` pixels of context around every pixel it measures, and the whole-image Grad measures up to
     # `half` pixels outside the union box (beyond that both mattes are 0 over the whole window).
-    outer = expand_box(union_box, 2 * half, (height, width))
-    inner = (
-        union_box[0] - outer[0],
-        union_box[1] - outer[0],
-        union_box[2] - outer[2],
-        union_box[3] - outer[2],
-    )
-    pred_outer, gt_outer = _crop(pred, outer), _crop(gt, outer)
-    pred_u, gt_u = _crop(pred_outer, inner), _crop(gt_outer, inner)
+    outer = union_box.pad(2 * half).clip((height, width))
+    inner = union_box.relative_to(outer)
+    pred_outer, gt_outer = pred[outer.slices], gt[outer.slices]
+    pred_u, gt_u = pred_outer[inner.slices], gt_outer[inner.slices]
     union = (pred_u > 0) | (gt_u > 0)
     union_pixels = int(np.count_nonzero(union))
     divisor = union_pixels + 1.0
@@ -201,7 +187,7 @@ def _pair_errors(
 
     amp_diff = gradient_magnitude(pred_outer, sigma) - gradient_magnitude(gt_outer, sigma)
     amp_diff *= amp_diff
-    grad_union_sum = float(_crop(amp_diff, inner)[union].sum())
+    grad_union_sum = float(amp_diff[inner.slices][union].sum())
 
     pred_limits = _minmax_limits(pred_outer, pred_area, pixels)
     gt_limits = _minmax_limits(gt_outer, gt_area, pixels)
@@ -254,7 +240,7 @@ def evaluate_instances(
     for p_idx, g_idx, iou in zip(matching.pred_index, matching.gt_index, matching.iou, strict=True):
         if iou <= 0:
             continue
-        box = _hull(bounding_box(pred_masks[p_idx]), bounding_box(gt_masks[g_idx]))
+        box = _hull(tight_box(pred_masks[p_idx]), tight_box(gt_masks[g_idx]))
         errors = _pair_errors(
             pred[p_idx],
             gt[g_idx],

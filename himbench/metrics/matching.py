@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from himbench.metrics.errors import bounding_box
+from himbench.geometry import tight_box
 
 __all__ = ["Matching", "binarise", "iou_matrix", "match_instances"]
 
@@ -46,19 +46,18 @@ def iou_matrix(pred_masks: np.ndarray, gt_masks: np.ndarray) -> np.ndarray:
     iou = np.zeros((num_pred, num_gt), dtype=np.float64)
     if num_pred == 0 or num_gt == 0:
         return iou
-    pred_boxes = [bounding_box(m) for m in pred_masks]
-    gt_boxes = [bounding_box(m) for m in gt_masks]
-    pred_area = [int(np.count_nonzero(m)) if b else 0 for m, b in zip(pred_masks, pred_boxes, strict=True)]
-    gt_area = [int(np.count_nonzero(m)) if b else 0 for m, b in zip(gt_masks, gt_boxes, strict=True)]
+    pred_boxes = [tight_box(m) for m in pred_masks]
+    gt_boxes = [tight_box(m) for m in gt_masks]
+    pred_area = [0 if b is None else int(np.count_nonzero(m)) for m, b in zip(pred_masks, pred_boxes, strict=True)]
+    gt_area = [0 if b is None else int(np.count_nonzero(m)) for m, b in zip(gt_masks, gt_boxes, strict=True)]
     for i, pb in enumerate(pred_boxes):
         for j, gb in enumerate(gt_boxes):
             if pb is None or gb is None:
                 continue
-            y0, y1 = max(pb[0], gb[0]), min(pb[1], gb[1])
-            x0, x1 = max(pb[2], gb[2]), min(pb[3], gb[3])
-            if y0 >= y1 or x0 >= x1:
+            common = pb.intersection(gb)
+            if common.is_empty:
                 continue
-            inter = int(np.count_nonzero(pred_masks[i, y0:y1, x0:x1] & gt_masks[j, y0:y1, x0:x1]))
+            inter = int(np.count_nonzero(pred_masks[i][common.slices] & gt_masks[j][common.slices]))
             iou[i, j] = inter / (pred_area[i] + gt_area[j] - inter)
     return iou
 

@@ -379,7 +379,8 @@ def _build_locked(
     bar = _progress(total=sum(t.stop - t.start for t in tasks), enabled=progress)
     bar.update(sum(r.num_images for r in reports))
     items = [(config, task, str(out_dir), fg_refs, bg_refs) for task in todo]
-    for _, report in map_tasks(build_shard, items, engine=engine, workers=workers, address=address):
+    shards = map_tasks(build_shard, items, workers=workers, ordered=False, engine=engine, ray_address=address)
+    for _, report in shards:
         reports.append(report)
         bar.update(report.num_images)
         # Record the skips as shards finish, so a resumed run still reports those of shards it keeps.
@@ -445,7 +446,8 @@ def prepare_foregrounds(
             workers = 1
         chunks = [missing[k::workers] for k in range(min(workers, len(missing)))]
         bar = _progress(total=len(missing), enabled=progress, desc="estimate foregrounds", unit="cut-out")
-        for index, _ in map_tasks(prepare_estimates, [(chunk, cap) for chunk in chunks], workers=workers):
+        estimated = map_tasks(prepare_estimates, [(chunk, cap) for chunk in chunks], workers=workers, ordered=False)
+        for index, _ in estimated:
             bar.update(len(chunks[index]))
         bar.close()
     return {

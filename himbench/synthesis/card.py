@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections import Counter
+from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
+
 from himbench.io.atomic import atomic_write_text
-from himbench.shards import list_shards
-from himbench.synthesis.config import BuildConfig
+from himbench.shards import ShardFolder
+from himbench.synthesis.config import ENGINE_VERSION, BuildConfig
 
 __all__ = ["card_statistics", "command_line", "render_dataset_card", "write_dataset_card"]
 
@@ -26,25 +30,24 @@ def _template_text() -> str:
 
 def card_statistics(out_dir: str | Path) -> dict:
     """Statistics read back from the shards themselves (so a resumed build reports what is really on disk)."""
-    import pyarrow.parquet as pq
-
     stats: dict = {"splits": {}, "instances": Counter(), "unknown_fraction_sum": 0.0, "num_images": 0}
     fg_sources: set[str] = set()
     bg_sources: set[str] = set()
-    for path in list_shards(out_dir):
-        split = path.name.split("-")[0]
-        table = pq.read_table(path, columns=["num_instances", "unknown_fraction", "fg_sources", "bg_source"])
-        counts = table.column("num_instances").to_pylist()
+    folder = ShardFolder(out_dir)
+    for path in folder.shards():
+        split = folder.split_of(path)
+        table = folder.read_columns(path, ("num_instances", "unknown_fraction", "fg_sources", "bg_source"))
+        counts = table["num_instances"]
         stats["splits"].setdefault(split, {"images": 0, "instances": 0, "shards": 0})
         stats["splits"][split]["images"] += len(counts)
         stats["splits"][split]["instances"] += sum(counts)
         stats["splits"][split]["shards"] += 1
         stats["instances"].update(counts)
-        stats["unknown_fraction_sum"] += sum(table.column("unknown_fraction").to_pylist())
+        stats["unknown_fraction_sum"] += sum(table["unknown_fraction"])
         stats["num_images"] += len(counts)
-        for names in table.column("fg_sources").to_pylist():
+        for names in table["fg_sources"]:
             fg_sources.update(names)
-        bg_sources.update(table.column("bg_source").to_pylist())
+        bg_sources.update(table["bg_source"])
     stats["distinct_foregrounds"] = len(fg_sources)
     stats["distinct_backgrounds"] = len(bg_sources)
     stats["mean_unknown_fraction"] = stats.pop("unknown_fraction_sum") / max(stats["num_images"], 1)
@@ -103,15 +106,72 @@ def render_dataset_card(config: BuildConfig, stats: dict, num_problems: int, com
     return text
 
 
-def command_line(config: BuildConfig) -> str:
-    parts = ["himbench build-dataset --out DIR"]
-    parts.append("--splits " + ",".join(f"{k}={v}" for k, v in config.splits.items()))
-    parts.append(f"--size {config.width}x{config.height} --seed {config.seed}")
-    parts.append(f"--instances {config.min_instances}-{config.max_instances}")
-    parts += [f"--fg {s}" for s in config.fg_sources] + [f"--bg {s}" for s in config.bg_sources]
+def _number(value: float) -> str:
+    # Shortest text that reads back as the same float, never in exponent form ("1e-05-0.8" would not parse as
+    # a MIN-MAX range).
+    return np.format_float_positional(float(value), trim="-")
+
+
+def _options(config: BuildConfig) -> list[str]:
+    """The `build-dataset` options that set ``config``'s fields, every one given (defaults may change)."""
+    args = ["--splits", ",".join(f"{name}={count}" for name, count in config.splits.items())]
+    args += ["--size", f"{config.width}x{config.height}", "--seed", str(config.seed)]
+    args += ["--images-per-shard", str(config.images_per_shard)]
+    args += ["--instances", f"{config.min_instances}-{config.max_instances}"]
+    if config.instance_weights is not None:
+        args += ["--instance-weights", ",".join(_number(w) for w in config.instance_weights)]
+    args += ["--scale", f"{_number(config.scale_min)}-{_number(config.scale_max)}"]
+    args += ["--min-visible", _number(config.min_visible), "--max-attempts", str(config.max_attempts)]
+    for source in config.fg_sources:
+        args += ["--fg", source]
+    for source in config.bg_sources:
+        args += ["--bg", source]
     if config.store_layers:
-        parts.append("--store-layers")
-    return " ".join(parts)
+        args.append("--store-layers")
+    return args
+
+
+def _as_the_command_builds(config: BuildConfig) -> BuildConfig:
+    """The config `build-dataset` makes from :func:`_options` (its types: JSON tells 1 from 1.0, and so does the
+    fingerprint); fields with no option keep their defaults there."""
+    weights = config.instance_weights
+    return replace(
+        BuildConfig(),
+        splits={name: int(count) for name, count in config.splits.items()},
+        width=int(config.width),
+        height=int(config.height),
+        seed=int(config.seed),
+        images_per_shard=int(config.images_per_shard),
+        min_instances=int(config.min_instances),
+        max_instances=int(config.max_instances),
+        instance_weights=None if weights is None else tuple(float(w) for w in weights),
+        scale_min=float(config.scale_min),
+        scale_max=float(config.scale_max),
+        min_visible=float(config.min_visible),
+        max_attempts=int(config.max_attempts),
+        fg_sources=tuple(config.fg_sources),
+        bg_sources=tuple(config.bg_sources),
+        store_layers=bool(config.store_layers),
+    )
+
+
+def command_line(config: BuildConfig) -> str:
+    """The `himbench build-dataset` command that rebuilds ``config`` with the same fingerprint, then comment lines:
+    the fingerprint, and what the command cannot reproduce when the build was configured through the Python API."""
+    lines = [" ".join(["himbench build-dataset --out DIR", *map(shlex.quote, _options(config))])]
+    lines.append(f"# fingerprint {config.fingerprint()} (himbench synthesis engine {ENGINE_VERSION})")
+    sources = (*config.fg_sources, *config.bg_sources)
+    if any(s != "embedded" and not Path(s).is_absolute() for s in sources):
+        lines.append("# run it from the folder the build ran in: --fg/--bg folders enter the fingerprint as written")
+    built, rebuilt = config.to_dict(), _as_the_command_builds(config).to_dict()
+    missing = [
+        f"{f.name}={json.dumps(built[f.name])}"
+        for f in fields(BuildConfig)
+        if json.dumps(built[f.name], sort_keys=True) != json.dumps(rebuilt[f.name], sort_keys=True)
+    ]
+    if missing:
+        lines.append(f"# not reproducible by this command: built through the Python API with {', '.join(missing)}")
+    return "\n".join(lines)
 
 
 def write_dataset_card(out_dir: str | Path, config: BuildConfig, report) -> Path:

@@ -3,14 +3,18 @@
 Layers are kept as crops with an offset on the canvas so that work scales with the people, not the canvas: a person
 is resized once, to the size it is drawn at, and only the part inside the canvas is kept (:func:`render_layer`);
 the visible mattes (:func:`visible_mattes_crops`) and the composite (:func:`composite_crops`) work on those crops.
+Every box is a :class:`himbench.geometry.Box` (x0, y0, x1, y1) in canvas pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
 
 import cv2
 import numpy as np
+
+from himbench.geometry import Box
 
 __all__ = [
     "Layer",
@@ -41,19 +45,20 @@ class Layer:
     in_frame_share: float  # share of the scaled cut-out's alpha mass that lies inside the canvas
 
     @property
-    def box(self) -> tuple[int, int, int, int]:
-        return self.y0, self.x0, self.y0 + self.alpha.shape[0], self.x0 + self.alpha.shape[1]
+    def box(self) -> Box:
+        """The canvas pixels that ``fg`` and ``alpha`` cover."""
+        return Box.of_shape(self.alpha.shape, self.x0, self.y0)
 
 
-def layer_geometry(
-    alpha_hw: tuple[int, int], height: float, centre_x: float, bottom_y: float
-) -> tuple[int, int, int, int]:
-    """(top, left, new_h, new_w) of a cut-out of size ``alpha_hw`` scaled to ``height`` px with its bottom-centre at
-    (centre_x, bottom_y), in canvas pixels (may reach outside the canvas)."""
+def layer_geometry(alpha_hw: tuple[int, int], height: float, centre_x: float, bottom_y: float) -> Box:
+    """Where a cut-out of size ``alpha_hw`` (H, W) goes when scaled to ``height`` px with its bottom-centre at
+    (centre_x, bottom_y): its box on the canvas, in canvas pixels, the scaled size being the box's shape (the box
+    may reach outside the canvas)."""
     scale = height / alpha_hw[0]
     new_w = max(1, round(alpha_hw[1] * scale))
     new_h = max(1, round(height))
-    return round(bottom_y - new_h), round(centre_x - new_w / 2), new_h, new_w
+    top, left = round(bottom_y - new_h), round(centre_x - new_w / 2)
+    return Box(left, top, left + new_w, top + new_h)
 
 
 _EMPTY = (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32))
@@ -70,27 +75,28 @@ def pack_rgba16(fg: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 def render_layer(
     rgba16: np.ndarray,
     canvas_hw: tuple[int, int],
-    geometry: tuple[int, int, int, int],
+    geometry: Box,
     flip: bool,
     colour_matrix: np.ndarray | None = None,
     in_frame_share: float | None = None,
 ) -> Layer:
     """The full-resolution layer of a decided placement: the packed cut-out (:func:`pack_rgba16`) resized once to
     its drawn size (area averaging when shrinking), mirrored, clipped to the canvas, and colour-mapped
-    (``colour_matrix``, see :func:`jitter_matrix`) on the kept part only.
+    (``colour_matrix``, see :func:`jitter_matrix`) on the kept part only. ``geometry`` is the drawn box on the
+    canvas (:func:`layer_geometry`).
 
     ``in_frame_share`` is recorded as given (decided at low resolution); None computes it here."""
-    canvas_h, canvas_w = canvas_hw
-    top, left, new_h, new_w = geometry
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + new_h, canvas_h), min(left + new_w, canvas_w)
-    if y1 <= y0 or x1 <= x0:
+    on_canvas = geometry.clip(canvas_hw)
+    if on_canvas.is_empty:
         return Layer(*_EMPTY, 0, 0, 0.0)
+    new_h, new_w = geometry.shape
     interp = cv2.INTER_AREA if new_h < rgba16.shape[0] else cv2.INTER_LINEAR
     resized = cv2.resize(rgba16, (new_w, new_h), interpolation=interp)
-    # Columns kept, in the resized cut-out's own (unmirrored) coordinates.
-    c0, c1 = (x0 - left, x1 - left) if not flip else (left + new_w - x1, left + new_w - x0)
-    kept = resized[y0 - top : y1 - top, c0:c1]
+    # The kept part in the resized cut-out's own (unmirrored) coordinates: a mirrored layer keeps the mirrored columns.
+    kept_box = on_canvas.relative_to(geometry)
+    if flip:
+        kept_box = Box(new_w - kept_box.x1, kept_box.y0, new_w - kept_box.x0, kept_box.y1)
+    kept = resized[kept_box.slices]
     if flip:
         kept = cv2.flip(kept, 1)
     red, green, blue, alpha16 = cv2.split(kept)
@@ -104,7 +110,7 @@ def render_layer(
         in_frame_share = float(alpha16.sum(dtype=np.float64)) / total if total > 0 else 0.0
     if in_frame_share <= 0:
         return Layer(*_EMPTY, 0, 0, 0.0)
-    return Layer(fg, alpha, y0, x0, float(in_frame_share))
+    return Layer(fg, alpha, on_canvas.y0, on_canvas.x0, float(in_frame_share))
 
 
 def place_layer(
@@ -125,34 +131,31 @@ def stack_layer_alphas(layers: list[Layer], canvas_hw: tuple[int, int]) -> np.nd
     """The layers' alphas on full canvases, (N, H, W) float32, in layer order."""
     stack = np.zeros((len(layers), *canvas_hw), np.float32)
     for k, layer in enumerate(layers):
-        y0, x0, y1, x1 = layer.box
-        stack[k, y0:y1, x0:x1] = layer.alpha
+        stack[k][layer.box.slices] = layer.alpha
     return stack
 
 
-def visible_mattes_u8(
-    alphas_back_to_front: np.ndarray, boxes: list[tuple[int, int, int, int]] | None = None
-) -> np.ndarray:
+def visible_mattes_u8(alphas_back_to_front: np.ndarray, boxes: list[Box] | None = None) -> np.ndarray:
     """8-bit visible mattes (SPEC s.1) whose sum never exceeds 255.
 
     vis_i = a_i * prod_{j in front of i}(1 - a_j). Rounding each vis_i separately could push the sum over 255, so we
     round the cumulative coverage from the front, c_k = 1 - prod_{j <= k}(1 - a_j), and take differences: each
     rounded matte is within one level of vis_i and the rounded sum equals round(255 * total coverage).
-    ``boxes`` (y0, x0, y1, x1) per matte, where it is non-zero, lets all the work stay inside each person's box.
+    ``boxes``, one per matte, holding its non-zero pixels, lets all the work stay inside each person's box.
     """
     n, height, width = alphas_back_to_front.shape
     visible = np.zeros((n, height, width), np.uint8)
     if boxes is None:
-        boxes = [(0, 0, height, width)] * n
+        boxes = [Box(0, 0, width, height)] * n
     transmission = np.ones((height, width), np.float32)
     for k in range(n - 1, -1, -1):  # front to back
-        y0, x0, y1, x1 = boxes[k]
-        if y1 <= y0 or x1 <= x0:
+        box = boxes[k]
+        if box.is_empty:
             continue
-        t_box = transmission[y0:y1, x0:x1]
+        t_box = transmission[box.slices]
         before = np.rint((1.0 - t_box) * 255.0)
-        t_box *= 1.0 - alphas_back_to_front[k, y0:y1, x0:x1]
-        visible[k, y0:y1, x0:x1] = np.rint((1.0 - t_box) * 255.0) - before
+        t_box *= 1.0 - alphas_back_to_front[k][box.slices]
+        visible[k][box.slices] = np.rint((1.0 - t_box) * 255.0) - before
     return visible
 
 
@@ -163,14 +166,13 @@ def visible_mattes_crops(layers: list[Layer], canvas_hw: tuple[int, int]) -> lis
     union = union_box(layers)
     if union is None:
         return visible
-    uy0, ux0, uy1, ux1 = union
-    transmission = np.ones((uy1 - uy0, ux1 - ux0), np.float32)  # only where someone is
+    transmission = np.ones(union.shape, np.float32)  # only where someone is
     for k in range(len(layers) - 1, -1, -1):  # front to back
         layer = layers[k]
-        y0, x0, y1, x1 = layer.box
-        if y1 <= y0 or x1 <= x0:
+        box = layer.box
+        if box.is_empty:
             continue
-        t_box = transmission[y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
+        t_box = transmission[box.relative_to(union).slices]
         before = np.rint((1.0 - t_box) * 255.0)
         t_box *= 1.0 - layer.alpha
         after = np.rint((1.0 - t_box) * 255.0)
@@ -178,12 +180,12 @@ def visible_mattes_crops(layers: list[Layer], canvas_hw: tuple[int, int]) -> lis
     return visible
 
 
-def union_box(layers: list[Layer]) -> tuple[int, int, int, int] | None:
-    """(y0, x0, y1, x1) bounding all non-empty layers, or None when there is none."""
+def union_box(layers: list[Layer]) -> Box | None:
+    """The box bounding all non-empty layers, or None when there is none."""
     boxes = [layer.box for layer in layers if layer.alpha.size]
     if not boxes:
         return None
-    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+    return reduce(Box.union, boxes)
 
 
 def _three(plane: np.ndarray) -> np.ndarray:
@@ -197,25 +199,22 @@ def composite_crops(background: np.ndarray, layers: list[Layer], visible: list[n
     union = union_box(layers)
     if union is None:
         return image
-    uy0, ux0, uy1, ux1 = union
-    coverage = np.zeros((uy1 - uy0, ux1 - ux0), np.uint8)  # the 8-bit mattes sum to at most 255
+    coverage = np.zeros(union.shape, np.uint8)  # the 8-bit mattes sum to at most 255
     for layer, vis in zip(layers, visible, strict=True):
         if layer.alpha.size:
-            y0, x0, y1, x1 = layer.box
-            roi = coverage[y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
+            roi = coverage[layer.box.relative_to(union).slices]
             np.add(roi, vis, out=roi)
-    numerator = image[uy0:uy1, ux0:ux1].astype(np.uint16)
+    numerator = image[union.slices].astype(np.uint16)
     np.multiply(numerator, _three(cv2.bitwise_not(coverage)), out=numerator)  # B (255 - sum_i v_i)
     for layer, vis in zip(layers, visible, strict=True):
         if layer.alpha.size:
-            y0, x0, y1, x1 = layer.box
             term = layer.fg.astype(np.uint16)
             np.multiply(term, _three(vis), out=term)  # F_i v_i
-            roi = numerator[y0 - uy0 : y1 - uy0, x0 - ux0 : x1 - ux0]
+            roi = numerator[layer.box.relative_to(union).slices]
             np.add(roi, term, out=roi)
     # numerator <= 255 * 255: one float32 multiply by 1/255 rounds every value to the nearest integer exactly (the
     # nearest .5 boundary is 1/510 away, far beyond float32 error), as (n + 127) // 255 does.
-    image[uy0:uy1, ux0:ux1] = cv2.convertScaleAbs(numerator, alpha=1.0 / 255.0)
+    image[union.slices] = cv2.convertScaleAbs(numerator, alpha=1.0 / 255.0)
     return image
 
 
@@ -269,9 +268,9 @@ def composite(background: np.ndarray, layers: list[Layer], visible_u8: np.ndarra
     coverage = visible_u8.sum(axis=0, dtype=np.uint16)
     numerator = background.astype(np.uint16) * (255 - coverage)[..., None]
     for layer, vis in zip(layers, visible_u8, strict=True):
-        y0, x0, y1, x1 = layer.box
-        if y1 > y0 and x1 > x0:
-            numerator[y0:y1, x0:x1] += layer.fg.astype(np.uint16) * vis[y0:y1, x0:x1, None]
+        box = layer.box
+        if not box.is_empty:
+            numerator[box.slices] += layer.fg.astype(np.uint16) * vis[box.slices][..., None]
     numerator += 127
     numerator += 1 + (numerator >> 8)
     return (numerator >> 8).astype(np.uint8)

@@ -32,12 +32,11 @@ def export_him2k(
     id is not a plain file name or appears twice in a split.
     """
     import cv2
-    import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
     from himbench.io import decode_image, resolve_inside, safe_name
     from himbench.io.atomic import atomic_write_bytes
-    from himbench.shards import list_shards, splits_in
+    from himbench.shards import ShardFolder, check_sample_id
 
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
@@ -46,21 +45,17 @@ def export_him2k(
         out_dir,
         "is not empty; export into a new or empty folder (an export never mixes with the files of an earlier one)",
     )
-    chosen = list(splits or splits_in(shard_dir))
+    folder = ShardFolder(shard_dir)
+    chosen = list(splits or folder.splits())
     plan: dict[str, list[Path]] = {}
     for split in chosen:
-        safe_name(split, shard_dir, "split name")
-        shards = list_shards(shard_dir, split)
+        shards = folder.shards(split)
         if not shards:
-            raise InputError(shard_dir, f"no shards for split {split!r} (found: {', '.join(splits_in(shard_dir))})")
+            raise InputError(shard_dir, f"no shards for split {split!r} (found: {', '.join(folder.splits())})")
         seen: set[str] = set()
         for path in shards:
-            try:
-                ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-            except Exception as err:  # pyarrow raises several types for corrupt files
-                raise InputError(path, f"cannot read Parquet shard ({err})") from err
-            for stem in ids:
-                safe_name(stem, f"{path}#{stem!r}", "sample id")
+            for stem in folder.ids(path):
+                check_sample_id(stem, path)
                 safe_name(f"{stem}.{image_format}", f"{path}#{stem!r}", "sample id + suffix")
                 if stem in seen:
                     raise InputError(f"{path}#{stem}", f"sample id appears twice in split {split!r}")
@@ -69,24 +64,19 @@ def export_him2k(
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for split, shards in plan.items():
-        total = sum(pq.read_metadata(p).num_rows for p in shards)
+        total = folder.num_rows(split)
         with tqdm(total=total, desc=f"export {split}", unit="img", disable=not progress or None) as bar:
             for path in shards:
-                parquet = pq.ParquetFile(path)
-                for batch in parquet.iter_batches(batch_size=16, columns=["id", "image", "alphas"]):
-                    for row in batch.to_pylist():
-                        stem = row["id"]
-                        image_bytes = row["image"]["bytes"]
-                        if image_format == "jpg":
-                            rgb = decode_image(image_bytes, f"{path}#{stem}")
-                            ok, buffer = cv2.imencode(".jpg", rgb[:, :, ::-1],
-                                                      [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-                            image_bytes = buffer.tobytes()
-                        atomic_write_bytes(resolve_inside(out_dir, "images", split, f"{stem}.{image_format}"),
-                                           image_bytes)
-                        for k, alpha in enumerate(row["alphas"]):
-                            atomic_write_bytes(resolve_inside(out_dir, "alphas", split, stem, f"{k:02d}.png"),
-                                               alpha["bytes"])
-                        bar.update(1)
+                for row in folder.rows(path, ("id", "image", "alphas")):
+                    stem = row["id"]
+                    image_bytes = row["image"]
+                    if image_format == "jpg":
+                        rgb = decode_image(image_bytes, f"{path}#{stem}")
+                        ok, buffer = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+                        image_bytes = buffer.tobytes()
+                    atomic_write_bytes(resolve_inside(out_dir, "images", split, f"{stem}.{image_format}"), image_bytes)
+                    for k, alpha in enumerate(row["alphas"]):
+                        atomic_write_bytes(resolve_inside(out_dir, "alphas", split, stem, f"{k:02d}.png"), alpha)
+                    bar.update(1)
         counts[split] = total
     return counts

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from himbench.geometry import Box, tight_box
 from himbench.io import InputError, encode_png
 from himbench.synthesis.compose import (
     Layer,
@@ -153,55 +154,49 @@ class Placement:
     """An accepted placement: which cut-out, where (full-resolution geometry), mirrored or not."""
 
     source: int  # index of the cut-out among the image's picks
-    geometry: tuple[int, int, int, int]  # top, left, height, width on the canvas (see compose.layer_geometry)
+    geometry: Box  # the drawn box on the canvas, may overhang it (see compose.layer_geometry)
     flip: bool
     in_frame_share: float  # decided at low resolution
 
 
 class _LowRes:
-    """A layer on the low-resolution canvas: its alpha clipped to the canvas, the part of it still visible (its
-    alpha times the transmission of every layer in front), and their sums."""
+    """A layer on the low-resolution canvas: its alpha clipped to the canvas (covering ``box``), the part of it still
+    visible (its alpha times the transmission of every layer in front), and their sums."""
 
-    __slots__ = ("y0", "x0", "alpha", "visible", "own", "visible_sum")
+    __slots__ = ("box", "alpha", "visible", "own", "visible_sum")
 
-    def __init__(self, y0: int, x0: int, alpha: np.ndarray) -> None:
-        self.y0, self.x0, self.alpha = y0, x0, alpha
+    def __init__(self, box: Box, alpha: np.ndarray) -> None:
+        self.box, self.alpha = box, alpha
         self.visible = alpha.copy()
         self.own = self.visible_sum = float(alpha.sum(dtype=np.float64))
 
-    def overlap(self, other: _LowRes) -> tuple[slice, slice, slice, slice] | None:
-        """(rows, cols) of the overlap in self's crop, then in other's crop; None when they do not overlap."""
-        y0, x0 = max(self.y0, other.y0), max(self.x0, other.x0)
-        y1 = min(self.y0 + self.alpha.shape[0], other.y0 + other.alpha.shape[0])
-        x1 = min(self.x0 + self.alpha.shape[1], other.x0 + other.alpha.shape[1])
-        if y1 <= y0 or x1 <= x0:
+    def overlap(self, other: _LowRes) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+        """Slices of the overlap in self's crop, then in other's crop; None when they do not overlap."""
+        common = self.box.intersection(other.box)
+        if common.is_empty:
             return None
-        return (
-            slice(y0 - self.y0, y1 - self.y0), slice(x0 - self.x0, x1 - self.x0),
-            slice(y0 - other.y0, y1 - other.y0), slice(x0 - other.x0, x1 - other.x0),
-        )
+        return common.relative_to(self.box).slices, common.relative_to(other.box).slices
 
 
 def _low_res_try(
-    cutout: Cutout, geometry: tuple[int, int, int, int], flip: bool, low_hw: tuple[int, int]
+    cutout: Cutout, geometry: Box, flip: bool, low_hw: tuple[int, int]
 ) -> tuple[_LowRes | None, float]:
     """The try's layer on the low-resolution canvas and its in-frame share (alpha mass inside the canvas / all)."""
     step = _SEARCH_SCALE
-    top, left, new_h, new_w = geometry
+    new_h, new_w = geometry.shape
     h, w = max(1, round(new_h / step)), max(1, round(new_w / step))
     # Bilinear from the area-averaged 1/4-scale alpha: a decision needs its mass, not its fine detail (area
     # resampling at a fractional scale costs ten times more).
     alpha = cv2.resize(cutout.small_alpha(step), (w, h), interpolation=cv2.INTER_LINEAR)
     if flip:
         alpha = alpha[:, ::-1]
-    y0, x0 = round(top / step), round(left / step)
-    cy0, cx0 = max(y0, 0), max(x0, 0)
-    cy1, cx1 = min(y0 + h, low_hw[0]), min(x0 + w, low_hw[1])
+    drawn = Box.of_shape((h, w), round(geometry.x0 / step), round(geometry.y0 / step))
+    on_canvas = drawn.clip(low_hw)
     total = float(alpha.sum(dtype=np.float64))
-    if cy1 <= cy0 or cx1 <= cx0 or total <= 0:
+    if on_canvas.is_empty or total <= 0:
         return None, 0.0
-    kept = np.ascontiguousarray(alpha[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0])
-    layer = _LowRes(cy0, cx0, kept)
+    kept = np.ascontiguousarray(alpha[on_canvas.relative_to(drawn).slices])
+    layer = _LowRes(on_canvas, kept)
     return layer, layer.own / total
 
 
@@ -231,16 +226,16 @@ def _place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Gen
                 overlap = behind.overlap(layer)
                 loss = 0.0
                 if overlap is not None:
-                    by, bx, ny, nx = overlap
-                    loss = float(np.vdot(behind.visible[by, bx], layer.alpha[ny, nx]))
+                    in_behind, in_new = overlap
+                    loss = float(np.vdot(behind.visible[in_behind], layer.alpha[in_new]))
                     if behind.visible_sum - loss < config.min_visible * behind.own:
                         break
                 losses.append((overlap, loss))
             else:
                 for behind, (overlap, loss) in zip(placed, losses, strict=True):
                     if overlap is not None and loss > 0:
-                        by, bx, ny, nx = overlap
-                        behind.visible[by, bx] *= 1.0 - layer.alpha[ny, nx]
+                        in_behind, in_new = overlap
+                        behind.visible[in_behind] *= 1.0 - layer.alpha[in_new]
                         behind.visible_sum = float(behind.visible.sum(dtype=np.float64))
                 placed.append(layer)
                 placements.append(Placement(int(source), geometry, flip, share))
@@ -326,35 +321,30 @@ def synthesize_image(
 def _matte_statistics(
     layers: list[Layer], visible: list[np.ndarray], canvas_hw: tuple[int, int]
 ) -> tuple[list[list[int]], int, int]:
-    """Tight [x0, y0, x1, y1) box of each visible matte, and the pixel counts of the union of the people and of
-    their soft (0 < v < 255) pixels, from the crops."""
+    """Tight box of each visible matte as [x0, y0, x1, y1] (the ``boxes`` column; every matte here is non-empty),
+    and the pixel counts of the union of the people and of their soft (0 < v < 255) pixels, from the crops."""
     boxes = []
     bounds = union_box(layers)
     if bounds is None:
         return boxes, 0, 0
-    uy0, ux0, uy1, ux1 = bounds
-    union = np.zeros((uy1 - uy0, ux1 - ux0), bool)
+    union = np.zeros(bounds.shape, bool)
     soft = np.zeros_like(union)
     for layer, vis in zip(layers, visible, strict=True):
-        y0, x0, y1, x1 = layer.box
-        ys = np.flatnonzero(vis.any(axis=1))
-        xs = np.flatnonzero(vis.any(axis=0))
-        boxes.append([int(x0 + xs[0]), int(y0 + ys[0]), int(x0 + xs[-1] + 1), int(y0 + ys[-1] + 1)])
-        rows, cols = slice(y0 - uy0, y1 - uy0), slice(x0 - ux0, x1 - ux0)
-        union[rows, cols] |= vis > 0
-        soft[rows, cols] |= (vis > 0) & (vis < 255)
+        box = layer.box
+        boxes.append(list(tight_box(vis).translate(box.x0, box.y0).as_tuple()))
+        crop = box.relative_to(bounds).slices
+        union[crop] |= vis > 0
+        soft[crop] |= (vis > 0) & (vis < 255)
     return boxes, int(union.sum()), int(soft.sum())
 
 
 def _encode_matte(layer: Layer, vis: np.ndarray, canvas_hw: tuple[int, int], compression: int) -> bytes:
     canvas = np.zeros(canvas_hw, np.uint8)
-    y0, x0, y1, x1 = layer.box
-    canvas[y0:y1, x0:x1] = vis
+    canvas[layer.box.slices] = vis
     return encode_png(canvas, compression)
 
 
 def _encode_layer_rgb(layer: Layer, canvas_hw: tuple[int, int], compression: int) -> bytes:
     canvas = np.zeros((*canvas_hw, 3), np.uint8)
-    y0, x0, y1, x1 = layer.box
-    canvas[y0:y1, x0:x1] = layer.fg
+    canvas[layer.box.slices] = layer.fg
     return encode_png(canvas, compression)

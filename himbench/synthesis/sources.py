@@ -243,10 +243,14 @@ def _estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _procedural_version() -> str:
-    # The cache key includes the generator's source, so editing procedural.py never serves stale people.
+    # The cache key includes the generator's source (every module of the package), so editing it never serves
+    # stale people.
     from himbench.synthesis import procedural
 
-    return hashlib.sha256(Path(procedural.__file__).read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for path in sorted(Path(procedural.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _cached_procedural_person(index: int, height: int) -> tuple[np.ndarray, np.ndarray]:

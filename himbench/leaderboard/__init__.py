@@ -1,0 +1,89 @@
+"""Render the leaderboard CSV (``leaderboard/results.csv``, written by ``himbench bench``) as Markdown, LaTeX and plots.
+
+Tables are grouped by (data, split, environment): accuracy is comparable across rows of the same data and split, and
+cost only within one environment. In each table the best value of every column is bold, the direction coming from
+the metric (:func:`metric_direction`: IMQ, RQ, MQ, PQ higher is better; errors, latency, memory and parameter count
+lower is better). Accuracy of a learned method that ran with random weights (``trained`` False) is shown but never
+marked best, and such rows carry a dagger.
+
+Plots: accuracy versus mean latency (one point per method), latency versus number of instances (one line per method,
+from the synthetic 1..10-person probe), and a qualitative grid of one real photograph through every method.
+
+Published numbers (``leaderboard/published.csv``, :func:`read_published`) are never mixed into those tables. They get
+their own "Compare with the papers" tables, one per paper table (metric set), where every row is marked
+``published`` or ``measured`` and says its benchmark or data, protocol (masks, image size) and environment; measured
+rows appear there in the paper's units (:mod:`himbench.metrics.paper_units`), and only metric sets that have a
+documented mapping get measured rows. :func:`render_html` puts all of it in one self-contained web page.
+
+Modules: :mod:`~himbench.leaderboard.tables` (column sets, best-value marking, Markdown and LaTeX),
+:mod:`~himbench.leaderboard.published` (published.csv and the comparison tables), :mod:`~himbench.leaderboard.html`
+(the web page) and :mod:`~himbench.leaderboard.plots` (figures); every public name is re-exported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from himbench.bench.results import read_results
+from himbench.leaderboard.html import render_html
+from himbench.leaderboard.plots import (
+    colourise,
+    plot_accuracy_vs_latency,
+    plot_latency_vs_instances,
+    plot_qualitative,
+)
+from himbench.leaderboard.published import (
+    PUBLISHED_COLUMNS,
+    PUBLISHED_REQUIRED,
+    comparison_groups,
+    read_published,
+    render_comparison_latex,
+    render_comparison_markdown,
+)
+from himbench.leaderboard.tables import (
+    ACCURACY_COLUMNS,
+    INSTANCE_COLUMNS,
+    best_indices,
+    group_rows,
+    method_spec,
+    metric_direction,
+    render_latex,
+    render_markdown,
+)
+
+__all__ = [
+    "ACCURACY_COLUMNS",
+    "INSTANCE_COLUMNS",
+    "PUBLISHED_COLUMNS",
+    "PUBLISHED_REQUIRED",
+    "best_indices",
+    "comparison_groups",
+    "colourise",
+    "group_rows",
+    "method_spec",
+    "metric_direction",
+    "plot_accuracy_vs_latency",
+    "plot_latency_vs_instances",
+    "plot_qualitative",
+    "render",
+    "render_latex",
+    "render_comparison_latex",
+    "render_comparison_markdown",
+    "render_html",
+    "render_markdown",
+    "read_published",
+]
+
+
+def render(csv_path: str | Path, fmt: str = "markdown", published: str | Path | None = None) -> str:
+    """Read the leaderboard CSV (and ``published``, the published-numbers CSV, if given) and render it as
+    ``"markdown"``, ``"latex"`` or ``"html"`` (the self-contained page, without plots)."""
+    rows = read_results(csv_path)
+    paper_rows = read_published(published) if published else []
+    if fmt == "markdown":
+        return render_markdown(rows) + (("\n" + render_comparison_markdown(paper_rows, rows)) if paper_rows else "")
+    if fmt == "latex":
+        return render_latex(rows) + (("\n" + render_comparison_latex(paper_rows, rows)) if paper_rows else "")
+    if fmt == "html":
+        return render_html(rows, paper_rows)
+    raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")

@@ -1,0 +1,165 @@
+"""Published numbers (``leaderboard/published.csv``) and the "Compare with the papers" tables.
+
+Published rows are never mixed into the measured tables: each metric set (paper table) gets its own table where every
+row is marked ``published`` or ``measured``, measured rows in the paper's units (:mod:`himbench.metrics.paper_units`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from himbench.bench.results import read_csv_rows
+from himbench.leaderboard.tables import _latex_escape, _number, _trained
+
+__all__ = [
+    "PUBLISHED_COLUMNS",
+    "PUBLISHED_REQUIRED",
+    "comparison_groups",
+    "read_published",
+    "render_comparison_latex",
+    "render_comparison_markdown",
+]
+
+# Columns of published.csv that every row must fill: where the number comes from and how it was measured.
+PUBLISHED_REQUIRED: tuple[str, ...] = (
+    "method", "benchmark", "metric_set", "paper", "arxiv_id", "table", "source_url", "hand", "protocol_masks",
+    "protocol_size", "weights_licence",
+)
+# Per metric set: (title, [(published column, measured column or None, header)], note).
+PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]] = {
+    "maggie-table5": (
+        "MaGGIe Table 5 (HIM2K + M-HIM2K), in MaGGIe's units",
+        [("MAD", "maggie_MAD", "MAD"), ("MSE", "maggie_MSE", "MSE"), ("Grad", "maggie_Grad", "Grad"),
+         ("Conn", "maggie_Conn", "Conn"), ("MADf", None, "MADf"), ("MADu", None, "MADu")],
+        "Units of MaGGIe's released evaluation code (maggie/utils/metric.py): MAD and MSE are per-pixel means x 1e10 "
+        "/ (H*W) of the original image, Grad and Conn sums / 1000, Grad min-max normalised over all instances of an "
+        "image together; lower is better. Published values are the mean over the ten M-HIM2K mask sets, (std) over "
+        "sets. Measured rows use the same formulas (himbench.metrics.paper_units) on the data named in the row: "
+        "they are comparable with a published row only when benchmark, subset and protocol match. MADf/MADu are "
+        "not reproduced.",
+    ),
+    "e2ehim-readme": (
+        "E2E-HIM README (HIM-100K)",
+        [("EMSE", None, "EMSE"), ("EMAD", None, "EMAD")],
+        "EMSE and EMAD are printed by the authors without a definition and no code computes them: no measured row "
+        "can be put in these units.",
+    ),
+}
+
+
+def read_published(path: str | Path) -> list[dict[str, str]]:
+    """Rows of ``published.csv`` (``#`` lines are comments); raises ValueError when a row lacks a source or protocol
+    column of :data:`PUBLISHED_REQUIRED` (a published number without its source is not shown)."""
+    rows = read_csv_rows(path, comments=True)
+    for index, row in enumerate(rows, start=1):
+        missing = [c for c in PUBLISHED_REQUIRED if not (row.get(c) or "").strip()]
+        if missing:
+            raise ValueError(f"{path}: data row {index} ({row.get('method', '?')}) lacks {', '.join(missing)}")
+    return rows
+
+
+def _with_std(row: dict, column: str) -> str:
+    value = _number(row.get(column))
+    if value is None:
+        return "–"
+    std = _number(row.get(f"{column}_std"))
+    return f"{value:.2f}" + (f" ({std:.1f})" if std is not None else "")
+
+
+def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> list[dict[str, Any]]:
+    """One group per metric set with published rows: ``{"metric_set", "title", "note", "headers", "rows"}``, rows
+    as dicts with ``kind`` ("published" / "measured"), ``method``, ``benchmark``, ``subset``, ``protocol``,
+    ``environment``, ``source``, ``command`` and one formatted cell per metric (published first, then measured rows
+    that have values in these units)."""
+    groups = []
+    for metric_set in dict.fromkeys(r.get("metric_set", "") for r in published):
+        title, columns, note = PUBLISHED_COLUMNS.get(
+            metric_set, (metric_set, [], "No mapping from himbench's metrics to this table is documented."))
+        if not columns:  # unknown metric set: show every numeric column the rows fill
+            numeric = [c for c in (published[0].keys() if published else []) if c.isupper() and not c.endswith("_std")]
+            columns = [(c, None, c) for c in numeric]
+        table_rows = []
+        for row in (r for r in published if r.get("metric_set", "") == metric_set):
+            source = f"{row.get('paper', '')}, arXiv {row.get('arxiv_id', '')}, {row.get('table', '')}"
+            if row.get("hand") == "reported" and row.get("reported_by"):
+                source += f" (reported by {row['reported_by']})"
+            table_rows.append({
+                "kind": "published",
+                "method": f"{row.get('method', '?')} ({row.get('variant', '')})".replace(" ()", ""),
+                "benchmark": row.get("benchmark", ""), "subset": row.get("subset", ""),
+                "protocol": f"{row.get('protocol_masks', '')}; {row.get('protocol_size', '')}",
+                "environment": "paper", "source": source, "url": row.get("source_url", ""),
+                "command": "", "cells": [_with_std(row, column) for column, _, _ in columns],
+                "values": [_number(row.get(column)) for column, _, _ in columns],
+            })
+        for row in measured:
+            if not any(m and _number(row.get(m)) is not None for _, m, _ in columns):
+                continue
+            protocol = []
+            if row.get("mask_set") or row.get("guidance"):
+                protocol.append(f"masks: {row.get('mask_set') or row.get('guidance')}")
+            protocol.append(f"size: {row.get('size_protocol') or 'native'}")
+            cells, values = [], []
+            for _column, mapped, _ in columns:
+                value = _number(row.get(mapped)) if mapped else None
+                std = _number(row.get(f"{mapped}_std")) if mapped else None
+                values.append(value)
+                cells.append("–" if value is None else f"{value:.2f}" + (f" ({std:.1f})" if std is not None else ""))
+            table_rows.append({
+                "kind": "measured", "method": row.get("method", "?") + ("" if _trained(row) else " †"),
+                "benchmark": row.get("data", ""), "subset": row.get("split", ""), "protocol": "; ".join(protocol),
+                "environment": row.get("environment", ""), "source": "himbench bench", "url": "",
+                "command": row.get("command", ""), "cells": cells, "values": values,
+            })
+        groups.append({"metric_set": metric_set, "title": title, "note": note,
+                       "headers": [header for _, _, header in columns], "rows": table_rows})
+    return groups
+
+
+def render_comparison_markdown(published: Sequence[dict], measured: Sequence[dict]) -> str:
+    """Markdown "Compare with the papers" tables: published and measured rows, each marked, never bolded against
+    each other (they come from different data unless benchmark, subset and protocol match)."""
+    if not published:
+        return ""
+    parts = ["## Compare with the papers\n",
+             "Rows marked **published** are numbers printed in papers (`leaderboard/published.csv`, with their "
+             "source); rows marked **measured** were produced by `himbench bench` and converted to the paper's "
+             "units.\n"]
+    for group in comparison_groups(published, measured):
+        parts.append(f"### {group['title']}\n")
+        parts.append(group["note"] + "\n")
+        header = ["Kind", "Method", "Benchmark / data", "Subset / split", "Protocol", "Environment",
+                  *group["headers"], "Source"]
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join([" --- "] * 6 + [" ---: "] * len(group["headers"]) + [" --- "]) + "|"]
+        for row in group["rows"]:
+            kind = f"**{row['kind']}**"
+            source = f"[{row['source']}]({row['url']})" if row["url"] else row["source"]
+            cells = [kind, row["method"], row["benchmark"], row["subset"] or "–", row["protocol"],
+                     row["environment"], *row["cells"], source]
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def render_comparison_latex(published: Sequence[dict], measured: Sequence[dict]) -> str:
+    """LaTeX version of :func:`render_comparison_markdown` (one booktabs table per metric set)."""
+    parts = []
+    for group in comparison_groups(published, measured):
+        columns = len(group["headers"])
+        header = " & ".join(["Kind", "Method", "Data", "Subset", "Protocol", *map(_latex_escape, group["headers"])])
+        body = [
+            " & ".join(_latex_escape(c) for c in [row["kind"], row["method"], row["benchmark"], row["subset"] or "-",
+                                                  row["protocol"], *row["cells"]]) + r" \\"
+            for row in group["rows"]
+        ]
+        parts.append("\n".join([
+            r"\begin{table}[t]", r"\centering",
+            rf"\caption{{{_latex_escape(group['title'])}: published and measured rows (marked).}}",
+            r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{lllll" + "r" * columns + "}", r"\toprule",
+            header + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}}", r"\end{table}",
+        ]))
+    return "\n\n".join(parts) + ("\n" if parts else "")
+
