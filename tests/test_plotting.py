@@ -27,7 +27,9 @@ def _pyplot_figures() -> list[int]:
 
 
 def test_no_other_plotting_setup():
-    pattern = re.compile(r"pyplot|matplotlib\.use\(|\bFigure\(")
+    # A matplotlib Figure built by hand counts only in a module that imports matplotlib (the procedural people have a
+    # Figure dataclass of their own).
+    pattern = re.compile(r"pyplot|matplotlib\.use\(|\bFigure\((?s:.*)matplotlib|matplotlib(?s:.*)\bFigure\(")
     places = sorted(str(p.relative_to(REPO)) for folder in ("himbench", "baselines", "e2ehim")
                     for p in (REPO / folder).rglob("*.py") if pattern.search(p.read_text()))
     assert places == ["himbench/plotting.py"]
