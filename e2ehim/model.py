@@ -89,6 +89,11 @@ class E2EHIM(nn.Module):
         return compose_alpha(trimap, logits) if hard else soft_compose_alpha(trimap, logits)
 
     # ------------------------------------------------------------------ training
+    def no_weight_decay(self) -> set[str]:
+        """Parameters the optimizer must not decay: the attention bias tables and the level embeddings (position-like
+        tables, which weight decay would pull towards "no position")."""
+        return {name for name, _ in self.named_parameters() if name.endswith(("bias_table", "level_embed"))}
+
     def training_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         cfg = self.config.loss
         image, gt_alphas, valid = batch["image"], batch["alphas"], batch["valid"]

@@ -291,10 +291,12 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         pin_memory=device.type == "cuda",
         persistent_workers=cfg.num_workers > 0,
     )
+    # Norms and biases never decay; a model names any other parameters that must not (timm's no_weight_decay()).
+    skip_decay = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 or name.endswith(("bias_table", "level_embed")) else decay).append(param)
+            (no_decay if param.ndim <= 1 or name in skip_decay else decay).append(param)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )

@@ -112,6 +112,16 @@ def test_init_starts_from_weights_with_a_new_schedule(tmp_path):
         train(_config(data, tmp_path / "bad", steps=1, init=str(tmp_path / "data")), progress=False)
 
 
+def test_models_name_the_parameters_that_skip_weight_decay():
+    from himbench.registry import create_model
+
+    model = create_model("e2ehim-tiny", input_size=64)
+    skipped = model.no_weight_decay()
+    assert skipped and all(name.endswith(("bias_table", "level_embed")) for name in skipped)
+    assert any(name.endswith("level_embed") for name in skipped)
+    assert all(dict(model.named_parameters())[name].ndim >= 2 for name in skipped)  # not already skipped as norms
+
+
 def test_resume_mid_epoch_continues_the_same_data_order(tmp_path):
     # 6 samples, batch 2: 3 steps per epoch; the step-4 checkpoint sits one batch into the second epoch. The resumed
     # run must skip that batch (not restart the epoch), so that it ends with the uninterrupted run's weights.
