@@ -20,6 +20,9 @@ shuffled order is a pure function of (seed, epoch), and the first ``step % batch
 epoch are skipped at the sampler, before any sample is decoded. So an interrupted and resumed run sees exactly the
 batches of an uninterrupted one (models that draw random numbers in training, e.g. dropout, draw other ones).
 Under DDP the logged losses are rank 0's, and only rank 0 writes files.
+
+Fine-tuning (``init=PATH``, a checkpoint folder) loads only the weights: the optimizer, the step and the schedule start
+afresh, so a model trained elsewhere (another machine, another data set) continues under a new schedule.
 """
 
 from __future__ import annotations
