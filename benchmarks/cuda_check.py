@@ -39,8 +39,7 @@ def _precisions(device: str, half: tuple) -> list[tuple[str, object]]:
 
 def check_e2ehim_official(device: str) -> dict:
     import torch
-    import torch.nn.functional as F
-    from interop_rule import INTEROP, rule_state_dict
+    from interop_rule import INTEROP, e2ehim_official_summary, rule_state_dict
 
     from e2ehim import E2EHIMOfficial
 
@@ -63,17 +62,7 @@ def check_e2ehim_official(device: str) -> dict:
             logits, alpha, trimap = model(x)
             sync()
             seconds = time.perf_counter() - start
-        alpha, trimap = alpha[0].float(), trimap[0].float()
-        got = {
-            "person_logits": logits[0].float(),
-            "alpha_pooled8": F.avg_pool2d(alpha, 8),
-            "alpha_crop": alpha[:, 300:332, 300:332],
-            "alpha_mean": alpha.mean((1, 2)),
-            "trimap_logits_pooled8": F.avg_pool2d(trimap, 8),
-            "trimap_crop": trimap[:, 300:332, 300:332],
-            "trimap_mean": trimap.mean((1, 2)),
-            "trimap_std": trimap.std((1, 2)),
-        }
+        got = e2ehim_official_summary(logits, alpha, trimap)
         got = {k: v.cpu().numpy() for k, v in got.items()}
         result[label] = {"max_abs_diff": _max_diffs(got, reference), "forward_s": round(seconds, 4)}
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 __all__ = [
+    "e2ehim_official_summary",
     "INTEROP",
     "e2ehim_pipeline_weights",
     "load_manifest",
@@ -88,3 +89,21 @@ def mgm_rule_state_dict(reference: dict[str, torch.Tensor], iterations: int = 20
         stem = key[: -len("bar")]
         state[stem + "u"], state[stem + "v"] = _l2_normalise(matrix @ v), v
     return state
+
+
+def e2ehim_official_summary(logits: torch.Tensor, alpha: torch.Tensor, trimap: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The arrays of ``e2ehim_official_vectors.npz`` from one image's forward outputs (batch index 0): what the
+    authors' run recorded, so a comparison reads the same numbers on any device and precision."""
+    import torch.nn.functional as F
+
+    alpha, trimap = alpha[0].float(), trimap[0].float()
+    return {
+        "person_logits": logits[0].float(),
+        "alpha_pooled8": F.avg_pool2d(alpha, 8),
+        "alpha_crop": alpha[:, 300:332, 300:332],
+        "alpha_mean": alpha.mean((1, 2)),
+        "trimap_logits_pooled8": F.avg_pool2d(trimap, 8),
+        "trimap_crop": trimap[:, 300:332, 300:332],
+        "trimap_mean": trimap.mean((1, 2)),
+        "trimap_std": trimap.std((1, 2)),
+    }

@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from interop_rule import INTEROP, e2ehim_pipeline_weights, load_manifest, rule_state_dict
+from interop_rule import INTEROP, e2ehim_official_summary, e2ehim_pipeline_weights, load_manifest, rule_state_dict
 
 from e2ehim import E2EHIMOfficial, E2EHIMOfficialConfig
 from himbench.registry import apply_overrides, config_to_dict, list_models
@@ -72,17 +71,7 @@ def test_forward_reproduces_the_authors_vectors(model, rule_weights):
     with torch.no_grad():
         logits, alpha, trimap = model(x)
     assert logits.shape == (1, 20, 2) and alpha.shape == (1, 20, 640, 640) and trimap.shape == (1, 60, 640, 640)
-    alpha, trimap = alpha[0], trimap[0]
-    got = {
-        "person_logits": logits[0],
-        "alpha_pooled8": F.avg_pool2d(alpha, 8),
-        "alpha_crop": alpha[:, 300:332, 300:332],
-        "alpha_mean": alpha.mean((1, 2)),
-        "trimap_logits_pooled8": F.avg_pool2d(trimap, 8),
-        "trimap_crop": trimap[:, 300:332, 300:332],
-        "trimap_mean": trimap.mean((1, 2)),
-        "trimap_std": trimap.std((1, 2)),
-    }
+    got = e2ehim_official_summary(logits, alpha, trimap)
     reference = np.load(DATA / "e2ehim_official_vectors.npz")
     assert set(reference.files) == set(got)
     for name in reference.files:
