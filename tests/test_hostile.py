@@ -510,3 +510,29 @@ def test_predict_refuses_two_inputs_with_one_output_name(tmp_path):
     result = CliRunner().invoke(main, ["predict", "--model", "e2ehim-tiny", str(photos), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "a.jpg" in result.output and "a.png" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_rerun_deletes_only_the_mattes_it_wrote(tmp_path):
+    import cv2
+    from click.testing import CliRunner
+
+    from himbench.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    folder = tmp_path / "out" / "test" / "a"
+    folder.mkdir(parents=True)
+    # an earlier run's output (three mattes listed in its scores.json) beside a user's own files
+    for k in range(3):
+        write_alpha_png(folder / f"{k:02d}.png", np.full((32, 32), 0.5, np.float32))
+    (folder / "scores.json").write_text(json.dumps({"00": 0.9, "01": 0.8, "02": 0.7}))
+    (folder / "notes.png").write_bytes(b"mine")
+    (folder / "07.png").write_bytes(b"also mine")
+    result = CliRunner().invoke(main, ["predict", "--model", "e2ehim-tiny", str(photos), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    listed = json.loads((folder / "scores.json").read_text())
+    assert len(listed) < 3  # a black image: fewer people than the earlier run left behind
+    for k in range(3):
+        assert (folder / f"{k:02d}.png").exists() == (f"{k:02d}" in listed)
+    assert (folder / "notes.png").read_bytes() == b"mine" and (folder / "07.png").read_bytes() == b"also mine"

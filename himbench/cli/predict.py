@@ -11,6 +11,22 @@ __all__ = ["command", "collect_inputs"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def _earlier_mattes(folder: Path) -> list[Path]:
+    """The mattes an earlier predict wrote here: the ``<k>.png`` its ``scores.json`` lists. Anything else in the
+    folder (a user's own files, or a ``scores.json`` that is not ours) is left alone: predict deletes only what it
+    wrote."""
+    from himbench.io import InputError, read_json
+
+    try:
+        scores = read_json(folder / "scores.json", max_bytes=1 << 20) if (folder / "scores.json").is_file() else {}
+    except InputError:
+        return []
+    if not isinstance(scores, dict):
+        return []
+    names = [f"{key}.png" for key in scores if isinstance(key, str) and key.isdigit() and len(key) <= 4]
+    return [folder / name for name in names if (folder / name).is_file() and not (folder / name).is_symlink()]
+
+
 def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str, str, object]]:
     """Expand IMAGES into (split, stem, source) items; source is a Path or a shard dataset index.
 
@@ -179,7 +195,7 @@ def command(
                 click.echo(f"skipped: {err}", err=True)
                 continue
             folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("*.png"):  # a re-run must not leave mattes of an earlier run behind
+            for stale in _earlier_mattes(folder):  # a re-run must not leave mattes of an earlier run behind
                 stale.unlink()
             for k, alpha in enumerate(alphas):
                 write_alpha_png(folder / f"{k:02d}.png", alpha)
