@@ -21,12 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the interop stand-in weights live with the tests
 
 
-def _rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 def _max_diffs(got: dict, reference) -> dict[str, float]:
     return {name: float(np.abs(np.asarray(got[name], np.float64) - reference[name]).max()) for name in reference.files}
 
@@ -42,6 +36,7 @@ def check_e2ehim_official(device: str) -> dict:
     from interop_rule import INTEROP, e2ehim_official_summary, rule_state_dict
 
     from e2ehim import E2EHIMOfficial
+    from himbench.io import read_image
 
     data = INTEROP / "e2ehim-official"
     torch.manual_seed(0)
@@ -50,7 +45,7 @@ def check_e2ehim_official(device: str) -> dict:
     model = model.to(device)
     mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(3, 1, 1)
     std = np.array([0.229, 0.224, 0.225], np.float32).reshape(3, 1, 1)
-    rgb = _rgb(data / "input_640.png")
+    rgb = read_image(data / "input_640.png")
     x = torch.from_numpy((rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0) - mean) / std)[None].to(device)
     reference = np.load(data / "e2ehim_official_vectors.npz")
     result = {}
@@ -76,12 +71,13 @@ def check_mgm(device: str) -> dict:
 
     from baselines.mgm import OUTPUT_KEYS, MGMatting
     from baselines.refiner import normalise_image
+    from himbench.io import read_image
 
     data = INTEROP / "mgmatting"
     net = MGMatting().eval()
     net.load_state_dict(mgm_rule_state_dict(net.state_dict()), strict=True)
     net = net.to(device)
-    image = _rgb(data / "input_512.png")
+    image = read_image(data / "input_512.png")
     guidance = cv2.imread(str(data / "guidance_512.png"), cv2.IMREAD_GRAYSCALE) >= 128
     x = normalise_image(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0)
     m = torch.from_numpy(guidance.astype(np.float32))[None, None]

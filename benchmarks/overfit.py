@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--out", default="benchmarks/results/overfit.json", help="JSON output path")
     args = parser.parse_args()
 
-    from himbench.bench.harness import BenchConfig, _samples, bench_method
+    from himbench.bench.harness import score_method
     from himbench.methods import create_method
     from himbench.synthesis import BuildConfig, build_dataset
     from himbench.training import TrainConfig, train
@@ -62,14 +62,12 @@ def main() -> int:
         )
         result = train(config, progress=False)
         seconds = time.perf_counter() - start
-        bench = BenchConfig(data=str(data), methods=(model,), split="train", device="cpu", latency_counts=(),
-                            paper_metrics=False)
         method = SCORED_AS.get(model, model)
-        scored = bench_method(
+        scored = score_method(
             lambda method=method, result=result: create_method(method, checkpoint=str(result.final_checkpoint),
                                                                device="cpu"),
-            _samples(bench),
-            bench,
+            str(data),
+            split="train",
         )
         metrics = scored.metrics
         row = {

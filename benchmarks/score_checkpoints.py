@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON", help="method option")
     args = parser.parse_args()
 
-    from himbench.bench.harness import BenchConfig, _samples, bench_method
+    from himbench.bench.harness import score_method
     from himbench.methods import create_method
 
     options = {}
@@ -34,16 +34,12 @@ def main() -> None:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
-    config = BenchConfig(
-        data=args.data, methods=(args.model,), split=args.split, device=args.device, limit=args.limit,
-        latency_counts=(), paper_metrics=False,
-    )
     keys = ("IMQ_mad@0.5", "RQ@0.5", "MQ_mad@0.5", "IMQ_mse@0.5", "TP@0.5", "FP@0.5", "FN@0.5", "IMQ_mad@0.75")
     for checkpoint in args.checkpoints:
         def build(checkpoint=checkpoint):
             return create_method(args.model, checkpoint=checkpoint, device=args.device, **options)
 
-        result = bench_method(build, _samples(config), config)
+        result = score_method(build, args.data, args.split, args.device, args.limit)
         row = {"checkpoint": checkpoint, "n_images": result.n_images, "failures": len(result.failures)}
         row.update({k: round(float(result.metrics[k]), 3) for k in keys if k in result.metrics})
         row["latency_ms"] = round(result.mean_latency_ms, 1)

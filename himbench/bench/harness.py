@@ -59,6 +59,7 @@ __all__ = [
     "quantise_8bit",
     "result_row",
     "run_bench",
+    "score_method",
 ]
 
 MASK_SET_PREFIX = "masks_matched_"
@@ -284,6 +285,17 @@ def bench_method(
         peak_mem_kind=memory.kind,
         probe_error=probe_error,
     )
+
+
+def score_method(
+    build: Callable[[], Any], data: str, split: str = "test", device: str = "cpu", limit: int | None = None
+) -> MethodResult:
+    """Accuracy only: :func:`bench_method` on ``split`` of ``data`` (shards or a HIM-2K folder) without the latency
+    probe or MaGGIe's units, for quick comparisons of checkpoints and recipes (``benchmarks/overfit.py``,
+    ``benchmarks/score_checkpoints.py``)."""
+    config = BenchConfig(data=data, methods=(), split=split, device=device, limit=limit, latency_counts=(),
+                         paper_metrics=False)
+    return bench_method(build, _samples(config), config)
 
 
 def result_row(result: MethodResult, config: BenchConfig, env: Environment, date: str) -> dict[str, Any]:
