@@ -10,7 +10,10 @@
    a fresh process per run) against :func:`reference_build`, a straightforward single-process PIL implementation of
    the same recipe on the same files. Both are timed by wall clock and by CPU time (the machine is shared: CPU time
    is what one core really spent); the engine's steady rate is the marginal rate between two build sizes, so
-   process start-up is left out, as the reference's one-off decoding of its sources is.
+   process start-up is left out, as the reference's one-off decoding of its sources is. The engine runs twice with
+   3 tries: storing lossless PNG composites (its default; compared with every reference) and with
+   ``--image-format jpg`` (JPEG quality 95 composites + PNG level-1 mattes, compared like for like with the two
+   references that write JPEG q95 composites + PNG level-1 mattes).
 
     python benchmarks/bench_synthesis.py                     # both parts, writes benchmarks/results/synthesis.json
     python benchmarks/bench_synthesis.py --skip-embedded --real-images 96,192
@@ -360,12 +363,16 @@ def real_part(args) -> dict:
         warm_same = cli_build([*recipe, "--max-attempts", "3", "--splits", f"train={sizes[0]}"], root / "warm", env)
         identical = _digest(root / "cold") == _digest(root / "warm")
         runs = {}
-        for attempts in (3, 40):
+        for attempts, image_format in ((3, "png"), (40, "png"), (3, "jpg")):
             for n in sizes:
-                out = root / f"a{attempts}-n{n}"
-                run = cli_build([*recipe, "--max-attempts", str(attempts), "--splits", f"train={n}"], out, env)
+                out = root / f"a{attempts}-{image_format}-n{n}"
+                options = ["--max-attempts", str(attempts), "--splits", f"train={n}"]
+                if image_format != "png":
+                    options += ["--image-format", image_format]  # JPEG quality 95 (the default), as the reference
+                run = cli_build([*recipe, *options], out, env)
                 run["people_per_image"] = _people_per_image(out)
-                runs[(attempts, n)] = run
+                run["shard_bytes"] = sum(p.stat().st_size for p in (out / "data").glob("*.parquet"))
+                runs[(attempts, image_format, n)] = run
                 shutil.rmtree(out)
 
         reference = {
@@ -378,16 +385,18 @@ def real_part(args) -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
-    def engine_rates(attempts: int) -> dict:
-        small, large = runs[(attempts, sizes[0])], runs[(attempts, sizes[-1])]
+    def engine_rates(attempts: int, image_format: str = "png") -> dict:
+        key = (attempts, image_format)
+        small, large = runs[(*key, sizes[0])], runs[(*key, sizes[-1])]
         extra = sizes[-1] - sizes[0]
         seconds = dict(large["report"]["seconds"])
         total = sum(seconds.values())
         return {
             "command": large["command"].replace(f"train={sizes[-1]}", "train=N"),
             "images": sizes,
-            "seconds": [runs[(attempts, n)]["seconds"] for n in sizes],
-            "cpu_seconds": [runs[(attempts, n)]["cpu_seconds"] for n in sizes],
+            "seconds": [runs[(*key, n)]["seconds"] for n in sizes],
+            "cpu_seconds": [runs[(*key, n)]["cpu_seconds"] for n in sizes],
+            "shard_bytes": [runs[(*key, n)]["shard_bytes"] for n in sizes],
             "images_per_s_marginal": extra / (large["seconds"] - small["seconds"]),
             "images_per_cpu_s_marginal": extra / (large["cpu_seconds"] - small["cpu_seconds"]),
             "images_per_s_whole_run": sizes[-1] / large["seconds"],
@@ -396,6 +405,7 @@ def real_part(args) -> dict:
         }
 
     engine = {attempts: engine_rates(attempts) for attempts in (3, 40)}
+    engine_jpg = engine_rates(3, "jpg")
     ref = reference["jpeg_per_image"]
     ratios = {
         name: {
@@ -403,6 +413,14 @@ def real_part(args) -> dict:
             "cpu": engine[3]["images_per_cpu_s_marginal"] / r["images_per_cpu_s"],
         }
         for name, r in reference.items()
+    }
+    # Like for like: the engine writing JPEG q95 composites against the references that do the same.
+    ratios_jpg = {
+        name: {
+            "wall": engine_jpg["images_per_s_marginal"] / reference[name]["images_per_s"],
+            "cpu": engine_jpg["images_per_cpu_s_marginal"] / reference[name]["images_per_cpu_s"],
+        }
+        for name in ("jpeg_per_image", "jpeg_preloaded")
     }
     results = {
         "recipe": "I-HIM50K: 2-5 people, crop to alpha box, height 50-90% of the canvas, up to 3 tries with the 70% "
@@ -414,6 +432,9 @@ def real_part(args) -> dict:
         "ratio_vs_reference_wall": engine[3]["images_per_s_marginal"] / ref["images_per_s"],
         "ratio_vs_reference_cpu": engine[3]["images_per_cpu_s_marginal"] / ref["images_per_cpu_s"],
         "ratios_3_tries_vs_each_reference": ratios,
+        "engine_3_tries_jpg": engine_jpg,
+        "ratios_3_tries_jpg_vs_jpeg_references": ratios_jpg,
+        "shard_size_ratio_png_over_jpg": engine[3]["shard_bytes"][-1] / engine_jpg["shard_bytes"][-1],
         "fg_cache": {
             "cold_build_seconds": cold["seconds"],
             "warm_build_seconds": warm_same["seconds"],
@@ -429,10 +450,17 @@ def real_part(args) -> dict:
         print(f"  himbench, {attempts:2d} tries    {e['images_per_s_marginal']:6.2f} img/s wall, "
               f"{e['images_per_cpu_s_marginal']:6.2f} img/CPU-s (marginal {sizes[0]}->{sizes[-1]}), "
               f"{e['people_per_image']:.2f} people/image")
+    print(f"  himbench, 3 tries, jpg {engine_jpg['images_per_s_marginal']:6.2f} img/s wall, "
+          f"{engine_jpg['images_per_cpu_s_marginal']:6.2f} img/CPU-s (--image-format jpg), "
+          f"{engine_jpg['people_per_image']:.2f} people/image; shards "
+          f"{results['shard_size_ratio_png_over_jpg']:.1f}x smaller than png")
     for name, r in reference.items():
         print(f"  reference PIL {name:15s} {r['images_per_s']:6.2f} img/s wall, {r['images_per_cpu_s']:6.2f} "
               f"img/CPU-s, {r['people_per_image']:.2f} people/image -> himbench (3 tries) "
               f"{ratios[name]['wall']:.2f}x wall, {ratios[name]['cpu']:.2f}x CPU")
+        if name in ratios_jpg:
+            print(f"  {'':29s} like for like, himbench --image-format jpg: {ratios_jpg[name]['wall']:.2f}x wall, "
+                  f"{ratios_jpg[name]['cpu']:.2f}x CPU")
     print(f"  fg cache: cold {cold['seconds']:.1f} s, warm {warm_same['seconds']:.1f} s for {sizes[0]} images; "
           f"identical shards: {identical}")
     return results

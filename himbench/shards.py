@@ -7,14 +7,15 @@ Layout of a built dataset folder (loadable with no script by ``datasets.load_dat
     DIR/build_config.json                      the resolved build configuration
     DIR/build_report.json                      what the build did (shards, skipped sources, fingerprint)
 
-Columns (Hugging Face feature types in brackets): ``id`` (string; a plain file name, since it names files and
-folders downstream: :func:`read_shard` refuses ``../x`` or ``/abs``), ``seed`` (int64), ``image`` (Image, PNG bytes,
-lossless so the compositing equation holds exactly), ``alphas`` (List of Image: 8-bit PNG visible mattes, back to
-front), ``boxes`` (List of [x0, y0, x1, y1], exclusive end, of each visible matte > 0), ``depth_order`` (List of int:
-depth rank of each instance, 0 = furthest back), ``fg_sources`` (List of string), ``bg_source`` (string),
-``width``/``height``/``num_instances`` (int32), ``unknown_fraction`` (float32: share of the people's pixels that
-are soft, 0 < alpha < 1). Builds made with ``--store-layers`` add ``foregrounds`` (List of Image: each person's
-colours on the canvas) and ``background`` (Image), so the compositing equation can be re-checked exactly.
+Columns (Hugging Face feature types in brackets): ``id`` (string; a plain file name, since it names files and folders
+downstream: :func:`read_shard` refuses ``../x`` or ``/abs``), ``seed`` (int64), ``image`` (Image, PNG bytes, lossless
+so the compositing equation holds exactly; JPEG in a ``--image-format jpg`` build), ``alphas`` (List of Image: 8-bit
+PNG visible mattes, back to front), ``boxes`` (List of [x0, y0, x1, y1], exclusive end, of each visible matte > 0),
+``depth_order`` (List of int: depth rank of each instance, 0 = furthest back), ``fg_sources`` (List of string),
+``bg_source`` (string), ``width``/``height``/``num_instances`` (int32), ``unknown_fraction`` (float32: share of the
+people's pixels that are soft, 0 < alpha < 1). Builds made with ``--store-layers`` add ``foregrounds`` (List of Image:
+each person's colours on the canvas) and ``background`` (Image), so the compositing equation can be re-checked
+exactly.
 
 :class:`ShardFolder` is the one reader of such a folder (layout, splits, the two JSON files, column subsets of a row
 group, id lookup); rows are encoded by :func:`write_shard` and unwrapped on reading through the same ``datasets``

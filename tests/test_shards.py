@@ -199,16 +199,21 @@ def _with_out(args: list[str], out: Path) -> list[str]:
     return args
 
 
-def test_card_command_reproduces_the_fingerprint(tmp_path):
+@pytest.mark.parametrize("image_options", [[], ["--image-format", "jpg", "--jpeg-quality", "90"]])
+def test_card_command_reproduces_the_fingerprint(image_options, tmp_path):
     runner = CliRunner()
     first = tmp_path / "A"
-    options = ["--splits", "train=3", "--size", "128", "--seed", "5", "--instances", "1-2", "--scale", "0.5-0.8"]
+    options = ["--splits", "train=3", "--size", "128", "--seed", "5", "--instances", "1-2", "--scale", "0.5-0.8",
+               *image_options]
     result = runner.invoke(main, ["build-dataset", "--out", str(first), *options, "-j", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     args = _card_command(first)
     assert args[0] == "build-dataset"
     for option, value in (("--seed", "5"), ("--size", "128x128"), ("--instances", "1-2"), ("--scale", "0.5-0.8")):
         assert args[args.index(option) + 1] == value
+    assert ("--image-format" in args) == bool(image_options)
+    if image_options:
+        assert args[args.index("--jpeg-quality") + 1] == "90"
     second = tmp_path / "B"
     result = runner.invoke(main, [*_with_out(args, second), "-j", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -230,6 +235,8 @@ def test_card_command_reproduces_the_fingerprint(tmp_path):
                     max_instances=4, instance_weights=(0.25, 0.75), scale_min=1e-05, scale_max=1.5, min_visible=0.0,
                     max_attempts=7, fg_sources=("embedded", "my cut-outs"), bg_sources=("/abs/bg",),
                     store_layers=True),
+        BuildConfig(image_format="jpg"),
+        BuildConfig(splits={"train": 2}, width=64, height=48, image_format="jpg", jpeg_quality=80, store_layers=True),
     ],
 )
 def test_every_fingerprinted_option_is_printed(config, tmp_path, monkeypatch):
@@ -249,3 +256,5 @@ def test_python_only_settings_are_named_in_the_card():
     text = command_line(BuildConfig(flip_prob=0.1, scale_max=1))
     assert "# not reproducible by this command" in text and "flip_prob=0.1" in text and "scale_max=1" in text
     assert f"# fingerprint {BuildConfig().fingerprint()}" in command_line(BuildConfig())
+    # A png build ignores the JPEG quality (bytes and fingerprint): nothing is missing from its command.
+    assert "not reproducible" not in command_line(BuildConfig(jpeg_quality=50))

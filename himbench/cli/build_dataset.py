@@ -140,6 +140,21 @@ def _parse_scale(value: str) -> tuple[float, float]:
 @click.option("--no-fg-cache", is_flag=True, help="Estimate foreground colours in each worker, with no on-disk cache.")
 @click.option("--store-layers", is_flag=True, help="Also store each person's foreground colours and the background.")
 @click.option(
+    "--image-format",
+    type=click.Choice(["png", "jpg"]),
+    default="png",
+    show_default=True,
+    help="How the composite is stored. png: lossless, so the ground truth is exact (the compositing equation holds "
+    "to 8-bit rounding). jpg: JPEG, as I-HIM50K and HIM-2K ship their images; lossy, faster to write, and about "
+    "3.8x smaller shards at 1024 px with quality 95. The mattes are 8-bit PNG either way.",
+)
+@click.option(
+    "--jpeg-quality",
+    default=None,
+    type=click.IntRange(1, 100),
+    help="JPEG quality of the composite with --image-format jpg.  [default: 95]",
+)
+@click.option(
     "--overwrite",
     is_flag=True,
     help="Write into an --out that holds another build or other files, instead of refusing. Only the files a build "
@@ -166,6 +181,8 @@ def command(
     fg_cache,
     no_fg_cache,
     store_layers,
+    image_format,
+    jpeg_quality,
     overwrite,
     no_progress,
 ) -> None:
@@ -180,6 +197,7 @@ def command(
     Examples:
       himbench build-dataset --out data/him-embedded
       himbench build-dataset --out data/him-p3m --fg ../shared/realdata/P3M/demo/imgs --fg embedded --size 640
+      himbench build-dataset --out data/him-jpg --image-format jpg      # JPEG composites, as I-HIM50K
     """
     from concurrent.futures.process import BrokenProcessPool
 
@@ -189,6 +207,8 @@ def command(
 
     if no_fg_cache and fg_cache:
         raise click.BadParameter("give --fg-cache or --no-fg-cache, not both", param_hint="--no-fg-cache")
+    if jpeg_quality is not None and image_format != "jpg":
+        raise click.BadParameter("applies to --image-format jpg only (png is lossless)", param_hint="--jpeg-quality")
     width, height = _parse_size(size)
     low, high = _parse_range(instances)
     scale_min, scale_max = _parse_scale(scale)
@@ -215,6 +235,8 @@ def command(
             fg_sources=tuple(fg_sources),
             bg_sources=tuple(bg_sources),
             store_layers=store_layers,
+            image_format=image_format,
+            jpeg_quality=95 if jpeg_quality is None else jpeg_quality,
         )
         report = build_dataset(
             config,

@@ -37,6 +37,7 @@ __all__ = [
     "decode_image",
     "decode_raw",
     "encode_alpha_png",
+    "encode_jpeg",
     "encode_png",
     "max_file_bytes",
     "max_pixels",
@@ -378,6 +379,17 @@ def encode_png(array: np.ndarray, compression: int = 1, rgb: bool = True) -> byt
     ok, buffer = cv2.imencode(".png", array, png_params(compression))
     if not ok:
         raise RuntimeError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def encode_jpeg(array: np.ndarray, quality: int = 95, rgb: bool = True) -> bytes:
+    """Encode uint8 HxW (grey) or HxWx3 (RGB when ``rgb``) as baseline JPEG bytes at ``quality`` (1-100; lossy).
+    OpenCV's libjpeg encoder is deterministic: the same array and quality always give the same bytes."""
+    if array.ndim == 3 and rgb:
+        array = array[:, :, ::-1]  # OpenCV encodes BGR
+    ok, buffer = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
     return buffer.tobytes()
 
 

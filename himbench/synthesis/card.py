@@ -85,6 +85,7 @@ def render_dataset_card(config: BuildConfig, stats: dict, num_problems: int, com
         else ""
     )
     values = {
+        **_image_format_text(config),
         "pretty_name": "himbench synthetic human instance matting",
         "size_category": _size_category(stats["num_images"]),
         "data_files": data_files,
@@ -104,6 +105,32 @@ def render_dataset_card(config: BuildConfig, stats: dict, num_problems: int, com
     for key, value in values.items():
         text = text.replace("{" + key + "}", str(value))
     return text
+
+
+def _image_format_text(config: BuildConfig) -> dict[str, str]:
+    """What the card says about the stored composite: its format, and how exactly it meets the compositing equation."""
+    equation = "`I = sum_i F_i vis_i + B (1 - sum_i vis_i)`"
+    mattes = "the visible mattes of an image sum to at most 1 everywhere (himbench SPEC s.1)"
+    if config.image_format == "jpg":
+        return {
+            "image_type": f"JPEG, quality {config.jpeg_quality}",
+            "image_meaning": f"the composite as JPEG (quality {config.jpeg_quality}), as I-HIM50K ships its images; "
+                             "lossy",
+            "composite_note": (
+                f"Image format: **JPEG** (`--image-format jpg --jpeg-quality {config.jpeg_quality}`). The composite "
+                f"satisfied {equation} to within 8-bit rounding before it was encoded; the stored JPEG differs from "
+                "it by the compression error (a few levels), while the mattes are exact 8-bit PNG and "
+                f"{mattes}. Rebuild with the default `--image-format png` for lossless composites."
+            ),
+        }
+    return {
+        "image_type": "PNG",
+        "image_meaning": "the composite, lossless so the compositing equation holds exactly",
+        "composite_note": (
+            f"Image format: **PNG** (lossless). The composite satisfies {equation} to within 8-bit rounding, and "
+            f"{mattes}."
+        ),
+    }
 
 
 def _number(value: float) -> str:
@@ -128,6 +155,8 @@ def _options(config: BuildConfig) -> list[str]:
         args += ["--bg", source]
     if config.store_layers:
         args.append("--store-layers")
+    if config.image_format != "png":  # png (the default) ignores the JPEG quality, and so does its fingerprint
+        args += ["--image-format", config.image_format, "--jpeg-quality", str(config.jpeg_quality)]
     return args
 
 
@@ -152,6 +181,11 @@ def _as_the_command_builds(config: BuildConfig) -> BuildConfig:
         fg_sources=tuple(config.fg_sources),
         bg_sources=tuple(config.bg_sources),
         store_layers=bool(config.store_layers),
+        **(
+            {"image_format": str(config.image_format), "jpeg_quality": int(config.jpeg_quality)}
+            if config.image_format != "png"
+            else {}
+        ),
     )
 
 
@@ -163,11 +197,14 @@ def command_line(config: BuildConfig) -> str:
     sources = (*config.fg_sources, *config.bg_sources)
     if any(s != "embedded" and not Path(s).is_absolute() for s in sources):
         lines.append("# run it from the folder the build ran in: --fg/--bg folders enter the fingerprint as written")
-    built, rebuilt = config.to_dict(), _as_the_command_builds(config).to_dict()
+    # Compared on the fingerprinted fields: a setting the build's bytes ignore (the JPEG quality of a png build) is
+    # not worth a warning.
+    built, rebuilt = config.fingerprinted(), _as_the_command_builds(config).fingerprinted()
     missing = [
         f"{f.name}={json.dumps(built[f.name])}"
         for f in fields(BuildConfig)
-        if json.dumps(built[f.name], sort_keys=True) != json.dumps(rebuilt[f.name], sort_keys=True)
+        if f.name in built
+        and json.dumps(built[f.name], sort_keys=True) != json.dumps(rebuilt.get(f.name), sort_keys=True)
     ]
     if missing:
         lines.append(f"# not reproducible by this command: built through the Python API with {', '.join(missing)}")

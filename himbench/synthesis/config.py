@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ENGINE_VERSION", "MAX_INSTANCES", "MAX_SIDE", "BuildConfig"]
+__all__ = ["ENGINE_VERSION", "IMAGE_FORMATS", "MAX_INSTANCES", "MAX_SIDE", "BuildConfig"]
 
 # A canvas side above this is a typo (a 100000 px canvas would allocate tens of GB per image).
 MAX_SIDE = 8192
@@ -17,6 +17,9 @@ MAX_INSTANCES = 20
 # bytes, so a build folder made by an older engine is never resumed into a mix of old and new shards.
 # 2: placement decided at 1/4 resolution, cut-outs prepared at their largest drawn size, crop-based compositing.
 ENGINE_VERSION = 2
+# How the composite is stored: "png" lossless (the compositing equation holds exactly; the default), "jpg" as
+# I-HIM50K and HIM-2K ship their images (lossy, smaller, faster to write). Mattes are always 8-bit PNG.
+IMAGE_FORMATS = ("png", "jpg")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class BuildConfig:
     fg_max_side: int = 1280
     store_layers: bool = False
     png_compression: int = 1
+    # Format of the composite ("png" or "jpg", see IMAGE_FORMATS) and the JPEG quality used when it is "jpg".
+    image_format: str = "png"
+    jpeg_quality: int = 95
 
     def __post_init__(self) -> None:
         problems = []
@@ -90,6 +96,11 @@ class BuildConfig:
             problems.append("fg_max_side must be >= 16 px")
         if not self.fg_sources or not self.bg_sources:
             problems.append("need at least one foreground and one background source")
+        if self.image_format not in IMAGE_FORMATS:
+            problems.append(f"image_format must be one of {', '.join(IMAGE_FORMATS)} (got {self.image_format!r})")
+        quality = self.jpeg_quality
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+            problems.append(f"jpeg_quality must be an integer from 1 to 100 (got {self.jpeg_quality!r})")
         if problems:
             raise ValueError("invalid build config: " + "; ".join(problems))
 
@@ -114,10 +125,22 @@ class BuildConfig:
             data["instance_weights"] = tuple(data["instance_weights"])
         return cls(**data)
 
+    def fingerprinted(self) -> dict:
+        """The fields :meth:`fingerprint` hashes: :meth:`to_dict` less the settings that cannot change the bytes.
+
+        ``image_format``/``jpeg_quality`` came after builds were published, and a png build never reads the JPEG
+        quality: for a png build both are left out, so its fingerprint is exactly the one it had before these
+        fields existed (finished shards still resume, a Hub copy still matches its build_config.json) and no
+        ENGINE_VERSION bump is needed. A jpg build hashes both (the quality changes every byte of the composite)."""
+        data = self.to_dict()
+        if self.image_format == "png":
+            del data["image_format"], data["jpeg_quality"]
+        return data
+
     def fingerprint(self) -> str:
         """Hash of everything that affects shard bytes (the config and the engine's version); a resumed build must
         have the same fingerprint. Where the foreground cache lives is not part of it: it never changes the bytes."""
-        data = {**self.to_dict(), "engine_version": ENGINE_VERSION}
+        data = {**self.fingerprinted(), "engine_version": ENGINE_VERSION}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def num_shards(self, split: str) -> int:

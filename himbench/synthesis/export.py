@@ -1,7 +1,9 @@
 """Export built shards to the HIM-2K folder layout, for tools that expect files on disk.
 
 Layout: ``images/<split>/<id>.<ext>`` and ``alphas/<split>/<id>/<k>.png`` (k = 00, 01, ...), the same layout
-``himbench evaluate --gt`` reads. Mattes are copied byte for byte from the shards (no re-encoding).
+``himbench evaluate --gt`` reads. Mattes are copied byte for byte from the shards (no re-encoding), and so is the
+composite when the shard already stores it in the requested format (a png build exported as png, a
+``build-dataset --image-format jpg`` build exported as jpg); otherwise it is decoded and re-encoded.
 
 Shards may come from anywhere (the Hub): every sample id is checked to be a plain file name before anything is
 written (an id such as ``../../x`` or ``/abs`` is refused, naming the shard), every path written is checked to stay
@@ -27,19 +29,22 @@ def export_him2k(
 ) -> dict[str, int]:
     """Write every sample of ``splits`` (default: all) to ``out_dir``; returns the number of images per split.
 
-    ``image_format`` is ``"png"`` (lossless, exact ground truth) or ``"jpg"`` (as HIM-2K ships; lossy). Raises
+    ``image_format`` is ``"png"`` (lossless, exact ground truth) or ``"jpg"`` (as HIM-2K ships; lossy).
+    ``jpeg_quality`` applies when a PNG composite is re-encoded as JPEG; a composite the shard already stores as JPEG
+    is copied as it is (re-encoding would only lose more), and exporting it as png keeps its JPEG pixels. Raises
     :class:`InputError` (before writing anything) when ``out_dir`` is not empty, a split has no shards, or a sample
     id is not a plain file name or appears twice in a split.
     """
-    import cv2
     from tqdm.auto import tqdm
 
-    from himbench.io import decode_image, resolve_inside, safe_name
+    from himbench.io import resolve_inside, safe_name
     from himbench.io.atomic import atomic_write_bytes
     from himbench.shards import ShardFolder, check_sample_id
 
     if image_format not in ("png", "jpg"):
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be 1 to 100, got {jpeg_quality!r}")
     out_dir = Path(out_dir)
     require_empty_folder(
         out_dir,
@@ -69,14 +74,22 @@ def export_him2k(
             for path in shards:
                 for row in folder.rows(path, ("id", "image", "alphas")):
                     stem = row["id"]
-                    image_bytes = row["image"]
-                    if image_format == "jpg":
-                        rgb = decode_image(image_bytes, f"{path}#{stem}")
-                        ok, buffer = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-                        image_bytes = buffer.tobytes()
+                    image_bytes = _in_format(row["image"], image_format, jpeg_quality, f"{path}#{stem}")
                     atomic_write_bytes(resolve_inside(out_dir, "images", split, f"{stem}.{image_format}"), image_bytes)
                     for k, alpha in enumerate(row["alphas"]):
                         atomic_write_bytes(resolve_inside(out_dir, "alphas", split, stem, f"{k:02d}.png"), alpha)
                     bar.update(1)
         counts[split] = total
     return counts
+
+
+def _in_format(data: bytes, image_format: str, jpeg_quality: int, source: str) -> bytes:
+    """``data`` (a shard's composite) as ``image_format`` bytes: unchanged when it already is (its header says so),
+    else decoded (guarded) and re-encoded."""
+    from himbench.io import decode_image, encode_jpeg, encode_png, probe_image
+
+    stored = probe_image(data, source).format
+    if stored == {"png": "png", "jpg": "jpeg"}[image_format]:
+        return data
+    rgb = decode_image(data, source)
+    return encode_jpeg(rgb, jpeg_quality) if image_format == "jpg" else encode_png(rgb)

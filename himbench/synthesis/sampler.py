@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from himbench.geometry import Box, tight_box
-from himbench.io import InputError, encode_png
+from himbench.io import InputError, encode_jpeg, encode_png
 from himbench.synthesis.compose import (
     Layer,
     composite_crops,
@@ -35,6 +35,7 @@ from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, loa
 __all__ = [
     "Placement",
     "SampleResult",
+    "encode_composite",
     "foregrounds_drawn",
     "image_id",
     "image_rng",
@@ -297,7 +298,7 @@ def synthesize_image(
     row = {
         "id": image_id(split, index),
         "seed": image_seed(config, split, index),
-        "image": encode_png(image, config.png_compression),
+        "image": encode_composite(image, config),
         "alphas": [
             _encode_matte(layer, vis, canvas_hw, config.png_compression)
             for layer, vis in zip(layers, visible, strict=True)
@@ -316,6 +317,14 @@ def synthesize_image(
         row["background"] = encode_png(background, config.png_compression)
     seconds["encode"] += time.perf_counter() - tic
     return SampleResult(row, problems, seconds)
+
+
+def encode_composite(image: np.ndarray, config: BuildConfig) -> bytes:
+    """The composite's bytes in the build's ``image_format``: lossless PNG at ``png_compression``, or JPEG at
+    ``jpeg_quality`` (deterministic: OpenCV's libjpeg gives the same bytes for the same pixels and quality)."""
+    if config.image_format == "jpg":
+        return encode_jpeg(image, config.jpeg_quality)
+    return encode_png(image, config.png_compression)
 
 
 def _matte_statistics(
