@@ -232,6 +232,43 @@ def test_refiner_predicts_one_matte_per_non_empty_mask_at_full_size():
         model.predict_instances(np.zeros((100, 100, 3), np.uint8))
 
 
+def test_refiner_training_patches_sit_on_the_outline_and_inside_the_image():
+    from baselines.refiner import outline_patches
+
+    torch.manual_seed(0)
+    masks = torch.zeros(3, 100, 80, dtype=torch.bool)
+    masks[0, 10:30, 10:30] = True  # near the top-left corner: the patch must be moved inside the image
+    masks[1, 60:100, 50:80] = True  # touching the bottom-right corner
+    # mask 2 is empty: no outline, so its patches are centred on the image
+    corners = outline_patches(masks, 32, jitter=0, count=2)
+    assert len(corners) == 6
+    for y, x in corners:
+        assert 0 <= y <= 100 - 32 and 0 <= x <= 80 - 32
+    for i, (y, x) in enumerate(corners[:4]):
+        patch = masks[i // 2, y : y + 32, x : x + 32]
+        assert patch.any() and not patch.all()  # every patch of a non-empty mask crosses its outline
+    assert corners[4] == corners[5] == (50 - 16, 40 - 16)
+
+
+def test_refiner_changes_only_the_band_and_keeps_the_working_scale():
+    """Outside ``band_px`` of the mask's outline the matte is the mask itself; an image already at the working
+    size is not resized (a 640 px image is refined at 640 px, not at a downscaled size)."""
+    from baselines.refiner import outline_band
+    from himbench.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mask-refine-tiny", width=8, depth=2, input_size=96, band=0.05, snap=0.0).eval()
+    torch.nn.init.normal_(model.unet.head.weight, std=5.0)  # an untrained zero head would return the mask anyway
+    masks = masks_from_alphas(_discs(size=96, centres=((40, 40),), radius=20))
+    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    alphas, _ = model.predict_instances(image, masks)
+    band = outline_band(torch.from_numpy(masks[:, None].astype(np.float32)), model.config.band_px)[:, 0].numpy() > 0
+    assert model.config.band_px == 5
+    assert np.array_equal(alphas[0][~band[0]], masks[0][~band[0]].astype(np.float32))
+    changed = np.abs(alphas[0] - masks[0]) > 0.05
+    assert changed[band[0]].mean() > 0.2  # the network does decide the band
+
+
 def test_segmenter_targets_point_at_each_instance_centre():
     from baselines.segmenter import segmentation_targets
 
