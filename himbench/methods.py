@@ -176,8 +176,8 @@ def missing_weights_message(model: str, released) -> str:
 
 
 def refuse_random_weights(model: str, net) -> None:
-    """:class:`InputError` saying where to get the weights when ``net`` (registered as ``model``) re-implements a
-    published network whose ``released_weights`` say random weights are useless."""
+    """:class:`InputError` saying where to get the weights when ``net`` (registered as ``model``; an instance or its
+    class) re-implements a published network whose ``released_weights`` say random weights are useless."""
     from himbench.io import InputError
 
     released = getattr(net, "released_weights", None)
@@ -192,11 +192,12 @@ def load_registered_model(model: str, checkpoint: str | Path | None, device: str
     whose ``released_weights`` say random weights are useless). Returns ``(module in eval mode on device, checkpoint
     used or None)``."""
     from himbench.checkpoints import load_model
-    from himbench.registry import create_model, default_checkpoint
+    from himbench.registry import create_model, default_checkpoint, model_class
 
     if checkpoint is None:
         checkpoint = default_checkpoint(model)
     if checkpoint is None:
+        refuse_random_weights(model, model_class(model))  # before building: a paper-size network costs seconds
         net = create_model(model)
         refuse_random_weights(model, net)
         return net.to(device).eval(), None

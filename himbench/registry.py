@@ -60,6 +60,7 @@ __all__ = [
     "default_checkpoint",
     "list_models",
     "load_plugins",
+    "model_class",
     "model_info",
     "register_model",
 ]
@@ -150,6 +151,22 @@ def create_model(name: str, /, **overrides: Any):
     if name not in _FACTORIES:
         raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_FACTORIES)) or 'none'}")
     return _FACTORIES[name](**overrides)
+
+
+def model_class(name: str) -> type | None:
+    """The class registered model ``name``'s factory says it returns (its return annotation), without building it;
+    None when the factory does not say. Lets the host read class attributes such as ``released_weights`` before
+    spending seconds and hundreds of MB on a paper-size network."""
+    import typing
+
+    load_plugins()
+    if name not in _FACTORIES:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_FACTORIES)) or 'none'}")
+    try:
+        returned = typing.get_type_hints(_FACTORIES[name]).get("return")
+    except (NameError, TypeError):  # an annotation naming something the factory's module does not define
+        return None
+    return returned if isinstance(returned, type) else None
 
 
 def default_checkpoint(name: str) -> Path | None:

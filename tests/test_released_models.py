@@ -108,9 +108,33 @@ def test_mask_guided_predict_without_masks_is_a_usage_error(mgm_import, tmp_path
 
 
 @pytest.mark.parametrize("name", ["mgm", "seg-mgm", "e2ehim-official"])
-def test_released_models_without_weights_say_where_to_get_them(name):
+def test_released_models_without_weights_say_where_to_get_them(name, monkeypatch):
+    from baselines.mgm import MGMatting
+    from e2ehim.official import E2EHIMOfficial
+
+    def built(*args, **kwargs):
+        raise AssertionError("the network was built only to say that its weights are missing")
+
+    # The error comes from the registered class, before the paper-size network is built.
+    monkeypatch.setattr(MGMatting, "__init__", built)
+    monkeypatch.setattr(E2EHIMOfficial, "__init__", built)
     with pytest.raises(InputError, match="needs the authors' weights.*licence.*import-checkpoint"):
         create_method(name, device="cpu")
+
+
+def test_model_class_reads_the_factory_without_building_it(monkeypatch):
+    from baselines.mgm import MGMatting
+    from himbench import registry
+
+    assert registry.model_class("mgm") is MGMatting
+
+    def unannotated(**overrides):
+        return None
+
+    monkeypatch.setitem(registry._FACTORIES, "test-unannotated", unannotated)  # gone again after the test
+    assert registry.model_class("test-unannotated") is None
+    with pytest.raises(KeyError, match="unknown model"):
+        registry.model_class("no-such-model")
 
 
 def test_predict_without_weights_says_where_to_get_them(tmp_path):
