@@ -237,6 +237,8 @@ def test_card_command_reproduces_the_fingerprint(image_options, tmp_path):
                     store_layers=True),
         BuildConfig(image_format="jpg"),
         BuildConfig(splits={"train": 2}, width=64, height=48, image_format="jpg", jpeg_quality=80, store_layers=True),
+        BuildConfig(min_in_frame=0.25, flip_prob=0.0, brightness=0.0, contrast=0.3, saturation=0.05, hue_degrees=12.5,
+                    fg_max_side=640, png_compression=6),
     ],
 )
 def test_every_fingerprinted_option_is_printed(config, tmp_path, monkeypatch):
@@ -253,8 +255,18 @@ def test_every_fingerprinted_option_is_printed(config, tmp_path, monkeypatch):
 
 
 def test_python_only_settings_are_named_in_the_card():
+    # Every field has an option now; what the command cannot give is a value of another JSON type (1 is not 1.0,
+    # and the fingerprint tells them apart).
     text = command_line(BuildConfig(flip_prob=0.1, scale_max=1))
-    assert "# not reproducible by this command" in text and "flip_prob=0.1" in text and "scale_max=1" in text
+    assert "# not reproducible by this command" in text and "scale_max=1" in text and "flip_prob" not in text
+    assert "--flip-prob 0.1" in text
     assert f"# fingerprint {BuildConfig().fingerprint()}" in command_line(BuildConfig())
     # A png build ignores the JPEG quality (bytes and fingerprint): nothing is missing from its command.
     assert "not reproducible" not in command_line(BuildConfig(jpeg_quality=50))
+
+
+@pytest.mark.parametrize("jitter", ["0.1,0.2", "a,b,c,d", "0.1,0.2,0.3,4,5"])
+def test_bad_jitter_is_refused_naming_the_option(jitter, tmp_path):
+    result = CliRunner().invoke(main, ["build-dataset", "--out", str(tmp_path / "o"), "--jitter", jitter])
+    assert result.exit_code == 2 and "--jitter" in result.output and "B,C,S,H" in result.output
+    assert not (tmp_path / "o").exists()

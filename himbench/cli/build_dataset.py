@@ -111,6 +111,33 @@ def _parse_scale(value: str) -> tuple[float, float]:
     type=click.IntRange(1, 1000),
     help="Placement tries per person before it is dropped (each try is decided at 1/4 resolution).",
 )
+@click.option(
+    "--min-in-frame",
+    default=0.6,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Reject placements where less than this share of the person's cut-out lies inside the frame.",
+)
+@click.option(
+    "--flip-prob", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+    help="Chance that a person is mirrored left-right.",
+)
+@click.option(
+    "--jitter",
+    default="0.15,0.15,0.2,8",
+    show_default=True,
+    help="Colour jitter of each person: brightness, contrast and saturation (relative amplitudes) and hue (degrees), "
+    "B,C,S,H; 0,0,0,0 turns it off.",
+)
+@click.option(
+    "--fg-max-side", default=1280, show_default=True, type=click.IntRange(16, 8192),
+    help="Longest side, in pixels, a foreground cut-out is prepared at (never more than it can be drawn at).",
+)
+@click.option(
+    "--png-compression", default=1, show_default=True, type=click.IntRange(0, 9),
+    help="zlib level of the PNGs written (mattes, and the composite with --image-format png): 1 is fastest; "
+    "higher levels make smaller shards, slower.",
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Build seed; same seed + sources = same bytes.")
 @click.option("--images-per-shard", default=32, show_default=True, type=click.IntRange(min=1),
@@ -183,6 +210,11 @@ def command(
     store_layers,
     image_format,
     jpeg_quality,
+    min_in_frame,
+    flip_prob,
+    jitter,
+    fg_max_side,
+    png_compression,
     overwrite,
     no_progress,
 ) -> None:
@@ -219,6 +251,11 @@ def command(
         raise click.BadParameter(f"expected comma-separated numbers, got {instance_weights!r}",
                                  param_hint="--instance-weights") from err
     try:
+        brightness, contrast, saturation, hue_degrees = (float(v) for v in jitter.split(","))
+    except ValueError as err:
+        raise click.BadParameter(f"expected four comma-separated numbers B,C,S,H, got {jitter!r}",
+                                 param_hint="--jitter") from err
+    try:
         config = BuildConfig(
             splits=split_counts,
             width=width,
@@ -237,6 +274,14 @@ def command(
             store_layers=store_layers,
             image_format=image_format,
             jpeg_quality=95 if jpeg_quality is None else jpeg_quality,
+            min_in_frame=min_in_frame,
+            flip_prob=flip_prob,
+            brightness=brightness,
+            contrast=contrast,
+            saturation=saturation,
+            hue_degrees=hue_degrees,
+            fg_max_side=fg_max_side,
+            png_compression=png_compression,
         )
         report = build_dataset(
             config,

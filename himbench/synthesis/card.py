@@ -149,6 +149,10 @@ def _options(config: BuildConfig) -> list[str]:
         args += ["--instance-weights", ",".join(_number(w) for w in config.instance_weights)]
     args += ["--scale", f"{_number(config.scale_min)}-{_number(config.scale_max)}"]
     args += ["--min-visible", _number(config.min_visible), "--max-attempts", str(config.max_attempts)]
+    args += ["--min-in-frame", _number(config.min_in_frame), "--flip-prob", _number(config.flip_prob)]
+    jitter = (config.brightness, config.contrast, config.saturation, config.hue_degrees)
+    args += ["--jitter", ",".join(_number(v) for v in jitter)]
+    args += ["--fg-max-side", str(config.fg_max_side), "--png-compression", str(config.png_compression)]
     for source in config.fg_sources:
         args += ["--fg", source]
     for source in config.bg_sources:
@@ -162,7 +166,8 @@ def _options(config: BuildConfig) -> list[str]:
 
 def _as_the_command_builds(config: BuildConfig) -> BuildConfig:
     """The config `build-dataset` makes from :func:`_options` (its types: JSON tells 1 from 1.0, and so does the
-    fingerprint); fields with no option keep their defaults there."""
+    fingerprint). Every field has an option; a value of another JSON type than the option gives (an int scale) cannot be
+    written, and :func:`command_line` names it."""
     weights = config.instance_weights
     return replace(
         BuildConfig(),
@@ -178,6 +183,14 @@ def _as_the_command_builds(config: BuildConfig) -> BuildConfig:
         scale_max=float(config.scale_max),
         min_visible=float(config.min_visible),
         max_attempts=int(config.max_attempts),
+        min_in_frame=float(config.min_in_frame),
+        flip_prob=float(config.flip_prob),
+        brightness=float(config.brightness),
+        contrast=float(config.contrast),
+        saturation=float(config.saturation),
+        hue_degrees=float(config.hue_degrees),
+        fg_max_side=int(config.fg_max_side),
+        png_compression=int(config.png_compression),
         fg_sources=tuple(config.fg_sources),
         bg_sources=tuple(config.bg_sources),
         store_layers=bool(config.store_layers),
