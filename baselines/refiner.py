@@ -11,9 +11,10 @@ the mask itself (MGMatting also keeps confident regions).
 **Resolution.** Matting is decided in a band a few pixels wide, so the refiner works at the image's own scale: the
 image is brought to longer side ``input_size`` (640, the leaderboard's resolution, so 640 px images are not resized
 at all) and each instance is refined in a crop around its band, never on a downscaled whole image. Training does the
-same at the same scale: ``patch_size`` square patches centred on random points of each instance's band, as matting
-networks are trained on native-resolution crops. (An earlier refiner ran on the whole image at 192 px; upsampling its
-output blurred both sides of every edge, and at ground-truth masks it scored far below the masks themselves.)
+same at the same scale: ``patches_per_instance`` square patches of ``patch_size`` centred near random points of each
+instance's outline, as matting networks are trained on native-resolution crops. (An earlier refiner ran on the
+whole image at 192 px; upsampling its output blurred both sides of every edge, and at ground-truth masks it scored
+far below the masks themselves.)
 
 Training (``himbench train --model mask-refine-tiny``) follows the protocol of :mod:`himbench.registry`: every
 valid ground-truth instance of the batch becomes one training example (capped at ``max_instances`` per step); its
