@@ -407,21 +407,18 @@ def real_part(args) -> dict:
     engine = {attempts: engine_rates(attempts) for attempts in (3, 40)}
     engine_jpg = engine_rates(3, "jpg")
     ref = reference["jpeg_per_image"]
-    ratios = {
-        name: {
-            "wall": engine[3]["images_per_s_marginal"] / r["images_per_s"],
-            "cpu": engine[3]["images_per_cpu_s_marginal"] / r["images_per_cpu_s"],
+    def ratios_against(run: dict, names) -> dict:
+        return {
+            name: {
+                "wall": run["images_per_s_marginal"] / reference[name]["images_per_s"],
+                "cpu": run["images_per_cpu_s_marginal"] / reference[name]["images_per_cpu_s"],
+            }
+            for name in names
         }
-        for name, r in reference.items()
-    }
+
+    ratios = ratios_against(engine[3], reference)
     # Like for like: the engine writing JPEG q95 composites against the references that do the same.
-    ratios_jpg = {
-        name: {
-            "wall": engine_jpg["images_per_s_marginal"] / reference[name]["images_per_s"],
-            "cpu": engine_jpg["images_per_cpu_s_marginal"] / reference[name]["images_per_cpu_s"],
-        }
-        for name in ("jpeg_per_image", "jpeg_preloaded")
-    }
+    ratios_jpg = ratios_against(engine_jpg, ("jpeg_per_image", "jpeg_preloaded"))
     results = {
         "recipe": "I-HIM50K: 2-5 people, crop to alpha box, height 50-90% of the canvas, up to 3 tries with the 70% "
                   "visibility rule, paste, encode; 12 P3M portraits (1080-1920 px) on 7 backgrounds (1024 px)",

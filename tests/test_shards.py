@@ -265,8 +265,37 @@ def test_python_only_settings_are_named_in_the_card():
     assert "not reproducible" not in command_line(BuildConfig(jpeg_quality=50))
 
 
-@pytest.mark.parametrize("jitter", ["0.1,0.2", "a,b,c,d", "0.1,0.2,0.3,4,5"])
+@pytest.mark.parametrize("jitter", ["0.1,0.2", "a,b,c,d", "0.1,0.2,0.3,4,5", "nan,0,0,0"])
 def test_bad_jitter_is_refused_naming_the_option(jitter, tmp_path):
     result = CliRunner().invoke(main, ["build-dataset", "--out", str(tmp_path / "o"), "--jitter", jitter])
     assert result.exit_code == 2 and "--jitter" in result.output and "B,C,S,H" in result.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--jitter", "0.1,2,0.1,8"], "colour jitter"),
+        (["--jitter", "0.1,0.1,0.1,-8"], "colour jitter"),
+        (["--instance-weights", "1,inf", "--instances", "2-3"], "--instance-weights"),
+    ],
+)
+def test_out_of_range_build_settings_are_refused(options, message, tmp_path):
+    result = CliRunner().invoke(main, ["build-dataset", "--out", str(tmp_path / "o"), *options])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("flip_prob", 1.5),
+        ("flip_prob", float("nan")),
+        ("saturation", -0.1),
+        ("hue_degrees", 200.0),
+        ("png_compression", 10),
+    ],
+)
+def test_build_config_refuses_out_of_range_settings(field, value):
+    with pytest.raises(ValueError, match="invalid build config"):
+        BuildConfig(**{field: value})

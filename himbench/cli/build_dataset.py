@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 __all__ = ["command"]
@@ -51,6 +53,19 @@ def _parse_range(value: str, name: str = "--instances") -> tuple[int, int]:
         raise click.BadParameter(f"need 1 <= MIN <= MAX <= {MAX_INSTANCES} people per image, got {value!r}",
                                  param_hint=name)
     return result
+
+
+def _parse_numbers(value: str, name: str, form: str = "comma-separated numbers", count: int | None = None
+                   ) -> tuple[float, ...]:
+    """``value`` as comma-separated finite numbers (exactly ``count`` of them when given), else a BadParameter
+    naming option ``name`` and the expected ``form``."""
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        numbers = ()
+    if not numbers or not all(math.isfinite(v) for v in numbers) or (count is not None and len(numbers) != count):
+        raise click.BadParameter(f"expected {form}, got {value!r}", param_hint=name)
+    return numbers
 
 
 def _parse_scale(value: str) -> tuple[float, float]:
@@ -245,16 +260,10 @@ def command(
     low, high = _parse_range(instances)
     scale_min, scale_max = _parse_scale(scale)
     split_counts = _parse_splits(splits)
-    try:
-        weights = tuple(float(w) for w in instance_weights.split(",")) if instance_weights else None
-    except ValueError as err:
-        raise click.BadParameter(f"expected comma-separated numbers, got {instance_weights!r}",
-                                 param_hint="--instance-weights") from err
-    try:
-        brightness, contrast, saturation, hue_degrees = (float(v) for v in jitter.split(","))
-    except ValueError as err:
-        raise click.BadParameter(f"expected four comma-separated numbers B,C,S,H, got {jitter!r}",
-                                 param_hint="--jitter") from err
+    weights = _parse_numbers(instance_weights, "--instance-weights") if instance_weights else None
+    brightness, contrast, saturation, hue_degrees = _parse_numbers(
+        jitter, "--jitter", "four comma-separated numbers B,C,S,H", count=4
+    )
     try:
         config = BuildConfig(
             splits=split_counts,

@@ -96,6 +96,14 @@ class BuildConfig:
             problems.append("fg_max_side must be >= 16 px")
         if not self.fg_sources or not self.bg_sources:
             problems.append("need at least one foreground and one background source")
+        if not 0 <= self.flip_prob <= 1:
+            problems.append(f"flip_prob is a probability in [0, 1] (got {self.flip_prob!r})")
+        jitter = (self.brightness, self.contrast, self.saturation)
+        if not all(0 <= v <= 1 for v in jitter) or not 0 <= self.hue_degrees <= 180:
+            problems.append(f"colour jitter needs brightness, contrast and saturation in [0, 1] and hue_degrees in "
+                            f"[0, 180] (got {', '.join(repr(v) for v in (*jitter, self.hue_degrees))})")
+        if not 0 <= self.png_compression <= 9:
+            problems.append(f"png_compression is a zlib level 0 to 9 (got {self.png_compression!r})")
         if self.image_format not in IMAGE_FORMATS:
             problems.append(f"image_format must be one of {', '.join(IMAGE_FORMATS)} (got {self.image_format!r})")
         quality = self.jpeg_quality

@@ -40,8 +40,9 @@ def export_him2k(
     from himbench.io import resolve_inside, safe_name
     from himbench.io.atomic import atomic_write_bytes
     from himbench.shards import ShardFolder, check_sample_id
+    from himbench.synthesis.config import IMAGE_FORMATS
 
-    if image_format not in ("png", "jpg"):
+    if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be 1 to 100, got {jpeg_quality!r}")
