@@ -392,7 +392,8 @@ def real_part(args) -> dict:
         seconds = dict(large["report"]["seconds"])
         total = sum(seconds.values())
         return {
-            "command": large["command"].replace(f"train={sizes[-1]}", "train=N"),
+            # WORK: the scratch folder holding the copied sources (deleted after the run), not a path of this machine
+            "command": large["command"].replace(f"train={sizes[-1]}", "train=N").replace(str(root), "WORK"),
             "images": sizes,
             "seconds": [runs[(*key, n)]["seconds"] for n in sizes],
             "cpu_seconds": [runs[(*key, n)]["cpu_seconds"] for n in sizes],
