@@ -1,7 +1,8 @@
 """E2E-HIM inference helpers: batch preparation and the post-processing of per-query outputs (SPEC s.5).
 
-Post-processing, per image: keep the queries whose person probability exceeds ``score_threshold``; compose their
-alphas (predicted alpha in the unknown region, 1 in the foreground); undo the letterbox to the original size; drop
+Post-processing, per image: keep the queries whose person probability exceeds ``score_threshold``; undo the letterbox
+of their trimap and alpha logits (bilinear, to the original size) and compose there (predicted alpha in the unknown
+region, 1 in the foreground, 0 in the background: :meth:`e2ehim.model.E2EHIM.output_alphas`); drop
 instances whose area (alpha > 0.5) is under ``min_area_fraction`` of the image (SPEC: 1000 px at 640 x 640); sort
 by score, highest first.
 """

@@ -177,13 +177,15 @@ def letterbox_mattes(alphas: np.ndarray, info: LetterboxInfo) -> np.ndarray:
     return out
 
 
-def unletterbox(mattes: torch.Tensor, info: LetterboxInfo, orig_size: tuple[int, int]) -> torch.Tensor:
+def unletterbox(
+    mattes: torch.Tensor, info: LetterboxInfo, orig_size: tuple[int, int], clip: bool = True
+) -> torch.Tensor:
     """N x size x size predictions -> N x H x W float at the original size ``orig_size`` (H, W), bilinear, clipped
-    to [0, 1]."""
+    to [0, 1] unless ``clip`` is False (for logits, which a model composes after resizing)."""
     import torch  # here, not at the top: the data pipeline imports this module and must not pay for torch
 
     crop = mattes[:, : info.height, : info.width].float()
     if crop.shape[0] == 0:
         return crop.new_zeros((0, *orig_size))
     resized = torch.nn.functional.interpolate(crop[None], size=orig_size, mode="bilinear", align_corners=False)[0]
-    return resized.clamp_(0.0, 1.0)
+    return resized.clamp_(0.0, 1.0) if clip else resized

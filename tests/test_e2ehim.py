@@ -9,9 +9,10 @@ from scipy.optimize import linear_sum_assignment
 from test_data import toy_sample
 
 from e2ehim.backbone import SwinBlock
+from e2ehim.inference import prepare_batch
 from e2ehim.losses import dice_cost, gradient_loss, hungarian_match, laplacian_loss, trimap_from_alpha
 from e2ehim.matting_head import compose_alpha, soft_compose_alpha
-from himbench.geometry import letterbox_image, letterbox_mattes
+from himbench.geometry import letterbox_image, letterbox_mattes, unletterbox
 from himbench.registry import count_parameters, create_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,6 +70,35 @@ def test_forward_shapes_any_size():
     alphas = model.instance_alphas(out, 1, torch.arange(q))
     assert alphas.shape == (q, 70, 45) and torch.isfinite(alphas).all()
     assert alphas.min() >= 0 and alphas.max() <= 1
+
+
+def test_output_alphas_compose_at_the_image_size():
+    """Inference composes after resizing: every pixel whose resized trimap says foreground or background is exactly
+    1 or 0 (resizing composed alphas would put ramps there), and at the network's own size nothing changes."""
+    model = _tiny(input_size=64).eval()
+    image = (np.random.default_rng(3).random((48, 64, 3)) * 255).astype(np.uint8)
+    batch, infos = prepare_batch([image], 64, torch.device("cpu"))
+    queries = torch.arange(6)
+    with torch.no_grad():
+        out = model(batch)
+        big = model.output_alphas(out, 0, queries, infos[0], (144, 192))
+        label = (
+            unletterbox(
+                model._full_trimap(out["trimap_logits"][0, queries], out).flatten(0, 1),
+                infos[0],
+                (144, 192),
+                clip=False,
+            )
+            .view(6, 3, 144, 192)
+            .argmax(1)
+        )
+        same = model.output_alphas(out, 0, queries, infos[0], (48, 64))
+        reference = model.instance_alphas(out, 0, queries)[:, :48]
+    assert big.shape == (6, 144, 192)
+    assert torch.equal(big[label == 2], torch.ones_like(big[label == 2]))
+    assert torch.equal(big[label == 0], torch.zeros_like(big[label == 0]))
+    assert (label == 1).any() and ((big > 0) & (big < 1))[label != 1].sum() == 0
+    torch.testing.assert_close(same, reference)
 
 
 @pytest.mark.parametrize("num_instances", [[1], [2, 5], [20], [0, 3], [0]])
