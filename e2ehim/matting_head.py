@@ -107,7 +107,12 @@ def soft_compose_alpha(trimap_logits: Tensor, alpha_logits: Tensor) -> Tensor:
 
 
 def compose_alpha(trimap_logits: Tensor, alpha_logits: Tensor) -> Tensor:
-    """Inference alpha (SPEC s.5): the predicted alpha in the unknown region, 1 in foreground, 0 in background."""
-    label = trimap_logits.argmax(dim=1)
+    """Inference alpha (SPEC s.5): the predicted alpha in the unknown region, 1 in foreground, 0 in background.
+
+    The trimap label is the argmax over the class axis (ties to the lower class), written as two comparisons: torch's
+    CPU argmax over a non-last axis took 200 ms for six 640 x 640 trimaps."""
+    background, unknown, foreground = trimap_logits.float().unbind(dim=1)
+    is_foreground = (foreground > background) & (foreground > unknown)
+    is_unknown = (unknown > background) & ~is_foreground
     alpha = torch.sigmoid(alpha_logits.float())
-    return torch.where(label == FOREGROUND, torch.ones_like(alpha), torch.where(label == UNKNOWN, alpha, 0.0 * alpha))
+    return torch.where(is_foreground, torch.ones_like(alpha), torch.where(is_unknown, alpha, torch.zeros_like(alpha)))

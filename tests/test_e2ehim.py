@@ -211,6 +211,17 @@ def test_compose_alpha_rules():
     torch.testing.assert_close(soft, torch.stack([p[2] + 0.5 * p[1], p[1] + 0.5 * p[0], p[0] + 0.5 * p[1]]))
 
 
+def test_compose_alpha_matches_argmax_labels_ties_included():
+    """The comparison form equals labelling each pixel by argmax (first class on ties), on small integer logits full
+    of ties."""
+    generator = torch.Generator().manual_seed(0)
+    trimap = torch.randint(-1, 2, (4, 3, 9, 7), generator=generator).float()
+    logits = torch.randn(4, 9, 7, generator=generator)
+    label = trimap.argmax(dim=1)
+    expected = torch.where(label == 2, 1.0, torch.where(label == 1, torch.sigmoid(logits), 0.0))
+    assert torch.equal(compose_alpha(trimap, logits), expected)
+
+
 def test_gradient_and_laplacian_losses_zero_on_equal_and_positive_otherwise():
     a = torch.rand(2, 16, 16)
     assert gradient_loss(a, a) == 0 and laplacian_loss(a, a) == 0
