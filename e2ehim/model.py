@@ -2,7 +2,7 @@
 
 ``E2EHIM.forward(image)`` returns the raw per-query outputs; :meth:`E2EHIM.training_loss` and
 :meth:`E2EHIM.predict_instances` implement the himbench model protocol (see :mod:`himbench.registry`).
-Registered as ``e2ehim-tiny`` (CPU-sized, 320 px) and ``e2ehim-base`` (the paper's size, 640 px).
+Registered as ``e2ehim-tiny`` (CPU-sized, 384 px) and ``e2ehim-base`` (the paper's size, 640 px).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def _build(default: E2EHIMConfig, overrides: dict[str, Any]) -> E2EHIM:
 
 @register_model("e2ehim-tiny", default_weights="checkpoints/e2ehim-tiny")
 def e2ehim_tiny(**overrides: Any) -> E2EHIM:
-    """E2E-HIM, CPU-sized (320 px, ~3.9 M params): the shipped laptop model, the tests and the embedded demo."""
+    """E2E-HIM, CPU-sized (384 px, ~3.9 M params): the shipped laptop model, the tests and the embedded demo."""
     return _build(tiny_config(), overrides)
 
 

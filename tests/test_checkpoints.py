@@ -91,7 +91,7 @@ def test_apply_overrides_nested_and_unknown_keys():
     base = create_model("e2ehim-tiny").config
     changed = apply_overrides(base, {"input_size": 128, "backbone": {"depths": [1, 1, 1, 1]}})
     assert changed.input_size == 128 and changed.backbone.depths == (1, 1, 1, 1)
-    assert changed.backbone.embed_dim == base.backbone.embed_dim and base.input_size == 320
+    assert changed.backbone.embed_dim == base.backbone.embed_dim and base.input_size == 384
     with pytest.raises(KeyError, match="no field 'widht'"):
         apply_overrides(base, {"backbone": {"widht": 3}})
     assert apply_overrides(base, config_to_dict(base)) == base  # JSON lists come back as tuples

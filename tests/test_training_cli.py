@@ -67,4 +67,4 @@ def test_models_lists_parameter_counts():
     assert base.split()[1] == "model+method" and 60 < float(base.split()[2]) < 80  # millions
     assert any(line.startswith("e2ehim-tiny") for line in lines)
     listed = json.loads(CliRunner().invoke(main, ["models", "--json", "e2ehim-tiny"]).output)
-    assert listed[0]["name"] == "e2ehim-tiny" and listed[0]["config"]["input_size"] == 320
+    assert listed[0]["name"] == "e2ehim-tiny" and listed[0]["config"]["input_size"] == 384
