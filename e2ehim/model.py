@@ -82,12 +82,12 @@ class E2EHIM(nn.Module):
         full = F.interpolate(trimap8.float(), size=out["padded_size"], mode="bilinear", align_corners=False)
         return full[:, :, :h, :w]
 
-    def instance_alphas(self, out: dict[str, Any], batch_index: int, queries: Tensor, hard: bool = True) -> Tensor:
-        """Full-resolution alphas (n,H,W) of the given queries of one image; ``hard`` = inference composition."""
+    def instance_logits(self, out: dict[str, Any], batch_index: int, queries: Tensor) -> tuple[Tensor, Tensor]:
+        """Trimap logits (n,3,H,W) and alpha logits (n,H,W) of the given queries of one image, at the network's input
+        size (uncomposed: :meth:`output_alphas` composes them at the image's size)."""
         kernels = out["alpha_kernels"][batch_index, queries]
         logits = self.kernels.alpha_logits(kernels, out["alpha_features"][batch_index])
-        trimap = self._full_trimap(out["trimap_logits"][batch_index, queries], out)
-        return compose_alpha(trimap, logits) if hard else soft_compose_alpha(trimap, logits)
+        return self._full_trimap(out["trimap_logits"][batch_index, queries], out), logits
 
     def output_alphas(
         self, out: dict[str, Any], batch_index: int, queries: Tensor, info: LetterboxInfo, size: tuple[int, int]
@@ -96,9 +96,7 @@ class E2EHIM(nn.Module):
         are resized first and composed at that size: resizing alphas composed at the network's size would blur
         every hard foreground/background step into a ramp as wide as the scale factor (on 24 validation images at
         640 px, e2ehim-tiny's IMQ_mad rose from 11.6 to 12.6 with this order)."""
-        kernels = out["alpha_kernels"][batch_index, queries]
-        logits = self.kernels.alpha_logits(kernels, out["alpha_features"][batch_index])
-        trimap = self._full_trimap(out["trimap_logits"][batch_index, queries], out)
+        trimap, logits = self.instance_logits(out, batch_index, queries)
         # One instance at a time: the resized logits are 4 maps per instance at the image's own size.
         alphas = [
             compose_alpha(

@@ -67,7 +67,7 @@ def test_forward_shapes_any_size():
     assert out["trimap_logits"].shape == (2, q, 3, 12, 8)
     assert out["alpha_kernels"].shape == (2, q, a + 1)
     assert out["alpha_features"].shape == (2, a, 70, 45)
-    alphas = model.instance_alphas(out, 1, torch.arange(q))
+    alphas = compose_alpha(*model.instance_logits(out, 1, torch.arange(q)))
     assert alphas.shape == (q, 70, 45) and torch.isfinite(alphas).all()
     assert alphas.min() >= 0 and alphas.max() <= 1
 
@@ -82,18 +82,10 @@ def test_output_alphas_compose_at_the_image_size():
     with torch.no_grad():
         out = model(batch)
         big = model.output_alphas(out, 0, queries, infos[0], (144, 192))
-        label = (
-            unletterbox(
-                model._full_trimap(out["trimap_logits"][0, queries], out).flatten(0, 1),
-                infos[0],
-                (144, 192),
-                clip=False,
-            )
-            .view(6, 3, 144, 192)
-            .argmax(1)
-        )
+        trimap, logits = model.instance_logits(out, 0, queries)
+        label = unletterbox(trimap.flatten(0, 1), infos[0], (144, 192), clip=False).view(6, 3, 144, 192).argmax(1)
         same = model.output_alphas(out, 0, queries, infos[0], (48, 64))
-        reference = model.instance_alphas(out, 0, queries)[:, :48]
+        reference = compose_alpha(trimap, logits)[:, :48]
     assert big.shape == (6, 144, 192)
     assert torch.equal(big[label == 2], torch.ones_like(big[label == 2]))
     assert torch.equal(big[label == 0], torch.zeros_like(big[label == 0]))

@@ -43,7 +43,7 @@ def export_him2k(
     from himbench.synthesis.config import IMAGE_FORMATS
 
     if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be 1 to 100, got {jpeg_quality!r}")
     out_dir = Path(out_dir)
