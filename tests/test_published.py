@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from himbench.leaderboard import PUBLISHED_REQUIRED, read_published, render_comparison_markdown
+from himbench.leaderboard import (
+    PUBLISHED_COLUMNS,
+    PUBLISHED_REQUIRED,
+    comparison_groups,
+    read_published,
+    render_comparison_latex,
+    render_comparison_markdown,
+)
+from himbench.leaderboard.published import CLASSIC_MEASURED_COLUMNS
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "leaderboard" / "published.csv"
-METRICS = ("MAD", "MSE", "Grad", "Conn", "MADf", "MADu", "EMSE", "EMAD")
+METRICS = ("MAD", "MSE", "Grad", "Conn", "MADf", "MADu", "EMSE", "EMAD", "SAD", "SAD_trimap", "SAD_human")
+CLASSIC = {"P3M-500-P": "2104.14222", "AIM-500": "2107.07235", "Composition-1k": "1703.03872"}
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +88,77 @@ def test_published_rows_are_marked_beside_measured_ones(rows):
     assert "mask-cf@m-him2k" in mine and "40.00 (2.0)" in mine and "size: maggie" in mine and "cpu-x" in mine
     assert "e2ehim-tiny" not in text  # no values in MaGGIe's units: not put in that table
     assert "no measured row" in text  # E2E-HIM's EMSE/EMAD have no mapping
+
+
+def _one(rows, **match):
+    (row,) = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    return row
+
+
+def test_classic_benchmarks_have_rows_with_a_pinned_source(rows):
+    classic = [r for r in rows if r["benchmark"] in CLASSIC]
+    assert {r["benchmark"] for r in classic} == set(CLASSIC)  # three of the four benchmarks of issue 20
+    assert len(classic) == 44 + 3 + 2  # P3M Tables 1-2 (11 methods x 4 PPT settings), AIM x3, DIM x2
+    for row in classic:
+        assert row["arxiv_id"] == CLASSIC[row["benchmark"]], row["method"]
+        assert row["table"].startswith("README"), row["table"]  # read from the README, not the paper's PDF
+        # Pinned to the commit that was read, so the number can be checked against the same text.
+        assert re.fullmatch(r"https://github\.com/[\w-]+/[\w-]+/blob/[0-9a-f]{40}/[\w/.-]+\.md", row["source_url"])
+        assert row["units"] in ("p3m-code", "dim-matlab")
+        assert row["metric_set"] in PUBLISHED_COLUMNS  # rendered with its own title, columns and units note
+
+
+def test_spot_values_equal_what_was_read(rows):
+    # JizhiziLi/P3M README.md @ 0af851ac, Table 2 (trimap-free, P3M-500-P): P3M-Net B:B SAD 8.73 MSE 0.0026,
+    # HATT B:N SAD printed "26.5" (one decimal, kept as printed).
+    p3m_net = _one(rows, method="P3M-Net", subset="face-blurred (as released)", metric_set="p3m-readme-table2",
+                   variant="PPT setting B:B (trained face-blurred)")
+    assert (p3m_net["SAD"], p3m_net["MSE"], p3m_net["hand"]) == ("8.73", "0.0026", "first-hand")
+    assert _one(rows, method="HATT", variant="PPT setting B:N (trained face-blurred)")["SAD"] == "26.5"
+    # Same README, Table 1 (trimap-based): DIM N:N SAD 4.7941 MSE 0.0116, FBA B:B SAD 4.1330 (reported by P3M).
+    dim_nn = _one(rows, method="DIM", metric_set="p3m-readme-table1", variant="PPT setting N:N (trained normal)")
+    assert (dim_nn["SAD"], dim_nn["MSE"]) == ("4.7941", "0.0116")
+    fba = _one(rows, method="FBA", variant="PPT setting B:B (trained face-blurred)")
+    assert fba["SAD"] == "4.1330" and fba["hand"] == "reported" and fba["reported_by"] == "P3M authors"
+    # JizhiziLi/AIM README.md @ 045a38f0: AimNet (paper), Hybrid (1/3&1/4): SAD 43.92, MSE 0.0161, MAD 0.0262,
+    # Conn 43.18, Grad 33.05, Tran. SAD 30.74, Human SAD 24.68.
+    aim = _one(rows, method="AimNet", variant="paper checkpoint; test Hybrid (1/3&1/4)")
+    assert [aim[c] for c in ("SAD", "MSE", "MAD", "Conn", "Grad", "SAD_trimap", "SAD_human")] == [
+        "43.92", "0.0161", "0.0262", "43.18", "33.05", "30.74", "24.68"]
+    # open-mmlab/mmagic configs/mattors/dim/README.md @ 06f4d1e5, row "stage3 (paper)": 50.4, 0.014, 31.0, 50.8.
+    dim = _one(rows, method="DIM", benchmark="Composition-1k", variant="Encoder-Decoder + Refinement (stage 3)")
+    assert [dim[c] for c in ("SAD", "MSE", "Grad", "Conn")] == ["50.4", "0.014", "31.0", "50.8"]
+    assert dim["hand"] == "reported" and "mmagic" in dim["reported_by"]
+
+
+def test_p3m_units_are_fractions_and_thousands(rows):
+    # MAM #18: MSE/MAD printed as plain per-pixel means (0.0026), SAD in thousands (8.73); a row entered in x1e3
+    # units (MSE 2.6) or as a raw sum (SAD 8730) would silently compare 1000x off.
+    for row in (r for r in rows if r["units"] == "p3m-code"):
+        assert all(float(row[c]) < 0.1 for c in ("MSE", "MAD") if row[c]), row["method"]
+        assert 1 < float(row["SAD"]) < 1000, row["method"]
+
+
+def test_classic_tables_keep_printed_digits_and_take_measured_rows_in_their_units(rows):
+    measured = [{"method": "mask-cf", "data": "P3M-500-P", "split": "test", "environment": "cpu-x",
+                 CLASSIC_MEASURED_COLUMNS["p3m-code"]["SAD"]: "12.3456", CLASSIC_MEASURED_COLUMNS["p3m-code"]["MSE"]:
+                 "0.004567", CLASSIC_MEASURED_COLUMNS["p3m-code"]["SAD_trimap"]: "9.5"},
+                {"method": "mask-cf", "data": "Composition-1k", "split": "test", "environment": "cpu-x",
+                 CLASSIC_MEASURED_COLUMNS["dim-matlab"]["SAD"]: "160.04", CLASSIC_MEASURED_COLUMNS["dim-matlab"]["MSE"]:
+                 "0.0912"}]
+    groups = {g["metric_set"]: g for g in comparison_groups(rows, measured)}
+    table2 = groups["p3m-readme-table2"]
+    p3m_net = next(r for r in table2["rows"] if r["method"].startswith("P3M-Net (PPT setting B:B"))
+    assert p3m_net["cells"] == ["8.73", "0.0026"]  # as printed: 0.0026 is not rounded to 0.00
+    (mine,) = [r for r in table2["rows"] if r["kind"] == "measured"]
+    assert mine["cells"] == ["12.35", "0.0046"]  # as many decimals as the paper prints in that column
+    assert not [r for r in groups["p3m-readme-table1"]["rows"] if r["kind"] == "measured"]  # region unstated
+    (aim_mine,) = [r for r in groups["aim-readme"]["rows"] if r["kind"] == "measured"]
+    assert aim_mine["cells"][groups["aim-readme"]["headers"].index("SAD (trimap)")] == "9.50"
+    (dim_mine,) = [r for r in groups["dim-comp1k"]["rows"] if r["kind"] == "measured"]
+    assert dim_mine["cells"] == ["160.04", "0.091", "–", "–"]  # at least 2 decimals; MSE as printed (0.014)
+    text = render_comparison_markdown(rows, measured)
+    for title in ("### P3M README Table 1", "### P3M README Table 2", "### AIM README", "### Composition-1k"):
+        assert title in text
+    assert "| 4.8906 | 0.0115 |" in text and "not scaled" in text  # units note names the MAM #18 trap
+    assert r"Composition-1k test (DIM convention)" in render_comparison_latex(rows, measured)

@@ -14,6 +14,7 @@ from himbench.bench.results import read_csv_rows
 from himbench.leaderboard.tables import _latex_escape, _number, _trained
 
 __all__ = [
+    "CLASSIC_MEASURED_COLUMNS",
     "PUBLISHED_COLUMNS",
     "PUBLISHED_REQUIRED",
     "comparison_groups",
@@ -26,6 +27,22 @@ __all__ = [
 PUBLISHED_REQUIRED: tuple[str, ...] = (
     "method", "benchmark", "metric_set", "paper", "arxiv_id", "table", "source_url", "hand", "protocol_masks",
     "protocol_size", "weights_licence",
+)
+# results.csv columns that hold measured values in the classic benchmarks' own conventions (issue 20), by convention
+# and summary.json metric name; prefixed like ``maggie_*`` so a whole-image SAD in P3M's units is never read as one
+# in DIM's. The bench writer must use exactly these names for measured rows to join the tables below.
+CLASSIC_MEASURED_COLUMNS: dict[str, dict[str, str]] = {
+    "p3m-code": {m: f"p3m_{m}" for m in
+                 ("SAD", "MSE", "MAD", "Grad", "Conn", "SAD_trimap", "MSE_trimap", "MAD_trimap")},
+    "dim-matlab": {m: f"dim_{m}" for m in ("SAD", "MSE", "Grad", "Conn")},
+}
+_P3M = CLASSIC_MEASURED_COLUMNS["p3m-code"]
+_DIM = CLASSIC_MEASURED_COLUMNS["dim-matlab"]
+_P3M_UNITS = (
+    "Units of P3M's and AIM's released evaluator (core/evaluate.py, the same code in both): SAD = sum |p - g| / 1000; "
+    "MSE and MAD are per-pixel means of alpha in [0, 1], not scaled (0.0026 means 2.6e-3; a table 'x1e3' would print "
+    "2.6); Grad = "
+    "sum of squared Gaussian-gradient differences / 10; Conn / 1000; lower is better."
 )
 # Per metric set: (title, [(published column, measured column or None, header)], note).
 PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]] = {
@@ -46,6 +63,39 @@ PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]]
         "EMSE and EMAD are printed by the authors without a definition and no code computes them: no measured row "
         "can be put in these units.",
     ),
+    "p3m-readme-table1": (
+        "P3M README Table 1: trimap-based methods on P3M-500-P, in P3M's units",
+        [("SAD", None, "SAD"), ("MSE", None, "MSE")],
+        _P3M_UNITS + " Settings train:test, B = face-blurred, N = normal images; the released P3M-500-P is the "
+        "blurred test set, so only rows with subset 'face-blurred' can be reproduced. The README does not say "
+        "whether these SAD/MSE are over the whole image or the trimap's unknown region (MSE about 4x the trimap-free "
+        "methods' suggests the unknown region), nor which trimaps were used: no measured row is put here.",
+    ),
+    "p3m-readme-table2": (
+        "P3M README Table 2: trimap-free methods on P3M-500-P, in P3M's units",
+        [("SAD", _P3M["SAD"], "SAD"), ("MSE", _P3M["MSE"], "MSE")],
+        _P3M_UNITS + " Whole-image SAD and MSE (what P3M's core/test.py prints as SAD and MSE). Settings train:test, "
+        "B = face-blurred, N = normal images; the released P3M-500-P is the blurred test set, so only rows with "
+        "subset 'face-blurred' are comparable with a measured row on it.",
+    ),
+    "aim-readme": (
+        "AIM README results on AIM-500, in AIM's (= P3M's) units",
+        [("SAD", _P3M["SAD"], "SAD"), ("MSE", _P3M["MSE"], "MSE"), ("MAD", _P3M["MAD"], "MAD"),
+         ("Conn", _P3M["Conn"], "Conn"), ("Grad", _P3M["Grad"], "Grad"),
+         ("SAD_trimap", _P3M["SAD_trimap"], "SAD (trimap)"), ("SAD_human", None, "SAD (Human)")],
+        _P3M_UNITS + " Whole image except SAD (trimap): the README's 'Tran.' SAD, which AIM's core/test.py prints as "
+        "'SAD TRIMAP' (prediction set to the trimap's known values, summed over the whole image). SAD (Human) is the "
+        "README's per-category SAD over AIM-500's 100 portraits; it is not reproduced.",
+    ),
+    "dim-comp1k": (
+        "Composition-1k test (DIM convention)",
+        [("SAD", _DIM["SAD"], "SAD"), ("MSE", _DIM["MSE"], "MSE"), ("Grad", _DIM["Grad"], "Grad"),
+         ("Conn", _DIM["Conn"], "Conn")],
+        "Deep Image Matting / Composition-1k MATLAB convention (SPEC s.2): over the trimap's unknown region; SAD, "
+        "Grad and Conn / 1000, MSE a per-pixel mean of alpha in [0, 1]; lower is better. Published rows: DIM's "
+        "numbers as mmagic's README reports them from the paper (the paper's own table, with closed-form matting, "
+        "was not read here).",
+    ),
 }
 
 
@@ -61,11 +111,21 @@ def read_published(path: str | Path) -> list[dict[str, str]]:
 
 
 def _with_std(row: dict, column: str) -> str:
-    value = _number(row.get(column))
-    if value is None:
+    """A published cell exactly as printed in its source (reformatting 0.0026 as 0.00 would lose the number)."""
+    if _number(row.get(column)) is None:
         return "–"
-    std = _number(row.get(f"{column}_std"))
-    return f"{value:.2f}" + (f" ({std:.1f})" if std is not None else "")
+    std = (row.get(f"{column}_std") or "").strip()
+    return row[column].strip() + (f" ({std})" if _number(std) is not None else "")
+
+
+def _decimals(text: str | None) -> int:
+    text = (text or "").strip()
+    return len(text.split(".", 1)[1]) if "." in text and _number(text) is not None else 0
+
+
+def _column_decimals(rows: Sequence[dict], column: str) -> int:
+    """Decimals a measured value gets in a published column: as many as the source prints (at least 2)."""
+    return max([2, *(_decimals(r.get(column)) for r in rows)])
 
 
 def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> list[dict[str, Any]]:
@@ -81,7 +141,9 @@ def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> li
             numeric = [c for c in (published[0].keys() if published else []) if c.isupper() and not c.endswith("_std")]
             columns = [(c, None, c) for c in numeric]
         table_rows = []
-        for row in (r for r in published if r.get("metric_set", "") == metric_set):
+        in_set = [r for r in published if r.get("metric_set", "") == metric_set]
+        decimals = {column: _column_decimals(in_set, column) for column, _, _ in columns}
+        for row in in_set:
             source = f"{row.get('paper', '')}, arXiv {row.get('arxiv_id', '')}, {row.get('table', '')}"
             if row.get("hand") == "reported" and row.get("reported_by"):
                 source += f" (reported by {row['reported_by']})"
@@ -102,11 +164,12 @@ def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> li
                 protocol.append(f"masks: {row.get('mask_set') or row.get('guidance')}")
             protocol.append(f"size: {row.get('size_protocol') or 'native'}")
             cells, values = [], []
-            for _column, mapped, _ in columns:
+            for column, mapped, _ in columns:
                 value = _number(row.get(mapped)) if mapped else None
                 std = _number(row.get(f"{mapped}_std")) if mapped else None
                 values.append(value)
-                cells.append("–" if value is None else f"{value:.2f}" + (f" ({std:.1f})" if std is not None else ""))
+                cell = "–" if value is None else f"{value:.{decimals[column]}f}"
+                cells.append(cell + (f" ({std:.1f})" if value is not None and std is not None else ""))
             table_rows.append({
                 "kind": "measured", "method": row.get("method", "?") + ("" if _trained(row) else " †"),
                 "benchmark": row.get("data", ""), "subset": row.get("split", ""), "protocol": "; ".join(protocol),
