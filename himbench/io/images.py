@@ -99,7 +99,7 @@ _JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # by the frame header's number of c
 # Modes whose matte is the grey value of each pixel (its colour, for P and RGB, must then be grey), and modes whose
 # matte is the alpha channel. Anything else is refused: there is no unambiguous matte in CMYK, YCbCr or a
 # premultiplied "La".
-_GREY_MATTE_MODES = frozenset({"1", "L", "P", "LA", "RGB", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_GREY_MATTE_MODES = frozenset({"1", "L", "P", "LA", "RGB", "RGBX", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _ALPHA_MATTE_MODES = frozenset({"RGBA", "RGBa"})
 
 
