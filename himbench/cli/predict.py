@@ -9,6 +9,7 @@ import click
 __all__ = ["command", "collect_inputs"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_SUFFIX_LIST = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
 
 
 def _earlier_mattes(folder: Path) -> list[Path]:
@@ -45,7 +46,9 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
                 dataset = HIMShardDataset(path, shard_split)
                 items.extend((shard_split, "", (dataset, index)) for index in range(len(dataset)))
         elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            files, passed_over = _folder_images(path)
+            if passed_over:
+                _warn_passed_over(path, passed_over)
             items.extend((split or "test", p.stem, p) for p in files)
         elif path.is_file():
             items.append((split or "test", path.stem, path))
@@ -53,6 +56,28 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
             raise click.BadParameter(f"{raw}: no such file or folder", param_hint="IMAGES")
     _refuse_clashing_names(items)
     return items
+
+
+def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The image files of an input folder, and what else is in it (a GIF, a HEIC, notes, a subfolder): those are
+    reported, not passed over in silence. Hidden entries (``.DS_Store``) are left out of both."""
+    files, others = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        (files if entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES else others).append(entry)
+    return files, others
+
+
+def _warn_passed_over(folder: Path, entries: list[Path]) -> None:
+    names = [entry.name + ("/" if entry.is_dir() else "") for entry in entries]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    click.echo(
+        f"warning: {folder}: skipped {len(entries)} {'entry' if len(entries) == 1 else 'entries'} that "
+        f"{'is not an image' if len(entries) == 1 else 'are not images'} predict reads ({_SUFFIX_LIST}; folders "
+        f"are not searched recursively): {shown}",
+        err=True,
+    )
 
 
 def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
@@ -122,6 +147,10 @@ def command(
 ) -> None:
     """Predict instance mattes for IMAGES (files, folders of images, or built shard folders) with a trained model.
     Any input size; mattes are written at the original size. A bad image is reported and skipped; the rest go on.
+
+    A folder contributes its jpg, jpeg, png, bmp, tif, tiff and webp files (not recursively); anything else in it (a
+    GIF, HEIC, a subfolder) is named in one warning line and skipped. Two inputs with one stem (a.jpg and a.png) are
+    refused, since they would share one output folder.
 
     Mask-guided models (mgm, mask-refine-*) need guidance: --masks DIR (any input) or --guidance for shard folders."""
     import json

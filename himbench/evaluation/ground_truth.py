@@ -207,6 +207,8 @@ def _shard_image(folder: ShardFolder, split: str, stem: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------------- HIM-2K
 def _find_image(root: Path, split: str, stem: str) -> Path | None:
+    """The photo of ``stem``: the first of ``<stem>.jpg``, ``.jpeg``, ``.png`` (lower then upper case) that exists.
+    When a stem has several photos, :func:`_folder_stems` reports them all and names the one used here."""
     for suffix in IMAGE_SUFFIXES:
         for candidate in (suffix, suffix.upper()):
             path = root / "images" / split / f"{stem}{candidate}"
@@ -230,13 +232,26 @@ def _folder_stems(root: Path, split: str) -> tuple[list[str], list[Problem]]:
     problems = []
     image_split = root / "images" / split
     if image_split.is_dir():
-        known = set(stems)
+        photos: dict[str, list[Path]] = {}
         for entry in sorted(os.scandir(image_split), key=lambda e: e.name):
             path = Path(entry.path)
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.stem not in known:
-                problems.append(Problem(str(path), "ground truth: image without an alphas/ folder; scored as 0 people"))
-                stems.append(path.stem)
-                known.add(path.stem)
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                photos.setdefault(path.stem, []).append(path)
+        known = set(stems)
+        for stem, paths in photos.items():
+            if len(paths) > 1:
+                # Only the size (when the image has no matte) and the plots come from the photo, so the image is
+                # still scored; the problem says which photo that was, instead of passing over the others.
+                used = _find_image(root, split, stem)
+                names = " and ".join(p.name for p in paths)
+                what = f"{used.name} is used for its size and plots" if used else "none is used"
+                problems.append(Problem(str(paths[0]), f"ground truth: {len(paths)} images share the stem {stem!r} "
+                                                       f"({names}); {what}"))
+            if stem not in known:
+                problems.append(Problem(str(paths[0]), "ground truth: image without an alphas/ folder; scored as 0 "
+                                                       "people"))
+                stems.append(stem)
+                known.add(stem)
         stems.sort()
     return stems, problems
 

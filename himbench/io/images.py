@@ -1,8 +1,27 @@
 """Reading and writing images and alpha mattes with the conventions of SPEC s.1.
 
-An alpha matte is float32 in [0, 1] in memory and an 8-bit single-channel PNG on disk. 16-bit PNGs are accepted
-(value / 65535); RGBA gives its alpha channel; grey + alpha (LA) gives its grey channel; RGB is accepted only when
-the three channels are equal (grey). Anything else raises :class:`InputError` naming the file and the problem.
+An alpha matte is float32 in [0, 1] in memory and an 8-bit single-channel PNG on disk. Which channel of a file is the
+matte is decided by the file's own colour mode, read from its header before any pixel is decoded (PNG ``IHDR`` colour
+type and ``tRNS`` chunk, the JPEG frame header's component count, PIL's lazy header for the other formats):
+
+* grey (``L``, 1-bit, 16-bit ``I;16``, float ``F``): the grey value (16-bit: value / 65535; float: must lie in
+  [0, 1]);
+* grey + alpha (``LA``): the grey channel; the alpha channel only says how the matte was meant to be displayed;
+* palette (``P``), with or without a ``tRNS`` transparency entry: the colour of each pixel's palette entry, which must
+  be grey (the transparency is never read: a grey matte saved as ``convert('P').save(..., transparency=0)`` reads
+  as its grey values). A palette image whose *used* entries are not grey is refused, like a colour RGB image, rather
+  than converted by luminance: a colour matte is a mistake (a photo or a visualisation), not a matte;
+* RGB (with or without ``tRNS``; JPEG YCbCr): accepted only when the three channels are equal (grey);
+* RGBA: the alpha channel (16-bit: value / 65535).
+
+Other modes (CMYK, YCbCr TIFF, premultiplied grey ``La``, ...) raise :class:`InputError` naming the file and the
+problem.
+
+**Orientation.** Every image and matte is read in its *stored* orientation: an EXIF orientation tag (JPEG, PNG
+``eXIf``, TIFF) is ignored. The ground truth of matting benchmarks is aligned with the stored pixels, so rotating a
+photo but not its matte (or the other way round) would misalign them. OpenCV applies the EXIF rotation unless it is
+told not to; :func:`decode_raw` decodes with ``IMREAD_UNCHANGED``, which never rotates, and :func:`read_image_size`
+reports the stored width and height.
 
 Every read goes through one guarded decoder (:func:`decode_raw`), because the files are often someone else's
 (submissions, shards from the Hub, downloaded foreground sets): the file size is checked before the file is read
@@ -74,6 +93,14 @@ MAX_FILE_BYTES_ENV = "HIMBENCH_MAX_FILE_BYTES"
 _PIL_FORMATS = {"TIFF": "tiff", "BMP": "bmp", "WEBP": "webp", "PPM": "ppm"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_GREY_ALPHA = 4  # PNG IHDR colour type of grey + alpha ("LA")
+# PNG IHDR colour type -> PIL-style mode naming what the channels mean (bit depth 16 gives uint16 arrays).
+_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
+_JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # by the frame header's number of components
+# Modes whose matte is the grey value of each pixel (its colour, for P and RGB, must then be grey), and modes whose
+# matte is the alpha channel. Anything else is refused: there is no unambiguous matte in CMYK, YCbCr or a
+# premultiplied "La".
+_GREY_MATTE_MODES = frozenset({"1", "L", "P", "LA", "RGB", "RGBX", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_ALPHA_MATTE_MODES = frozenset({"RGBA", "RGBa"})
 
 
 def _env_limit(name: str, default: int) -> int:
@@ -108,6 +135,10 @@ class ImageHeader:
     width: int
     height: int
     png_colour_type: int | None = None  # PNG IHDR colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA)
+    # What the channels mean, as PIL names it: "L", "LA", "P", "RGB", "RGBA", "I;16", "F", ... ("" when unknown).
+    mode: str = ""
+    # The file marks a colour or palette entry as transparent (PNG tRNS, PIL's info["transparency"]).
+    transparency: bool = False
 
     @property
     def pixels(self) -> int:
@@ -117,11 +148,31 @@ class ImageHeader:
 _UNREADABLE = "cannot decode image (unreadable, truncated or not an image file)"
 
 
+def _png_has_trns(data: bytes) -> bool:
+    """Whether a tRNS chunk comes before the first IDAT (where the PNG standard puts it); only chunk headers are
+    read, and a truncated chunk list simply ends the search."""
+    offset = 8
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"tRNS":
+            return True
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        offset += 12 + length  # length, type, data, CRC
+    return False
+
+
 def _png_header(data: bytes, source: str) -> ImageHeader:
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise InputError(source, _UNREADABLE + ": PNG without a complete IHDR header")
     width, height = struct.unpack(">II", data[16:24])
-    return ImageHeader("png", width, height, png_colour_type=data[25])
+    bit_depth, colour_type = data[24], data[25]
+    mode = _PNG_MODES.get(colour_type, "")
+    if mode == "L" and bit_depth == 16:
+        mode = "I;16"
+    return ImageHeader("png", width, height, png_colour_type=colour_type, mode=mode,
+                       transparency=_png_has_trns(data))
 
 
 def _jpeg_header(data: bytes, source: str, complete: bool = True) -> ImageHeader:
@@ -150,14 +201,15 @@ def _jpeg_header(data: bytes, source: str, complete: bool = True) -> ImageHeader
                 break
             height = int.from_bytes(data[i + 3 : i + 5], "big")
             width = int.from_bytes(data[i + 5 : i + 7], "big")
+            mode = _JPEG_MODES.get(data[i + 7], "") if i + 8 <= n else ""
             if not complete:
-                return ImageHeader("jpeg", width, height)
+                return ImageHeader("jpeg", width, height, mode=mode)
             scan = data.find(b"\xff\xda", i + length)
             # Entropy-coded data never holds FF D9 (FF is stuffed), so a JPEG without it after the scan is truncated;
             # OpenCV would decode it with a grey bottom and no error.
             if scan < 0 or data.rfind(b"\xff\xd9") < scan:
                 raise InputError(source, "truncated JPEG (no end-of-image marker after the scan)")
-            return ImageHeader("jpeg", width, height)
+            return ImageHeader("jpeg", width, height, mode=mode)
         i += length
     raise InputError(source, _UNREADABLE + ": JPEG without a frame header")
 
@@ -173,13 +225,15 @@ def _pil_header(data: bytes, source: str) -> ImageHeader:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 kind = image.format or ""
+                mode = image.mode or ""
+                transparency = "transparency" in image.info
     except Exception as err:  # PIL raises many types for garbage (UnidentifiedImageError, SyntaxError, struct.error)
         raise InputError(source, _UNREADABLE) from err
     finally:
         Image.MAX_IMAGE_PIXELS = previous
     if kind not in _PIL_FORMATS:
         raise InputError(source, f"unsupported image format {kind or 'unknown'} (use PNG, JPEG, TIFF, BMP or WebP)")
-    return ImageHeader(_PIL_FORMATS[kind], int(width), int(height))
+    return ImageHeader(_PIL_FORMATS[kind], int(width), int(height), mode=mode, transparency=transparency)
 
 
 def probe_image(data: bytes, source: str = "<bytes>", complete: bool = True) -> ImageHeader:
@@ -259,6 +313,8 @@ def decode_raw(
     header = probe_image(data, source)
     check_header(header, source, expected_shape, max_pixels, what)
     try:
+        # IMREAD_UNCHANGED keeps the bit depth and channels, and is the one flag under which OpenCV does not apply
+        # an EXIF orientation tag: pixels come back in stored orientation (see the module docstring).
         array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
         detail = str(err).strip().splitlines()[-1] if str(err).strip() else "OpenCV error"
@@ -281,22 +337,7 @@ def decode_alpha(
 ) -> np.ndarray:
     """Decode encoded image bytes into a float32 matte in [0, 1] (see module docstring for what is accepted)."""
     raw, header = decode_raw(data, source, expected_shape, max_pixels, "matte")
-    if raw.ndim == 3:
-        channels = raw.shape[2]
-        if header.png_colour_type == PNG_GREY_ALPHA:
-            # Grey + alpha (LA): OpenCV expands it to BGRA; the grey channel is the matte (as for a grey PNG with
-            # transparency), the alpha channel only says how it was meant to be displayed.
-            raw = raw[:, :, 0]
-        elif channels == 4:
-            raw = raw[:, :, 3]
-        elif channels == 3:
-            if not (np.array_equal(raw[:, :, 0], raw[:, :, 1]) and np.array_equal(raw[:, :, 1], raw[:, :, 2])):
-                raise InputError(source, "expected a single-channel (grey) matte, got a colour RGB image")
-            raw = raw[:, :, 0]
-        elif channels == 2:
-            raw = raw[:, :, 0]
-        else:
-            raise InputError(source, f"expected a single-channel matte, got {channels} channels")
+    raw = _matte_channel(raw, header, source)
     if raw.dtype == np.uint8:
         alpha = raw.astype(np.float32) / np.float32(255.0)
     elif raw.dtype == np.uint16:
@@ -310,6 +351,35 @@ def decode_alpha(
     else:
         raise InputError(source, f"unsupported matte pixel type {raw.dtype}")
     return alpha
+
+
+def _is_grey(colour: np.ndarray) -> bool:
+    return bool(np.array_equal(colour[:, :, 0], colour[:, :, 1]) and np.array_equal(colour[:, :, 1], colour[:, :, 2]))
+
+
+def _matte_channel(raw: np.ndarray, header: ImageHeader, source: str) -> np.ndarray:
+    """The HxW plane of OpenCV's decoded array that holds the matte, chosen by the file's own mode (module
+    docstring), never by the channel count OpenCV happened to return: OpenCV expands LA, a palette with a tRNS entry
+    and RGB with tRNS to BGRA, where channel 3 is the transparency, not the matte."""
+    mode = header.mode
+    if mode in _ALPHA_MATTE_MODES:
+        if raw.ndim != 3 or raw.shape[2] != 4:
+            raise InputError(source, f"{mode} matte decoded without its alpha channel")
+        return raw[:, :, 3]
+    if mode not in _GREY_MATTE_MODES:
+        raise InputError(source, f"unsupported matte colour mode {mode or 'unknown'} (save mattes as 8-bit grey PNG)")
+    if raw.ndim == 2:
+        return raw
+    if raw.shape[2] == 2:  # grey + alpha
+        return raw[:, :, 0]
+    if raw.shape[2] not in (3, 4):
+        raise InputError(source, f"expected a single-channel matte, got {raw.shape[2]} channels")
+    if not _is_grey(raw):  # BGR(A): the alpha of LA, a tRNS palette or RGB + tRNS is never the matte
+        if mode == "P":
+            raise InputError(source, "expected a grey matte, got a palette image with colour (not grey) entries "
+                                     "(palettes are not converted by luminance; save the matte as 8-bit grey PNG)")
+        raise InputError(source, "expected a single-channel (grey) matte, got a colour RGB image")
+    return raw[:, :, 0]
 
 
 def read_alpha(

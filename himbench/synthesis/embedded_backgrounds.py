@@ -258,7 +258,8 @@ def _cached_texture(name: str) -> np.ndarray:
 def _base(name: str) -> np.ndarray:
     photos = _available_photos()
     if name in photos:
-        bgr = cv2.imread(str(photos[name]), cv2.IMREAD_COLOR)
+        # Stored orientation, like every other reader (himbench.io.images): EXIF rotation is not applied.
+        bgr = cv2.imread(str(photos[name]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is None:
             raise OSError(f"{photos[name]}: scikit-image's bundled photo could not be decoded")
         img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

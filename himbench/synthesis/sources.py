@@ -9,7 +9,11 @@ Foreground source specs (``BuildConfig.fg_sources``):
   pymatting's ``estimate_foreground_ml`` so no halo of the old background leaks into composites. The estimate is
   made at the resolution the build can draw the person at (its ``cap``) and kept in the on-disk, content-addressed
   cache of :mod:`himbench.synthesis.fgcache`, shared by all workers and builds.
-* a folder of RGBA PNG cut-outs (colour + alpha channel in one file).
+* a folder of RGBA PNG cut-outs (colour + alpha channel in one file; PNG, WebP or TIFF: a JPEG or BMP there is
+  reported and skipped).
+
+Two files with one stem in a foreground folder (``fg/a.jpg`` + ``fg/a.png``, ``alpha/a.jpg`` + ``alpha/a.png``, or two
+cut-outs) are a listing problem naming both, and neither is used: which one was meant cannot be told.
 
 Background source specs (``BuildConfig.bg_sources``): ``"embedded"`` (scikit-image photos without people and
 procedural textures) or any folder of photos (COCO / BG-20K style, searched recursively).
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+_RGBA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # formats that can carry an alpha channel
 # A cut-out smaller than this (after cropping to alpha > 0) on either side is refused: scaled up to a person's height
 # a 1x1 or 3x40 cut-out would become a solid rectangle "person" with a full matte.
 MIN_CUTOUT_SIDE = 16
@@ -134,17 +139,57 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _by_stem(files: list[Path], what: str) -> tuple[dict[str, Path], dict[str, list[Path]], list[str]]:
+    """Files keyed by stem, the stems held by more than one file (``a.jpg`` + ``a.png``), and one problem naming
+    all the files of each such stem: which one was meant cannot be told, and the label a cut-out gets in the shards
+    (``<set>:<stem>``) must name one file, so none of them is used."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        groups.setdefault(path.stem, []).append(path)
+    unique = {stem: paths[0] for stem, paths in groups.items() if len(paths) == 1}
+    clashes = {stem: paths for stem, paths in groups.items() if len(paths) > 1}
+    problems = [
+        f"{' and '.join(str(p) for p in paths)}: {len(paths)} {what} files share the stem {stem!r}; rename all but "
+        "one (none of them is used)"
+        for stem, paths in clashes.items()
+    ]
+    return unique, clashes, problems
+
+
 def _paired(colour_dir: Path, alpha_dir: Path, kind: str, label: str) -> tuple[list[ForegroundRef], list[str]]:
-    alphas = {p.stem: p for p in _images_in(alpha_dir)}
-    refs, problems = [], []
-    for image in _images_in(colour_dir):
-        alpha = alphas.pop(image.stem, None)
+    images, image_clashes, problems = _by_stem(_images_in(colour_dir), "image")
+    alphas, alpha_clashes, alpha_problems = _by_stem(_images_in(alpha_dir), "alpha")
+    problems += alpha_problems
+    refs = []
+    for stem, image in images.items():
+        alpha = alphas.pop(stem, None)
         if alpha is None:
-            problems.append(f"{image}: no alpha with the same name in {alpha_dir}")
+            if stem not in alpha_clashes:  # already reported, naming the alphas
+                problems.append(f"{image}: no alpha with the same name in {alpha_dir}")
             continue
-        refs.append(ForegroundRef(f"{label}:{image.stem}", kind, (str(image), str(alpha))))
-    problems += [f"{path}: alpha has no image with the same name in {colour_dir}" for path in alphas.values()]
+        refs.append(ForegroundRef(f"{label}:{stem}", kind, (str(image), str(alpha))))
+    problems += [
+        f"{path}: alpha has no image with the same name in {colour_dir}"
+        for stem, path in alphas.items()
+        if stem not in image_clashes
+    ]
     return refs, problems
+
+
+def _rgba_cutouts(folder: Path, label: str) -> tuple[list[ForegroundRef], list[str]]:
+    """RGBA cut-outs of a folder without fg/ or alpha/; a JPEG or BMP there is reported (it has no alpha channel to
+    cut out with) instead of being passed over in silence."""
+    files = _images_in(folder)
+    cutouts = [p for p in files if p.suffix.lower() in _RGBA_SUFFIXES]
+    problems = [
+        f"{p}: a {p.suffix.lower()[1:].upper()} file has no alpha channel; RGBA cut-outs must be PNG, WebP or TIFF "
+        "(skipped)"
+        for p in files
+        if p.suffix.lower() not in _RGBA_SUFFIXES
+    ]
+    unique, _, clash_problems = _by_stem(cutouts, "cut-out")
+    refs = [ForegroundRef(f"{label}:{stem}", "rgba", (str(path),)) for stem, path in unique.items()]
+    return refs, problems + clash_problems
 
 
 def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[ForegroundRef], list[str]]:
@@ -168,12 +213,7 @@ def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[Foregroun
         elif (folder / "alpha").is_dir() and (folder / "original").is_dir():
             found, bad = _paired(folder / "original", folder / "alpha", "image_alpha", label)
         else:
-            found = [
-                ForegroundRef(f"{label}:{p.stem}", "rgba", (str(p),))
-                for p in _images_in(folder)
-                if p.suffix.lower() in (".png", ".webp", ".tif", ".tiff")
-            ]
-            bad = []
+            found, bad = _rgba_cutouts(folder, label)
         if not found:
             raise InputError(
                 folder,
@@ -185,7 +225,10 @@ def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[Foregroun
 
 
 def scan_backgrounds(specs: tuple[str, ...] | list[str]) -> list[BackgroundRef]:
-    """List backgrounds of every spec in a deterministic order."""
+    """List backgrounds of every spec in a deterministic order.
+
+    Backgrounds are named by their path relative to the folder, suffix included, so ``a.jpg`` and ``a.png`` are two
+    backgrounds with two labels (both used): unlike a cut-out and its alpha, nothing is paired by stem."""
     refs: list[BackgroundRef] = []
     for spec in specs:
         if spec == "embedded":
