@@ -349,8 +349,8 @@ def _same_sources(out_dir: Path, listings: dict, overwrite: bool) -> bool:
     more = f" (and {len(differences) - 1} more changed source(s))" if len(differences) > 1 else ""
     raise InputError(
         out_dir,
-        f"cannot resume: the sources changed since this build started: {differences[0]}{more}; the kept shards would "
-        "mix old and new sources. Choose a new --out, remove this build, or pass --overwrite to rebuild it",
+        f"cannot resume: {differences[0]}{more}; kept shards would mix old and new source files. Choose a new --out, "
+        "remove this build, or pass --overwrite to rebuild it from the current sources",
     )
 
 

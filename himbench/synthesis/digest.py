@@ -80,15 +80,17 @@ def compare_listings(recorded: object, current: dict) -> list[str]:
     changed source ("bg folder X: 1 file added (new.jpg)"); empty when they match. A record that is not one this
     module writes counts as a difference (the sources cannot be proven unchanged)."""
     if not isinstance(recorded, dict) or recorded.get("version") != SOURCES_RECORD_VERSION:
-        return ["the record of the source folders is missing or unreadable"]
+        folders = ", ".join(f"{source['role']} folder {source['spec']}" for source in current["sources"])
+        return [f"no readable record of what its sources ({folders}) held when it started (a build by an older "
+                "himbench, or a damaged record), so they cannot be proven unchanged"]
     old = {}
     for source in recorded.get("sources", []) if isinstance(recorded.get("sources"), list) else []:
         if isinstance(source, dict) and isinstance(source.get("files"), dict):
             old[(source.get("role"), source.get("spec"))] = source
     differences = []
-    for source in current["sources"]:
+    for source in current["sources"]:  # "changed since this build started: bg folder X: 1 file added (new.jpg)"
         key = (source["role"], source["spec"])
-        where = f"{source['role']} folder {source['spec']}"
+        where = f"changed since this build started: {source['role']} folder {source['spec']}"
         before = old.get(key)
         if before is None:
             differences.append(f"{where}: not in the record of the earlier run")

@@ -103,8 +103,9 @@ def _drawable(cutout: Cutout, ref: ForegroundRef, config: BuildConfig) -> Cutout
     if narrow < MIN_DRAWN_SIDE:
         raise InputError(
             ref.paths[-1] if ref.paths else ref.label,
-            f"cut-out of aspect {w}:{h} would be drawn {narrow:.2f} px {'wide' if aspect < 1 else 'high'} at this "
-            f"build's smallest person size (minimum {MIN_DRAWN_SIDE} px); too thin to be a person",
+            f"cut-out is {w}x{h} px at the largest size this build draws it, and {narrow:.2f} px "
+            f"{'wide' if aspect < 1 else 'high'} at the smallest (minimum {MIN_DRAWN_SIDE} px); too thin to be a "
+            "person",
         )
     return cutout
 
