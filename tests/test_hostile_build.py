@@ -243,3 +243,10 @@ def test_images_with_fewer_people_than_asked_are_counted_and_said(tmp_path):
     again = _build(*args)
     assert "(1 kept from an earlier run)" in again.output, again.output
     assert json.loads((out / REPORT_FILE).read_text())["fewer_people"] == fewer
+
+
+def test_a_missing_source_folder_leaves_no_output_folder(tmp_path):
+    out = tmp_path / "out"
+    result = _build("--out", str(out), "--splits", "train=1", "--bg", str(tmp_path / "nowhere"), *TINY)
+    _one_line_error(result, "nowhere", "background source")
+    assert not out.exists()

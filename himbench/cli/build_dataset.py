@@ -247,8 +247,11 @@ def command(
 
     The output folder loads with `datasets.load_dataset(OUT)` and carries a dataset card (README.md), the resolved
     build_config.json and a build_report.json. Interrupted builds resume: run the same command again and finished
-    shards are kept. Bad source files are reported and skipped. Foreground colours of photo + alpha sources (P3M) are
-    estimated once and cached (--fg-cache); the cache never changes the output bytes.
+    shards are kept, unless a --fg/--bg folder changed since (files added, removed, resized or touched): that resume
+    is refused (--overwrite rebuilds). Bad source files (and cut-outs too thin to be drawn as people) are reported
+    and skipped; images that get fewer people than drawn for them are counted in build_report.json. Foreground
+    colours of photo + alpha sources (P3M) are estimated once and cached (--fg-cache); the cache never changes the
+    output bytes.
 
     \b
     Examples:
