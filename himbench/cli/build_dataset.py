@@ -11,6 +11,7 @@ __all__ = ["command"]
 # Mirrors himbench.synthesis.config (not imported here, so that `--help` stays light).
 MAX_SIDE = 8192
 MAX_INSTANCES = 20
+MAX_SPLIT_IMAGES = 10_000_000
 
 
 class _UserError(click.ClickException):
@@ -23,11 +24,16 @@ def _parse_splits(value: str) -> dict[str, int]:
     splits: dict[str, int] = {}
     for part in value.split(","):
         name, _, count = part.partition("=")
-        name = name.strip()
-        if not name or not count.strip().isdigit():
+        name, count = name.strip(), count.strip()
+        # ASCII digits only ("²".isdigit() is True but int() refuses it), and the length is bounded before int():
+        # a 5000-digit count is over the cap, not a reason to parse it.
+        if not name or not count.isascii() or not count.isdecimal():
             raise click.BadParameter(f"expected NAME=COUNT[,NAME=COUNT...], got {part!r}", param_hint="--splits")
         if name in splits:
             raise click.BadParameter(f"split {name!r} is given twice", param_hint="--splits")
+        if len(count.lstrip("0")) > len(str(MAX_SPLIT_IMAGES)) or int(count) > MAX_SPLIT_IMAGES:
+            raise click.BadParameter(f"split {name!r}: at most {MAX_SPLIT_IMAGES:,} images per split, got {count}",
+                                     param_hint="--splits")
         splits[name] = int(count)
     return splits
 
@@ -86,11 +92,15 @@ def _parse_scale(value: str) -> tuple[float, float]:
     "--splits",
     default="train=64,test=16",
     show_default=True,
-    help="Images per split, as NAME=COUNT pairs separated by commas.",
+    help="Images per split, as NAME=COUNT pairs separated by commas (at most 10,000,000 images and 99,999 shards "
+    "per split).",
 )
 @click.option("--size", default="1024", show_default=True, help="Canvas size WIDTH or WIDTHxHEIGHT in pixels.")
 @click.option("--instances", default="2-5", show_default=True, help="People per image MIN-MAX (I-HIM50K uses 2-5).")
-@click.option("--instance-weights", default=None, help="Comma-separated weights for each count in MIN..MAX.")
+@click.option(
+    "--instance-weights", default=None,
+    help="Comma-separated weights for each count in MIN..MAX (non-negative, not all zero).",
+)
 @click.option(
     "--fg",
     "fg_sources",
@@ -237,8 +247,11 @@ def command(
 
     The output folder loads with `datasets.load_dataset(OUT)` and carries a dataset card (README.md), the resolved
     build_config.json and a build_report.json. Interrupted builds resume: run the same command again and finished
-    shards are kept. Bad source files are reported and skipped. Foreground colours of photo + alpha sources (P3M) are
-    estimated once and cached (--fg-cache); the cache never changes the output bytes.
+    shards are kept, unless a --fg/--bg folder changed since (files added, removed, resized or touched): that resume
+    is refused (--overwrite rebuilds). Bad source files (and cut-outs too thin to be drawn as people) are reported
+    and skipped; images that get fewer people than drawn for them are counted in build_report.json. Foreground
+    colours of photo + alpha sources (P3M) are estimated once and cached (--fg-cache); the cache never changes the
+    output bytes.
 
     \b
     Examples:
@@ -316,6 +329,14 @@ def command(
         f"built {summary['num_images']} images in {summary['num_shards']} shards "
         f"({summary['resumed_shards']} kept from an earlier run) -> {out_dir}"
     )
+    fewer = summary["fewer_people"]
+    if fewer["images"]:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in fewer["people_dropped"].items())
+        click.echo(
+            f"{fewer['images']} image(s) got fewer people than drawn for them ({fewer['below_min_instances']} fewer "
+            f"than --instances asks at least): people left out: {reasons} (see build_report.json)",
+            err=True,
+        )
     if report.problems:
         click.echo(f"skipped {len(report.problems)} bad source file(s):", err=True)
         for problem in report.problems[:20]:

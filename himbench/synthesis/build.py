@@ -14,6 +14,12 @@ The output folder is someone's disk: a build never deletes or overwrites a file 
 - A folder holding another configuration's build is refused unless ``overwrite``.
 - ``.himbench-build.lock`` (created exclusively, holding the pid) makes a second concurrent build into the same
   folder fail clearly; a lock left by a process that no longer exists is taken over.
+- ``.himbench-build-sources.json`` records what the source folders held when the build started
+  (:mod:`himbench.synthesis.digest`: names, sizes, modification times). A resume whose source folders differ is
+  refused, naming the change (kept shards would mix files of the old and the new sources), unless ``overwrite``,
+  which rebuilds every shard from the current sources.
+- Everything that can be checked before writing is checked first (the config when it is made, the source folders
+  and their listing before the output folder is created); a folder that cannot be written is an InputError.
 
 Photo + alpha sources need their foreground colours estimated. Before the shards start, the build lists the ones its
 images draw, looks each up in the on-disk cache (:mod:`himbench.synthesis.fgcache`, ``fg_cache``) and computes the
@@ -38,6 +44,7 @@ from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_text
 from himbench.shards import is_shard_name, read_shard_metadata, shard_name, write_shard
 from himbench.synthesis.config import BuildConfig
+from himbench.synthesis.digest import compare_listings, source_listings
 from himbench.synthesis.sources import BackgroundRef, ForegroundRef, scan_backgrounds, scan_foregrounds
 
 __all__ = [
@@ -55,6 +62,7 @@ __all__ = [
 FINGERPRINT_KEY = "himbench_fingerprint"
 LOCK_FILE = ".himbench-build.lock"
 PROGRESS_FILE = ".himbench-build-progress.json"
+SOURCES_FILE = ".himbench-build-sources.json"
 CONFIG_FILE = "build_config.json"
 REPORT_FILE = "build_report.json"
 CARD_FILE = "README.md"
@@ -83,6 +91,9 @@ class ShardReport:
     resumed: bool = False  # True when an existing complete shard was kept
     problems: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    short_images: int = 0  # images with fewer people than were drawn for them
+    below_min_images: int = 0  # ... of which with fewer than min_instances
+    dropped: dict[str, int] = field(default_factory=dict)  # people left out, by reason (sampler.DROP_*)
 
 
 @dataclass
@@ -105,6 +116,16 @@ class BuildReport:
     def num_images(self) -> int:
         return sum(s.num_images for s in self.shards)
 
+    @property
+    def fewer_people(self) -> dict:
+        """How many images got fewer people than drawn for them (and fewer than min_instances), and why."""
+        dropped = sum((Counter(s.dropped) for s in self.shards), Counter())
+        return {
+            "images": sum(s.short_images for s in self.shards),
+            "below_min_instances": sum(s.below_min_images for s in self.shards),
+            "people_dropped": dict(sorted(dropped.items())),
+        }
+
     def to_dict(self) -> dict:
         return {
             "out_dir": self.out_dir,
@@ -114,6 +135,7 @@ class BuildReport:
             "resumed_shards": sum(s.resumed for s in self.shards),
             "skipped_sources": len(self.problems),
             "problems": self.problems,
+            "fewer_people": self.fewer_people,
             "seconds": dict(sum((Counter(s.seconds) for s in self.shards), Counter())),
             "foreground_estimates": self.foreground_estimates,
             "shards": [asdict(s) for s in self.shards],
@@ -160,16 +182,22 @@ def build_shard(
 
     cv2.setNumThreads(1)  # parallelism comes from processes; threads inside would oversubscribe the cores
     path = Path(out_dir) / "data" / task.filename
-    rows, problems, seconds = [], [], Counter()
+    rows, problems, seconds, dropped = [], [], Counter(), Counter()
+    short = below_min = 0
     for index in range(task.start, task.stop):
         result = synthesize_image(config, task.split, index, fg_refs, bg_refs, _BAD_SOURCES)
         rows.append(result.row)
         problems += [p for p in result.problems if p not in problems]
         seconds.update(result.seconds)
+        people = result.row["num_instances"]
+        short += people < result.asked
+        below_min += people < config.min_instances
+        dropped.update(result.dropped)
     tic = time.perf_counter()
     write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
     seconds["write"] += time.perf_counter() - tic
-    return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds))
+    return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds), short, below_min,
+                       dict(sorted(dropped.items())))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -236,7 +264,7 @@ def _foreign_entries(out_dir: Path) -> list[str]:
     """Entries of ``out_dir`` that a build that never got to write its config cannot have left."""
     foreign = []
     for entry in sorted(os.scandir(out_dir), key=lambda e: e.name):
-        if entry.name in (LOCK_FILE, PROGRESS_FILE):
+        if entry.name in (LOCK_FILE, PROGRESS_FILE, SOURCES_FILE):
             continue
         if entry.name == "data" and entry.is_dir(follow_symlinks=False) and not any(
             not name.startswith(".") for name in os.listdir(entry.path)
@@ -265,8 +293,9 @@ def _remove_own_shards(out_dir: Path, keep: set[str] = frozenset(), only_fingerp
         path.unlink()
 
 
-def _prepare_out_dir(config: BuildConfig, out_dir: Path, overwrite: bool) -> bool:
-    """Check that ``out_dir`` may receive this build and write its config; True when resuming the same build."""
+def _prepare_out_dir(config: BuildConfig, out_dir: Path, overwrite: bool, listings: dict) -> bool:
+    """Check that ``out_dir`` may receive this build and write its config and the listing of its sources
+    (``listings``, :func:`~himbench.synthesis.digest.source_listings`); True when resuming the same build."""
     config_path = out_dir / CONFIG_FILE
     same = False
     if config_path.exists():
@@ -291,16 +320,44 @@ def _prepare_out_dir(config: BuildConfig, out_dir: Path, overwrite: bool) -> boo
                 f"is not empty ({shown}) and holds no himbench build ({CONFIG_FILE}); choose a new or empty --out, "
                 "or pass --overwrite to write the build into it (only the files a build writes are replaced)",
             )
+    if same:
+        same = _same_sources(out_dir, listings, overwrite)
     if not same:
         _remove_own_shards(out_dir)
         (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
+    # The listing goes first: a build_config.json without it would be one whose sources cannot be proven.
+    atomic_write_text(out_dir / SOURCES_FILE, json.dumps(listings) + "\n")
     atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
     return same
 
 
-def _earlier_problems(out_dir: Path, config: BuildConfig) -> dict[str, list[str]]:
-    """Bad sources met by each shard of an earlier run of this very build, by shard file name."""
-    found: dict[str, list[str]] = {}
+def _same_sources(out_dir: Path, listings: dict, overwrite: bool) -> bool:
+    """True when the source folders hold what they held when the build in ``out_dir`` started; False when they
+    differ and ``overwrite`` (the build is redone from the current sources); else InputError naming the change."""
+    path = out_dir / SOURCES_FILE
+    if not listings["sources"]:  # embedded sources only: versioned by the code, in the fingerprint
+        return True
+    try:
+        recorded = read_json(path, max_bytes=256 << 20) if path.is_file() else None
+    except InputError:
+        recorded = None
+    differences = compare_listings(recorded, listings)
+    if not differences:
+        return True
+    if overwrite:
+        return False
+    more = f" (and {len(differences) - 1} more changed source(s))" if len(differences) > 1 else ""
+    raise InputError(
+        out_dir,
+        f"cannot resume: {differences[0]}{more}; kept shards would mix old and new source files. Choose a new --out, "
+        "remove this build, or pass --overwrite to rebuild it from the current sources",
+    )
+
+
+def _earlier_shards(out_dir: Path, config: BuildConfig) -> dict[str, ShardReport]:
+    """What each shard of an earlier run of this very build met (bad sources, people left out), by shard file name:
+    the report of a resumed run keeps it for the shards it keeps."""
+    found: dict[str, ShardReport] = {}
     for name in (REPORT_FILE, PROGRESS_FILE):
         path = out_dir / name
         if not path.is_file():
@@ -310,8 +367,13 @@ def _earlier_problems(out_dir: Path, config: BuildConfig) -> dict[str, list[str]
             if data.get("fingerprint") != config.fingerprint():
                 continue
             for shard in data.get("shards", []):
-                found[Path(str(shard["path"])).name] = [str(p) for p in shard.get("problems", [])]
-        except (InputError, AttributeError, KeyError, TypeError):  # damaged: the skips are simply found again
+                found[Path(str(shard["path"])).name] = ShardReport(
+                    str(shard["split"]), int(shard["index"]), str(shard["path"]), int(shard["num_images"]), True,
+                    [str(p) for p in shard.get("problems", [])], {}, int(shard.get("short_images", 0)),
+                    int(shard.get("below_min_images", 0)),
+                    {str(k): int(v) for k, v in dict(shard.get("dropped", {})).items()},
+                )
+        except (InputError, AttributeError, KeyError, TypeError, ValueError):  # damaged: the skips are found again
             continue
     return found
 
@@ -334,17 +396,30 @@ def build_dataset(
     foreground cache (None: :func:`~himbench.synthesis.fgcache.default_fg_cache_dir`; False: no on-disk cache).
     """
     out_dir = Path(out_dir)
+    # Sources are listed before anything is written: a bad source leaves no folder behind.
+    fg_refs, listing_problems = scan_foregrounds(config.fg_sources)
+    bg_refs = scan_backgrounds(config.bg_sources)
+    listings = source_listings(config)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
-    with build_lock(out_dir):
-        return _build_locked(config, out_dir, workers, overwrite, progress, write_card, engine, address, fg_cache)
+    sources = (fg_refs, listing_problems, bg_refs, listings)
+    try:
+        with build_lock(out_dir):
+            return _build_locked(
+                config, out_dir, sources, workers, overwrite, progress, write_card, engine, address, fg_cache
+            )
+    except OSError as err:  # a read-only or full disk, a folder made immutable: one line, not a traceback
+        raise InputError(
+            err.filename or out_dir, f"cannot write the build ({err.strerror or err}); is {out_dir} writable?"
+        ) from err
 
 
 def _build_locked(
     config: BuildConfig,
     out_dir: Path,
+    sources: tuple,
     workers: int | None,
     overwrite: bool,
     progress: bool,
@@ -353,25 +428,26 @@ def _build_locked(
     address: str | None,
     fg_cache: str | os.PathLike | bool | None,
 ) -> BuildReport:
-    fg_refs, listing_problems = scan_foregrounds(config.fg_sources)  # a bad source is refused before any write
-    bg_refs = scan_backgrounds(config.bg_sources)
+    fg_refs, listing_problems, bg_refs, listings = sources
     fg_refs = _with_fg_cache(fg_refs, fg_cache)
-    same = _prepare_out_dir(config, out_dir, overwrite)
+    same = _prepare_out_dir(config, out_dir, overwrite, listings)
     (out_dir / "data").mkdir(exist_ok=True)
     _remove_partial_writes(out_dir / "data")  # of a crashed earlier run
     tasks = plan_shards(config)
     expected = {task.filename for task in tasks}
     # Shards of another split size cannot belong to this build (only shard files a build wrote are removed).
     _remove_own_shards(out_dir, keep=expected, only_fingerprinted=True)
-    earlier = _earlier_problems(out_dir, config) if same else {}
+    earlier = _earlier_shards(out_dir, config) if same else {}
 
     reports: list[ShardReport] = []
     todo = []
     for task in tasks:
         path = out_dir / "data" / task.filename
         if shard_is_complete(path, task, config):
-            problems = earlier.get(task.filename, [])
-            reports.append(ShardReport(task.split, task.index, str(path), task.stop - task.start, True, problems))
+            kept = earlier.get(task.filename)
+            if kept is None:  # no record of it (a damaged progress file): its bad sources are not known again
+                kept = ShardReport(task.split, task.index, str(path), task.stop - task.start, True)
+            reports.append(replace(kept, path=str(path), num_images=task.stop - task.start, resumed=True, seconds={}))
         else:
             todo.append(task)
 

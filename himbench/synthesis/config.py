@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 
-__all__ = ["ENGINE_VERSION", "IMAGE_FORMATS", "MAX_INSTANCES", "MAX_SIDE", "BuildConfig"]
+__all__ = [
+    "ENGINE_VERSION",
+    "IMAGE_FORMATS",
+    "MAX_INSTANCES",
+    "MAX_SHARDS_PER_SPLIT",
+    "MAX_SIDE",
+    "MAX_SPLIT_IMAGES",
+    "BuildConfig",
+]
 
 # A canvas side above this is a typo (a 100000 px canvas would allocate tens of GB per image).
 MAX_SIDE = 8192
 # People per image: E2E-HIM predicts at most 20 (its instance queries), and placement under min_visible rarely fits
 # more than about ten people in one frame (each extra person costs up to max_attempts occlusion checks).
 MAX_INSTANCES = 20
+# Images per split: a hundred times HIM-100K. A count above it is a typo, and the shard plan (one small record per
+# shard) and the progress bar grow with it before any image is made.
+MAX_SPLIT_IMAGES = 10_000_000
+# Shards per split: shard names carry five-digit indices (``train-00000-of-00004.parquet``).
+MAX_SHARDS_PER_SPLIT = 99_999
 # Version of the synthesis engine, part of every build's fingerprint: bumped whenever the same config makes other
 # bytes, so a build folder made by an older engine is never resumed into a mix of old and new shards.
 # 2: placement decided at 1/4 resolution, cut-outs prepared at their largest drawn size, crop-based compositing.
@@ -65,12 +79,15 @@ class BuildConfig:
     jpeg_quality: int = 95
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.splits or any(int(n) < 0 for n in self.splits.values()):
+        # Everything is checked here, before a build writes anything to its folder: a config refused later (in a
+        # worker) would leave a build_config.json behind that refuses the corrected rerun.
+        problems = _type_problems(self)
+        if problems:  # the range checks below would fail on the wrong types with Python's own messages
+            raise ValueError("invalid build config: " + "; ".join(problems))
+        if not isinstance(self.splits, dict) or not self.splits:
             problems.append("splits must map split names to non-negative image counts")
-        for name in self.splits:
-            if not name.replace("_", "").isalnum():
-                problems.append(f"split name {name!r} must be alphanumeric (underscores allowed)")
+        else:
+            problems += _split_problems(self.splits, self.images_per_shard)
         if not 1 <= self.min_instances <= self.max_instances:
             problems.append("need 1 <= min_instances <= max_instances")
         if self.max_instances > MAX_INSTANCES:
@@ -80,6 +97,11 @@ class BuildConfig:
             and len(self.instance_weights) != self.max_instances - self.min_instances + 1
         ):
             problems.append("instance_weights needs one weight per instance count in min..max")
+        elif self.instance_weights is not None and (
+            not all(math.isfinite(w) and w >= 0 for w in self.instance_weights) or not sum(self.instance_weights) > 0
+        ):
+            problems.append(f"instance_weights must be finite, non-negative and not all zero "
+                            f"(got {', '.join(repr(w) for w in self.instance_weights)})")
         if not 0 < self.scale_min <= self.scale_max:
             problems.append("need 0 < scale_min <= scale_max")
         if not 0 <= self.min_visible <= 1 or not 0 <= self.min_in_frame <= 1:
@@ -154,3 +176,55 @@ class BuildConfig:
     def num_shards(self, split: str) -> int:
         count = int(self.splits[split])
         return max(1, -(-count // self.images_per_shard)) if count else 0
+
+
+_INT_FIELDS = ("width", "height", "seed", "images_per_shard", "min_instances", "max_instances", "max_attempts",
+               "fg_max_side", "png_compression")
+_FLOAT_FIELDS = ("scale_min", "scale_max", "flip_prob", "brightness", "contrast", "saturation", "hue_degrees",
+                 "min_visible", "min_in_frame")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_problems(config: BuildConfig) -> list[str]:
+    """Fields of the wrong type (a config may come from a hand-edited build_config.json); NaN and infinities count
+    as wrong: every comparison with NaN is False, so a range check alone would let it through."""
+    problems = [f"{name} must be an integer (got {getattr(config, name)!r})"
+                for name in _INT_FIELDS if not _is_int(getattr(config, name))]
+    for name in _FLOAT_FIELDS:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            problems.append(f"{name} must be a finite number (got {value!r})")
+    weights = config.instance_weights
+    if weights is not None and (
+        not isinstance(weights, tuple | list)
+        or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+    ):
+        problems.append(f"instance_weights must be a list of numbers (got {weights!r})")
+    for name in ("fg_sources", "bg_sources"):
+        value = getattr(config, name)
+        if not isinstance(value, tuple | list) or not all(isinstance(v, str) and v for v in value):
+            problems.append(f"{name} must be a list of source names or folders (got {value!r})")
+    if not isinstance(config.store_layers, bool):
+        problems.append(f"store_layers must be true or false (got {config.store_layers!r})")
+    return problems
+
+
+def _split_problems(splits: dict, images_per_shard: int) -> list[str]:
+    """Problems of the split names and counts: each count is bounded (MAX_SPLIT_IMAGES, MAX_SHARDS_PER_SPLIT) so
+    that nothing sized by it (the shard plan, shard names) is made for a typo such as 99999999999999999999."""
+    problems = []
+    for name, count in splits.items():
+        if not isinstance(name, str) or not name.replace("_", "").isalnum() or not name.isascii():
+            problems.append(f"split name {name!r} must be alphanumeric (underscores allowed)")
+        if not _is_int(count) or count < 0:
+            problems.append(f"split {name!r}: the image count must be a non-negative integer (got {count!r})")
+        elif count > MAX_SPLIT_IMAGES:
+            problems.append(f"split {name!r}: {count} images is over the limit of {MAX_SPLIT_IMAGES:,} per split")
+        elif images_per_shard >= 1 and -(-count // images_per_shard) > MAX_SHARDS_PER_SPLIT:
+            problems.append(f"split {name!r}: {count} images at {images_per_shard} per shard make "
+                            f"{-(-count // images_per_shard)} shards, over {MAX_SHARDS_PER_SPLIT} per split; "
+                            "raise --images-per-shard")
+    return problems

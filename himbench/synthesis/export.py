@@ -35,10 +35,8 @@ def export_him2k(
     :class:`InputError` (before writing anything) when ``out_dir`` is not empty, a split has no shards, or a sample
     id is not a plain file name or appears twice in a split.
     """
-    from tqdm.auto import tqdm
 
-    from himbench.io import resolve_inside, safe_name
-    from himbench.io.atomic import atomic_write_bytes
+    from himbench.io import safe_name
     from himbench.shards import ShardFolder, check_sample_id
     from himbench.synthesis.config import IMAGE_FORMATS
 
@@ -67,6 +65,20 @@ def export_him2k(
                     raise InputError(f"{path}#{stem}", f"sample id appears twice in split {split!r}")
                 seen.add(stem)
         plan[split] = shards
+    try:
+        return _write(folder, plan, out_dir, image_format, jpeg_quality, progress)
+    except OSError as err:  # a read-only or full disk, a folder under a file: one line, not a traceback
+        raise InputError(
+            err.filename or out_dir, f"cannot write the export ({err.strerror or err}); is {out_dir} writable?"
+        ) from err
+
+
+def _write(folder, plan: dict, out_dir: Path, image_format: str, jpeg_quality: int, progress: bool) -> dict[str, int]:
+    from tqdm.auto import tqdm
+
+    from himbench.io import resolve_inside
+    from himbench.io.atomic import atomic_write_bytes
+
     out_dir.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for split, shards in plan.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 
 import cv2
@@ -33,6 +34,9 @@ from himbench.synthesis.config import BuildConfig
 from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, load_background, load_foreground
 
 __all__ = [
+    "DROP_NO_PLACEMENT",
+    "DROP_VANISHED",
+    "MIN_DRAWN_SIDE",
     "Placement",
     "SampleResult",
     "encode_composite",
@@ -45,6 +49,13 @@ __all__ = [
 
 _SEARCH_SCALE = 4  # placement decisions (in-frame share, visibility) are made on a 1/4-resolution canvas
 _MAX_WIDTH_SHARE = 0.95  # a person is never drawn wider than this share of the canvas width
+# A cut-out whose narrow side would be drawn narrower than this (in canvas pixels, at the smallest height the build
+# draws it: scale_min of the canvas, or less for a wide one) is refused as a bad source: a 20x20000 cut-out would
+# otherwise become a 1-pixel-wide ground-truth "person". Checked on the prepared cut-out, whatever its source.
+MIN_DRAWN_SIDE = 2
+# Why a person drawn for an image is not in it (the keys of SampleResult.dropped and of the build report).
+DROP_NO_PLACEMENT = "no placement kept min_in_frame and min_visible within max_attempts tries"
+DROP_VANISHED = "matte empty once drawn (too faint or too small at 8 bits)"
 
 
 @dataclass
@@ -52,6 +63,8 @@ class SampleResult:
     row: dict
     problems: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    asked: int = 0  # people drawn for the image (its count in min..max instances)
+    dropped: dict[str, int] = field(default_factory=dict)  # people not in the image, by reason (DROP_*)
 
 
 def image_id(split: str, index: int) -> str:
@@ -78,6 +91,23 @@ def prepared_cap(config: BuildConfig) -> tuple[int, int]:
     cap_h = min(-(-config.height * config.scale_max // 1), config.fg_max_side)
     cap_w = min(-(-config.width * _MAX_WIDTH_SHARE // 1), config.fg_max_side)
     return max(1, int(cap_h)), max(1, int(cap_w))
+
+
+def _drawable(cutout: Cutout, ref: ForegroundRef, config: BuildConfig) -> Cutout:
+    """``cutout`` unchanged, or InputError naming its file when its narrow side would be drawn under MIN_DRAWN_SIDE
+    pixels (an extreme aspect ratio: the person would be a line of pixels in the ground truth)."""
+    h, w = cutout.shape
+    aspect = w / h
+    smallest = min(config.height * config.scale_min, _MAX_WIDTH_SHARE * config.width / aspect)
+    narrow = min(smallest, smallest * aspect)
+    if narrow < MIN_DRAWN_SIDE:
+        raise InputError(
+            ref.paths[-1] if ref.paths else ref.label,
+            f"cut-out is {w}x{h} px at the largest size this build draws it, and {narrow:.2f} px "
+            f"{'wide' if aspect < 1 else 'high'} at the smallest (minimum {MIN_DRAWN_SIDE} px); too thin to be a "
+            "person",
+        )
+    return cutout
 
 
 def _pick(refs: list, rng: np.random.Generator, loader, bad: dict, problems: list[str], what: str, avoid=()):
@@ -259,7 +289,7 @@ def synthesize_image(
     tic = time.perf_counter()
     cap, embedded_height = prepared_cap(config), _embedded_height(config)
     picked = _pick_foregrounds(
-        config, rng, fg_refs, lambda r: load_foreground(r, cap, embedded_height), bad, problems
+        config, rng, fg_refs, lambda r: _drawable(load_foreground(r, cap, embedded_height), r, config), bad, problems
     )
     bg_ref, background = _pick(
         bg_refs, rng, lambda r: load_background(r, config.height, config.width, rng), bad, problems, "background"
@@ -277,6 +307,7 @@ def synthesize_image(
     canvas_hw = (config.height, config.width)
     layers: list[Layer] = []
     kept_labels: list[str] = []
+    dropped = Counter({DROP_NO_PLACEMENT: len(cutouts) - len(placements)})
     for placement in placements:
         cut = cutouts[placement.source]
         layer = render_layer(
@@ -290,6 +321,7 @@ def synthesize_image(
     image = composite_crops(background, layers, visible)
     # Drop people whose 8-bit visible matte vanished (possible only for extremely faint cut-outs).
     keep = [k for k, vis in enumerate(visible) if vis.any()]
+    dropped[DROP_VANISHED] += len(placements) - len(keep)
     visible, layers, kept_labels = [visible[k] for k in keep], [layers[k] for k in keep], [kept_labels[k] for k in keep]
     boxes, union, soft = _matte_statistics(layers, visible, canvas_hw)
     seconds["composite"] += time.perf_counter() - tic
@@ -316,7 +348,7 @@ def synthesize_image(
         row["foregrounds"] = [_encode_layer_rgb(layer, canvas_hw, config.png_compression) for layer in layers]
         row["background"] = encode_png(background, config.png_compression)
     seconds["encode"] += time.perf_counter() - tic
-    return SampleResult(row, problems, seconds)
+    return SampleResult(row, problems, seconds, len(picked), {k: n for k, n in dropped.items() if n > 0})
 
 
 def encode_composite(image: np.ndarray, config: BuildConfig) -> bytes:
