@@ -113,11 +113,12 @@ class ImageTable:
 
 
 # ------------------------------------------------------------------------------------------ records -> table
-def _number(record: dict, key: str, source: str) -> float:
+def _number(record: dict, key: str, source: str, stem: str | None = None) -> float:
+    """``record[key]`` as a float; InputError naming the file, the image (``stem`` or the record's) and the field."""
     value = record.get(key)
     # bool is an int subclass; a JSON true where a count belongs is a malformed record, not 1
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        stem = record.get("stem", "?")
+        stem = record.get("stem", "?") if stem is None else stem
         problem = "missing" if key not in record else f"not a finite number ({value!r})"
         raise InputError(source, f"image {stem!r}: per-image field {key!r} is {problem}")
     return float(value)
@@ -172,7 +173,7 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
         if not isinstance(matches, list) or not all(isinstance(m, dict) for m in matches):
             raise InputError(source, f"image {record['stem']!r}: per-image field 'matches' is missing or not a list "
                                      "of objects")
-        ious = sorted((_number(m, "iou", source) for m in matches), reverse=True)
+        ious = sorted((_number(m, "iou", source, record["stem"]) for m in matches), reverse=True)
         for tag in tags:
             tp, fp, fn = (_number(record, f"{k}@{tag}", source) for k in ("TP", "FP", "FN"))
             if tp > len(ious):
@@ -186,7 +187,7 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
             row[index[f"iou@{tag}"]] = sum(ious[: int(tp)])  # the TP pairs are exactly the TP largest IoUs
         row[index["inst_count"]] = len(matches)
         for name in INSTANCE_ERRORS:
-            row[index[f"inst_sum_{name}"]] = sum(_number(m, name, source) for m in matches)
+            row[index[f"inst_sum_{name}"]] = sum(_number(m, name, source, record["stem"]) for m in matches)
         for key in mean_fields:
             row[index[f"value:{key}"]] = _number(record, key, source)
     return ImageTable(tuple(r["stem"] for r in scored), tuple(columns), matrix, tags, mean_fields, source)
