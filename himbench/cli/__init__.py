@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-dataset": ("build_dataset", "Synthesise HIM training/test data into Parquet shards."),
     "export-him2k": ("export_him2k", "Export built shards to the HIM-2K folder layout."),
     "evaluate": ("evaluate", "Score a prediction folder (HIM-2K layout) against ground truth."),
+    "compare": ("compare", "Paired bootstrap: is method A's score different from B's on the same images?"),
     "models": ("models", "List registered models and methods (one namespace) with parameter counts."),
     "train": ("train", "Train a registered model on built shards."),
     "import-checkpoint": ("import_checkpoint", "Convert the authors' released weights (.ckpt/.pth) safely."),
