@@ -230,7 +230,11 @@ def _cell_problem(name: str, value: Any, feature: Any) -> str | None:
         if dtype == "string":
             ok, wanted = isinstance(value, str), "a string"
         elif dtype.startswith(("int", "uint")):
-            ok, wanted = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            # A whole float (a column another tool wrote as float64) is accepted: only its value matters.
+            ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and value.is_integer()
+            )
+            wanted = "an integer"
         elif dtype.startswith("float"):
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             wanted = "a number"

@@ -207,8 +207,8 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
                     stem=stem,
                     source=str(path),
                     alpha_pngs=tuple(row["alphas"]),
-                    height=row["height"],
-                    width=row["width"],
+                    height=int(row["height"]),
+                    width=int(row["width"]),
                 )
         except InputError as err:  # the file itself failed part-way (a corrupt page, a missing column)
             yield from _unread_items(folder, path, wanted, done, err.problem)
