@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from himbench.cli import main
 from himbench.evaluation import evaluate_folder
-from himbench.evaluation.runner import EvaluationConfig
+from himbench.evaluation.runner import EvaluationConfig, unreadable_ground_truth
 from himbench.io import InputError, encode_alpha_png, write_alpha_png
 from himbench.prediction_manifest import FORMAT, MANIFEST_NAME, merged_manifest, new_manifest, read_manifest
 from himbench.shards import ShardFolder, boxes_from_alphas, is_shard_name, read_split, shard_name, write_shard
@@ -224,6 +224,9 @@ def test_ground_truth_whose_rows_are_all_bad_is_an_error(tmp_path):
     assert "none of the 4 ground-truth image(s) of split 'test' could be read" in result.output
     assert "row 0 (id 'a'): alphas is null" in result.output and "and 1 more" in result.output
     assert not (tmp_path / "report").exists()
+    result = evaluate_folder(pred, tmp_path / "gt", workers=1, progress=False)  # the API still returns the records
+    assert [r["status"] for r in result.records] == ["bad_ground_truth"] * 4
+    assert "none of the 4" in unreadable_ground_truth(result)
 
 
 def test_empty_him2k_split_is_an_error(tmp_path):

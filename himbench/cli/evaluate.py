@@ -174,6 +174,7 @@ def command(
         write_report,
     )
     from himbench.evaluation.ground_truth import Problem
+    from himbench.evaluation.runner import unreadable_ground_truth
     from himbench.io import InputError
 
     if out is not None:
@@ -195,6 +196,9 @@ def command(
         )
     except InputError as err:
         raise _UserError(str(err)) from err
+    nothing_read = unreadable_ground_truth(result)
+    if nothing_read is not None:  # "0 images" and a 0.00 summary would read as a result
+        raise _UserError(f"{result.config.gt}: {nothing_read}")
     if manifest_problem is not None:  # scored against --gt anyway; the bad manifest is still a counted problem
         result.problems.insert(0, Problem(*manifest_problem))
     config = result.config

@@ -38,6 +38,7 @@ __all__ = [
     "evaluate_folder",
     "evaluate_image",
     "resolve_split",
+    "unreadable_ground_truth",
 ]
 
 
@@ -244,6 +245,17 @@ def _check_predictions_match(pred_dir: Path, pred_split: Path, split: str, stems
                                      "and --split")
 
 
+def unreadable_ground_truth(result: EvaluationResult) -> str | None:
+    """Why no image of ``result`` could be scored, when the ground truth of every one was bad (each row null,
+    mistyped or over the pixel limit: the run has no number to report), as one line naming the first few files and
+    problems; None when at least one image was scored (or reached scoring and failed)."""
+    if any(record["status"] != "bad_ground_truth" for record in result.records):
+        return None
+    bad = [p for p in result.problems if p.message.startswith("ground truth")]
+    return (f"none of the {len(result.records)} ground-truth image(s) of split {result.config.split!r} could be "
+            f"read{_reasons(bad)}")
+
+
 def _reasons(problems: list[Problem], limit: int = 3) -> str:
     """The first few problems as one line (``: file: message; ...``), or nothing."""
     if not problems:
@@ -281,9 +293,10 @@ def evaluate_folder(
     :func:`himbench.io.max_pixels`, ``$HIMBENCH_MAX_PIXELS`` or 100 MP).
 
     Raises :class:`himbench.io.InputError` when a threshold is outside (0, 1] or ``min_score`` is not finite, when
-    the ground truth itself cannot be opened or holds no readable image (every shard or row bad: a 0.00 summary would
-    read as a result), when ``pred_dir`` does not exist, and when ``pred_dir`` holds entries but none of them matches
-    a ground-truth image (a misspelt path or split would otherwise score as all misses).
+    the ground truth itself cannot be opened or lists no image (every shard unreadable: a 0.00 summary would read as
+    a result; :func:`unreadable_ground_truth` tells when every listed image turned out bad), when ``pred_dir`` does
+    not exist, and when ``pred_dir`` holds entries but none of them matches a ground-truth image (a misspelt path or
+    split would otherwise score as all misses).
     """
     from tqdm.auto import tqdm
 
@@ -343,10 +356,6 @@ def evaluate_folder(
     for stem in truth.stems:
         if stem not in scored:  # a safety net: every listed id gets an item, a bad row one that reports why
             problems.append(Problem(f"{truth.root}#{stem}", "ground truth: row could not be read; image not scored"))
-    if all(record["status"] == "bad_ground_truth" for record in records):
-        bad = [p for p in problems if p.message.startswith("ground truth")]
-        raise InputError(truth.root, f"none of the {len(truth.stems)} ground-truth image(s) of split {split!r} could "
-                                     f"be read{_reasons(bad)}")
     return EvaluationResult(
         config=config,
         records=records,
