@@ -163,13 +163,56 @@ def read_manifest(pred_dir: str | Path) -> PredictionManifest | None:
             )
         raise InputError(path, f"not a himbench prediction manifest (format {version!r})")
     known = {f for f in PredictionManifest.__dataclass_fields__}
-    try:
-        manifest = PredictionManifest(**{k: v for k, v in record.items() if k in known})
-    except TypeError as err:
-        raise InputError(path, f"prediction manifest lacks a field ({err})") from err
-    if not isinstance(manifest.source, dict) or not isinstance(manifest.splits, list):
-        raise InputError(path, "prediction manifest: 'source' must be an object and 'splits' a list")
-    return manifest
+    missing = sorted(name for name in ("source", "splits", "model", "checkpoint") if name not in record)
+    if missing:
+        raise InputError(path, f"prediction manifest lacks the field(s) {', '.join(map(repr, missing))}")
+    problem = _field_problem(record)
+    if problem is not None:
+        raise InputError(path, f"prediction manifest: {problem}; `himbench evaluate --gt` scores without it")
+    return PredictionManifest(**{k: v for k, v in record.items() if k in known})
+
+
+def _kind(value: Any) -> str:
+    text = json.dumps(value)
+    return f"{'null' if value is None else type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and "\0" not in value  # a NUL would fail later as a path
+
+
+# The type of every field: a manifest is read from a folder anyone may have handed over, and every later use
+# (merging, provenance, the ground-truth lookup) relies on these.
+_OBJECT_FIELDS = ("source", "checkpoint", "options", "versions")
+_TEXT_FIELDS = ("model", "created", "format")
+_OPTIONAL_TEXT = {"source": ("kind", "path", "hub_id", "revision", "build_fingerprint", "shards_digest"),
+                  "checkpoint": ("path", "sha256")}
+
+
+def _field_problem(record: dict[str, Any]) -> str | None:
+    """Why a manifest's fields do not have the types :class:`PredictionManifest` needs; None when they do."""
+    for name in _OBJECT_FIELDS:
+        if name in record and not isinstance(record[name], dict):
+            return f"{name!r} must be an object, not {_kind(record[name])}"
+    for name in _TEXT_FIELDS:
+        if name in record and not _is_text(record[name]):
+            return f"{name!r} must be a string, not {_kind(record[name])}"
+    splits = record.get("splits")
+    if not isinstance(splits, list) or not all(_is_text(split) for split in splits):
+        return f"'splits' must be a list of strings, not {_kind(splits)}"
+    for name, keys in _OPTIONAL_TEXT.items():
+        for key in keys:
+            value = record[name].get(key)
+            if value is not None and not _is_text(value):
+                return f"'{name}.{key}' must be a string or null, not {_kind(value)}"
+    source = record["source"]
+    if not isinstance(source.get("kind"), str):
+        return f"'source.kind' must be a string, not {_kind(source.get('kind'))}"
+    if source["kind"] == "mixed":
+        sources = source.get("sources")
+        if not isinstance(sources, list) or not all(isinstance(item, dict) for item in sources):
+            return f"'source.sources' must be a list of objects, not {_kind(sources)}"
+    return None
 
 
 def merged_manifest(pred_dir: str | Path, manifest: PredictionManifest) -> PredictionManifest:

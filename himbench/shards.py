@@ -59,6 +59,7 @@ __all__ = [
     "read_shard",
     "read_shard_metadata",
     "read_split",
+    "row_problem",
     "shard_name",
     "splits_in",
     "write_shard",
@@ -66,7 +67,9 @@ __all__ = [
 
 CONFIG_FILE = "build_config.json"
 REPORT_FILE = "build_report.json"
-_SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
+# Five digits or more: names are zero-padded to five (as the Hub's own shards), and a split of 100,000 shards or more
+# simply gets longer numbers; the order of shards is numeric (see ShardFolder.shards), not by name.
+_SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5,})-of-(?P<total>\d{5,})\.parquet$")
 _BATCH_ROWS = 16  # rows decoded from Arrow at a time when streaming a shard (a row can hold megabytes of PNG)
 _OPEN_FILES = 32  # Parquet handles kept open for random access; bounded so a folder of thousands of shards fits
 # the default limit of open files
@@ -101,6 +104,9 @@ class RowLocation(NamedTuple):
 
 
 def shard_name(split: str, index: int, total: int) -> str:
+    """``<split>-<index>-of-<total>.parquet``, each number zero-padded to at least five digits."""
+    if index < 0 or total < 1:
+        raise ValueError(f"shard {index} of {total}: the index must be >= 0 and the total >= 1")
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
 
 
@@ -189,7 +195,87 @@ def _plain_cell(name: str, value: Any, source: str) -> Any:
     return value
 
 
-def _plain_row(row: dict, path: str | os.PathLike) -> dict:
+_OPTIONAL_COLUMNS = frozenset({"foregrounds", "background"})  # null in a row stored without layers
+_POSITIVE_COLUMNS = frozenset({"width", "height"})
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def _cell_problem(name: str, value: Any, feature: Any) -> str | None:
+    """Why ``value`` (as Arrow gives it back) does not fit ``feature``, the column's declared type; None when it
+    does. Checked before any cell is used, so that a row written by another tool says what is wrong with it."""
+    from datasets import Image, List, Value
+
+    if value is None:
+        return f"{name} is null"
+    if isinstance(feature, Image):
+        if not isinstance(value, dict) or not isinstance(value.get("bytes"), bytes):
+            # datasets may store an Image as a path with no bytes; a shard must be self-contained.
+            column, _, item = name.partition("[")
+            return f"column {column!r} holds no PNG bytes{' in [' + item if item else ''} ({_describe(value)})"
+        return None
+    if isinstance(feature, List):
+        if not isinstance(value, list):
+            return f"{name} is {_describe(value)}, not a list"
+        for k, item in enumerate(value):
+            problem = _cell_problem(f"{name}[{k}]", item, feature.feature)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(feature, Value):
+        dtype = str(feature.dtype)
+        if dtype == "string":
+            ok, wanted = isinstance(value, str), "a string"
+        elif dtype.startswith(("int", "uint")):
+            # A whole float (a column another tool wrote as float64) is accepted: only its value matters.
+            ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+                isinstance(value, float) and value.is_integer()
+            )
+            wanted = "an integer"
+        elif dtype.startswith("float"):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            wanted = "a number"
+        else:
+            ok, wanted = True, ""
+        if not ok:
+            return f"{name} is {_describe(value)}, not {wanted}"
+    return None
+
+
+@functools.cache
+def _row_features():
+    return _features(with_layers=True)
+
+
+def row_problem(row: dict) -> str | None:
+    """Why one row (as read from Arrow, any subset of the columns) does not fit the shard format, naming the column
+    and the value (``alphas is null``, ``height is float 40.5, not an integer``); None for a good row."""
+    features = _row_features()
+    for name, value in row.items():
+        feature = features.get(name)
+        if feature is None or (value is None and name in _OPTIONAL_COLUMNS):
+            continue  # a column this project does not write, or no layers stored
+        problem = _cell_problem(name, value, feature)
+        if problem is None and name in _POSITIVE_COLUMNS and value < 1:
+            problem = f"{name} is {value}, not a positive integer"
+        if problem is not None:
+            return problem
+    return None
+
+
+def _row_label(row: dict, where: str) -> str:
+    return f"{where} (id {row['id']!r})" if "id" in row else where
+
+
+def _plain_row(row: dict, path: str | os.PathLike, where: str = "row") -> dict:
+    """The row with Image cells as PNG bytes; :class:`InputError` naming the shard, the row (``where``, e.g.
+    ``row 3``), its id and the problem when a cell does not fit the format."""
+    problem = row_problem(row)
+    if problem is not None:
+        raise InputError(path, f"{_row_label(row, where)}: {problem}")
     source = f"{path}#{row['id']!r}" if isinstance(row.get("id"), str) else str(path)
     return {name: _plain_cell(name, value, source) for name, value in row.items()}
 
@@ -218,7 +304,13 @@ def decode_mattes(row: dict, path: str | os.PathLike) -> tuple[str, np.ndarray, 
     return rid, image, decode_alpha_list(row["alphas"], source, image.shape[:2])
 
 
+_SAMPLE_COLUMNS = ("id", "seed", "image", "alphas", "boxes", "depth_order", "fg_sources", "bg_source")
+
+
 def _decode_row(row: dict, path: str | os.PathLike) -> HIMSample:
+    missing = [name for name in _SAMPLE_COLUMNS if name not in row]
+    if missing:
+        raise InputError(path, f"{_row_label(row, 'row')}: no column {', '.join(map(repr, missing))}")
     rid, image, alphas = decode_mattes(row, path)
     source, shape = f"{path}#{rid}", image.shape[:2]
     boxes = np.asarray(row["boxes"], dtype=np.int32).reshape(-1, 4)
@@ -258,23 +350,38 @@ def _columns(columns: Iterable[str] | None) -> list[str] | None:
     return None if columns is None else list(columns)
 
 
-def _iter_rows(path: Path, columns: Iterable[str] | None = None) -> Iterator[dict]:
-    """Rows of one shard (only ``columns``, default all), Image cells as PNG bytes, a few rows decoded at a time."""
+def _iter_checked(path: Path, columns: Iterable[str] | None = None) -> Iterator[tuple[dict, InputError | None]]:
+    """(row, None) for each good row of one shard (only ``columns``, default all; Image cells as PNG bytes), and
+    (row as stored, the InputError saying what is wrong) for a row that does not fit the format, so that the
+    reading goes on past it. A file that cannot be read raises InputError. A few rows are decoded at a time."""
     parquet = _open(path)
     try:
         batches = parquet.iter_batches(batch_size=_BATCH_ROWS, columns=_columns(columns))
+        index = 0
         while True:
             try:
                 batch = next(batches, None)
                 rows = [] if batch is None else batch.to_pylist()
             except Exception as err:  # a corrupt page deep in the file
-                raise InputError(path, f"cannot read Parquet shard ({err})") from err
+                raise InputError(path, f"cannot read Parquet shard past row {index} ({err})") from err
             if batch is None:
                 return
             for row in rows:
-                yield _plain_row(row, path)
+                try:
+                    yield _plain_row(row, path, f"row {index}"), None
+                except InputError as err:
+                    yield row, err
+                index += 1
     finally:
         parquet.close()
+
+
+def _iter_rows(path: Path, columns: Iterable[str] | None = None) -> Iterator[dict]:
+    """Rows of one shard (only ``columns``, default all), Image cells as PNG bytes; InputError at a bad row."""
+    for row, error in _iter_checked(path, columns):
+        if error is not None:
+            raise error
+        yield row
 
 
 class RowGroup:
@@ -294,7 +401,7 @@ class RowGroup:
             record = self._table.slice(index, 1).to_pylist()[0]
         except Exception as err:  # pyarrow raises several types for corrupt data
             raise InputError(self.path, f"cannot read row group {self.group} ({err})") from err
-        return _plain_row(record, self.path)
+        return _plain_row(record, self.path, f"row {index} of row group {self.group}")
 
     def __iter__(self) -> Iterator[dict]:
         return (self.row(index) for index in range(len(self)))
@@ -340,10 +447,12 @@ class ShardFolder:
         if split is not None:
             safe_name(split, self.root, "split name")
         found = []
-        for path in sorted(self.data_dir.glob("*.parquet")):
+        for path in self.data_dir.glob("*.parquet"):
             match = _SHARD_RE.match(path.name)
             if match and (split is None or match["split"] == split):
-                found.append(path)
+                found.append((match["split"], int(match["index"]), int(match["total"]), path.name, path))
+        # Numeric order: past 99,999 shards the names grow a digit, and "100000" sorts before "99999" as text.
+        found = [entry[-1] for entry in sorted(found)]
         if required and not found:
             raise InputError(self.root, f"no shards for split {split!r} (found splits: {self.splits() or 'none'})")
         return found
@@ -443,8 +552,16 @@ class ShardFolder:
         return self.read_columns(path, ["id"])["id"]
 
     def rows(self, path: str | os.PathLike, columns: Iterable[str] | None = None) -> Iterator[dict]:
-        """Stream the rows of one shard (only ``columns``, default all), Image cells as PNG bytes."""
+        """Stream the rows of one shard (only ``columns``, default all), Image cells as PNG bytes. A row that does
+        not fit the format raises :class:`InputError` naming the shard, the row and what is wrong."""
         return _iter_rows(Path(path), columns)
+
+    def checked_rows(
+        self, path: str | os.PathLike, columns: Iterable[str] | None = None
+    ) -> Iterator[tuple[dict, InputError | None]]:
+        """Stream the rows of one shard as (row, None), or (row as stored, InputError) for a row that does not fit
+        the format, so that one bad row costs only itself. A file that cannot be read still raises."""
+        return _iter_checked(Path(path), columns)
 
     def samples(self, split: str) -> Iterator[HIMSample]:
         """Decode every sample of ``split``, in shard order (InputError when the split has no shards)."""

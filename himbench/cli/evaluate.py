@@ -6,6 +6,8 @@ see :mod:`himbench.prediction_manifest`), checked to be unchanged; an explicit `
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import click
@@ -17,6 +19,39 @@ class _UserError(click.ClickException):
     """A bad argument or input: one line on stderr, exit status 2 (as click's own usage errors)."""
 
     exit_code = 2
+
+
+class _FiniteFloat(click.ParamType):
+    """A finite float, optionally in (``low``, ``high``]: click's FloatRange lets NaN through (it compares false
+    with both bounds), and a NaN threshold or score would empty the predictions after the whole run."""
+
+    name = "float"
+
+    def __init__(self, low: float | None = None, high: float | None = None) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.low is not None and number <= self.low) or (self.high is not None and number > self.high):
+            self.fail(f"{value!r} is not in the range {self.low}<x<={self.high}", param, ctx)
+        return number
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse, before scoring, an --out that cannot be created or written (its nearest existing ancestor is a file or
+    not writable); the write itself is still guarded, as permissions are only known for sure by trying."""
+    for parent in (folder, *folder.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise _UserError(f"{parent}: not a folder, so the report cannot be written to {folder} (--out)")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise _UserError(f"{parent}: not writable, so the report cannot be written to {folder} (--out)")
+            return
 
 
 @click.command(name="evaluate")
@@ -52,7 +87,7 @@ class _UserError(click.ClickException):
 @click.option(
     "--threshold",
     "thresholds",
-    type=click.FloatRange(min=0, max=1, min_open=True),
+    type=_FiniteFloat(0, 1),
     multiple=True,
     default=(0.5, 0.75),
     show_default=True,
@@ -60,7 +95,7 @@ class _UserError(click.ClickException):
 )
 @click.option(
     "--min-score",
-    type=float,
+    type=_FiniteFloat(),
     default=None,
     help="Drop predictions whose confidence in the image's scores.json is below this before matching. "
     "Default: keep every prediction (IMQ itself ignores scores).",
@@ -138,9 +173,13 @@ def command(
         format_summary_table,
         write_report,
     )
+    from himbench.evaluation.ground_truth import Problem
+    from himbench.evaluation.runner import unreadable_ground_truth
     from himbench.io import InputError
 
-    gt, provenance = _ground_truth(pred_dir, gt)
+    if out is not None:
+        _check_writable(out)
+    gt, provenance, manifest_problem = _ground_truth(pred_dir, gt)
     try:
         result = evaluate_folder(
             pred_dir,
@@ -157,14 +196,23 @@ def command(
         )
     except InputError as err:
         raise _UserError(str(err)) from err
+    nothing_read = unreadable_ground_truth(result)
+    if nothing_read is not None:  # "0 images" and a 0.00 summary would read as a result
+        raise _UserError(f"{result.config.gt}: {nothing_read}")
+    if manifest_problem is not None:  # scored against --gt anyway; the bad manifest is still a counted problem
+        result.problems.insert(0, Problem(*manifest_problem))
     config = result.config
     resolved = pred_dir.resolve()
     out_dir = out or resolved.with_name(resolved.name + "-eval") / config.split
-    paths = write_report(result, out_dir, provenance=provenance)
-    if plot:
-        from himbench.evaluation.plots import write_plots
+    try:
+        paths = write_report(result, out_dir, provenance=provenance)
+        if plot:
+            from himbench.evaluation.plots import write_plots
 
-        paths.update(write_plots(result, out_dir, worst=worst))
+            paths.update(write_plots(result, out_dir, worst=worst))
+    except OSError as err:  # read-only, full or immutable: one line, not a traceback
+        where = err.filename or out_dir
+        raise _UserError(f"{where}: cannot write the report ({err.strerror or err})") from err
 
     summary = result.summary
     click.echo(
@@ -188,21 +236,21 @@ def command(
         raise SystemExit(1)
 
 
-def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None]:
-    """``--gt`` if given, else the checked ground truth of PRED_DIR's manifest; plus the manifest's provenance."""
+def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None, tuple[str, str] | None]:
+    """``--gt`` if given, else the checked ground truth of PRED_DIR's manifest; plus the manifest's provenance, and
+    (file, message) of a bad manifest that an explicit ``--gt`` made harmless (reported as a problem)."""
     from himbench.io import InputError
     from himbench.prediction_manifest import MANIFEST_NAME, ground_truth_of, read_manifest
 
     try:
         manifest = read_manifest(pred_dir)
     except InputError as err:
-        if gt is not None:  # an explicit --gt needs no manifest: score, but say why there is no provenance
-            click.echo(f"warning: {err}", err=True)
-            return gt, None
+        if gt is not None:  # an explicit --gt needs no manifest: score, and report why there is no provenance
+            return gt, None, (str(err.source), f"{err.problem}; scored against --gt without provenance")
         raise _UserError(str(err)) from err
     provenance = manifest.provenance() if manifest is not None else None
     if gt is not None:
-        return gt, provenance
+        return gt, provenance, None
     if manifest is None:
         raise click.UsageError(
             f"no ground truth: {pred_dir} has no {MANIFEST_NAME} (it is written by `himbench predict`). Pass --gt "
@@ -210,6 +258,6 @@ def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None]:
             "(alphas/<split>/<stem>/<k>.png)."
         )
     try:
-        return ground_truth_of(pred_dir, manifest), provenance
+        return ground_truth_of(pred_dir, manifest), provenance, None
     except InputError as err:
         raise _UserError(str(err)) from err

@@ -47,9 +47,10 @@ class Problem(NamedTuple):
 class ShardItem:
     stem: str
     source: str  # shard path, for messages
-    alpha_pngs: tuple[bytes, ...]
-    height: int
-    width: int
+    alpha_pngs: tuple[bytes, ...] = ()
+    height: int = 0
+    width: int = 0
+    problem: str | None = None  # why the row could not be used (a null or mistyped cell): scored as bad ground truth
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -58,6 +59,8 @@ class ShardItem:
     def load(self, limit: int | None = None) -> tuple[np.ndarray | None, list[Problem]]:
         """(G, H, W) mattes and problems; ``limit``: the pixel limit (default :func:`himbench.io.max_pixels`)."""
         limit = max_pixels() if limit is None else limit
+        if self.problem is not None:
+            return None, [Problem(self.source, f"ground truth: {self.problem}; image not scored")]
         if self.height < 1 or self.width < 1 or self.height * self.width > limit:
             problem = f"ground truth: row says the image is {self.width}x{self.height}"
             problem += " (empty)" if min(self.height, self.width) < 1 else f", over the limit of {limit:,} pixels"
@@ -158,6 +161,9 @@ class GroundTruth:
 
 
 # ---------------------------------------------------------------------------------------------------------- shards
+_SHARD_COLUMNS = ("id", "alphas", "height", "width")
+
+
 def _shard_ids(folder: ShardFolder, split: str) -> tuple[list[str], list[Problem]]:
     stems, seen, problems = [], set(), []
     for path in folder.shards(split):
@@ -166,11 +172,13 @@ def _shard_ids(folder: ShardFolder, split: str) -> tuple[list[str], list[Problem
         except InputError as err:
             problems.append(Problem(err.source, f"ground truth: {err.problem}"))
             continue
-        for stem in ids:
+        for index, stem in enumerate(ids):
             try:
+                if stem is None:
+                    raise InputError(path, "id is null")
                 check_sample_id(stem, path)
             except InputError as err:
-                problems.append(Problem(err.source, f"ground truth: {err.problem}; image not scored"))
+                problems.append(Problem(str(path), f"ground truth: row {index}: {err.problem}; image not scored"))
                 continue
             if stem in seen:
                 problems.append(Problem(f"{path}#{stem}", "ground truth: duplicate sample id; the first is used"))
@@ -181,14 +189,20 @@ def _shard_ids(folder: ShardFolder, split: str) -> tuple[list[str], list[Problem
 
 
 def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[ShardItem]:
-    done = set()
+    """One item per wanted id, the first row of each; a row whose cells do not fit the format (null alphas, a
+    height that is not a positive integer, ...) becomes an item that loads as a problem, and the rows after it are
+    still read, so that one bad row costs one image."""
+    done: set[str] = set()
     for path in folder.shards(split):
         try:
-            for row in folder.rows(path, ("id", "alphas", "height", "width")):
-                stem = row["id"]
-                if stem not in wanted or stem in done:
-                    continue
+            for row, error in folder.checked_rows(path, _SHARD_COLUMNS):
+                stem = row.get("id")
+                if not isinstance(stem, str) or stem not in wanted or stem in done:
+                    continue  # a bad id was reported by _shard_ids
                 done.add(stem)
+                if error is not None:
+                    yield ShardItem(stem=stem, source=str(path), problem=error.problem)
+                    continue
                 yield ShardItem(
                     stem=stem,
                     source=str(path),
@@ -196,8 +210,23 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
                     height=int(row["height"]),
                     width=int(row["width"]),
                 )
-        except Exception:  # already reported by _shard_ids
-            continue
+        except InputError as err:  # the file itself failed part-way (a corrupt page, a missing column)
+            yield from _unread_items(folder, path, wanted, done, err.problem)
+
+
+def _unread_items(
+    folder: ShardFolder, path: Path, wanted: set[str], done: set[str], reason: str
+) -> Iterator[ShardItem]:
+    """Items that report ``reason`` for the wanted ids of a shard not read yet (each is scored as bad ground truth,
+    so the report still has one record per image)."""
+    try:
+        ids = folder.ids(path)
+    except InputError:  # the id column itself is unreadable: _shard_ids reported the shard and listed none of it
+        return
+    for stem in ids:
+        if isinstance(stem, str) and stem in wanted and stem not in done:
+            done.add(stem)
+            yield ShardItem(stem=stem, source=str(path), problem=reason)
 
 
 def _shard_image(folder: ShardFolder, split: str, stem: str) -> np.ndarray:

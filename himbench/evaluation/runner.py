@@ -7,6 +7,8 @@ returns data; :func:`evaluate_folder` maps it over the split in worker processes
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -30,11 +32,13 @@ from himbench.metrics.imq import evaluate_instances
 
 __all__ = [
     "EvaluationConfig",
+    "check_scoring_options",
     "EvaluationResult",
     "ImageOutcome",
     "evaluate_folder",
     "evaluate_image",
     "resolve_split",
+    "unreadable_ground_truth",
 ]
 
 
@@ -57,10 +61,27 @@ class EvaluationConfig:
     max_pixels: int = 100_000_000  # images and mattes over this many pixels are refused before decoding
     spec: str = "SPEC s.2-4 (IMQ as InstMatt CVPR 2022; images without a prediction folder count as all FN)"
 
+    def __post_init__(self) -> None:
+        check_scoring_options(self.thresholds, self.min_score)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["thresholds"] = list(self.thresholds)
         return data
+
+
+def check_scoring_options(thresholds: tuple[float, ...], min_score: float | None) -> None:
+    """Raise :class:`InputError` for an IoU threshold outside (0, 1] or a ``min_score`` that is not a finite number
+    (NaN compares false with everything: it would drop every prediction, or none, without a word)."""
+    if not thresholds:
+        raise InputError("evaluation config", "no IoU threshold given")
+    for threshold in thresholds:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 < threshold <= 1:
+            raise InputError("evaluation config", f"IoU threshold {threshold!r} must be a number in (0, 1]")
+    if min_score is not None and (
+        isinstance(min_score, bool) or not isinstance(min_score, numbers.Real) or not math.isfinite(min_score)
+    ):
+        raise InputError("evaluation config", f"min_score {min_score!r} must be a finite number")
 
 
 @dataclass(frozen=True)
@@ -224,6 +245,26 @@ def _check_predictions_match(pred_dir: Path, pred_split: Path, split: str, stems
                                      "and --split")
 
 
+def unreadable_ground_truth(result: EvaluationResult) -> str | None:
+    """Why no image of ``result`` could be scored, when the ground truth of every one was bad (each row null,
+    mistyped or over the pixel limit: the run has no number to report), as one line naming the first few files and
+    problems; None when at least one image was scored (or reached scoring and failed)."""
+    if any(record["status"] != "bad_ground_truth" for record in result.records):
+        return None
+    bad = [p for p in result.problems if p.message.startswith("ground truth")]
+    return (f"none of the {len(result.records)} ground-truth image(s) of split {result.config.split!r} could be "
+            f"read{_reasons(bad)}")
+
+
+def _reasons(problems: list[Problem], limit: int = 3) -> str:
+    """The first few problems as one line (``: file: message; ...``), or nothing."""
+    if not problems:
+        return ""
+    text = "; ".join(" ".join(f"{p.file}: {p.message}".split()) for p in problems[:limit])
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    return f": {text}{more}"
+
+
 def evaluate_folder(
     pred_dir: str | os.PathLike,
     gt: str | os.PathLike,
@@ -251,18 +292,23 @@ def evaluate_folder(
     ``max_pixels``: refuse images and mattes over this many pixels before decoding (default
     :func:`himbench.io.max_pixels`, ``$HIMBENCH_MAX_PIXELS`` or 100 MP).
 
-    Raises :class:`himbench.io.InputError` when the ground truth itself cannot be opened, when ``pred_dir`` does not
-    exist, and when ``pred_dir`` holds entries but none of them matches a ground-truth image (a misspelt path or
+    Raises :class:`himbench.io.InputError` when a threshold is outside (0, 1] or ``min_score`` is not finite, when
+    the ground truth itself cannot be opened or lists no image (every shard unreadable: a 0.00 summary would read as
+    a result; :func:`unreadable_ground_truth` tells when every listed image turned out bad), when ``pred_dir`` does
+    not exist, and when ``pred_dir`` holds entries but none of them matches a ground-truth image (a misspelt path or
     split would otherwise score as all misses).
     """
     from tqdm.auto import tqdm
 
+    check_scoring_options(tuple(thresholds), min_score)  # before any file is read
     pred_dir = Path(pred_dir)
     _, gt_splits = available_splits(gt)
     split = resolve_split(pred_dir, gt_splits, split)
     if not pred_dir.is_dir():
         raise InputError(pred_dir, "no such prediction folder")
     truth: GroundTruth = open_ground_truth(gt, split)
+    if not truth.stems:  # nothing to score: a 0.00 summary would read as a result (and skip the PRED_DIR check)
+        raise InputError(truth.root, f"no ground-truth image found in split {split!r}{_reasons(truth.problems)}")
     stem_set = set(truth.stems)
     pred_split = _prediction_split_dir(pred_dir, split, stem_set)
     workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
@@ -308,7 +354,7 @@ def evaluate_folder(
             bar.update(1)
     scored = {record["stem"] for record in records}
     for stem in truth.stems:
-        if stem not in scored:  # a shard that listed its ids but failed while reading the mattes
+        if stem not in scored:  # a safety net: every listed id gets an item, a bad row one that reports why
             problems.append(Problem(f"{truth.root}#{stem}", "ground truth: row could not be read; image not scored"))
     return EvaluationResult(
         config=config,
