@@ -126,8 +126,8 @@ def test_split_bounds_hold_in_the_library_and_the_cli_mirrors_them(tmp_path):
     with pytest.raises(ValueError, match=f"over {MAX_SHARDS_PER_SPLIT} per split"):
         BuildConfig(splits={"test": MAX_SHARDS_PER_SPLIT + 1}, images_per_shard=1)
     out = tmp_path / "out"
-    result = _build("--out", str(out), "--splits", "test=100000", *TINY)  # images-per-shard 1: 100000 shards
-    _one_line_error(result, "100000 shards, over 99999 per split")
+    result = _build("--out", str(out), "--splits", "test=1000001", *TINY)  # images-per-shard 1: 1000001 shards
+    _one_line_error(result, "1000001 shards, over 1000000 per split")
     assert not out.exists()
 
 

@@ -92,7 +92,7 @@ def _parse_scale(value: str) -> tuple[float, float]:
     "--splits",
     default="train=64,test=16",
     show_default=True,
-    help="Images per split, as NAME=COUNT pairs separated by commas (at most 10,000,000 images and 99,999 shards "
+    help="Images per split, as NAME=COUNT pairs separated by commas (at most 10,000,000 images and 1,000,000 shards "
     "per split).",
 )
 @click.option("--size", default="1024", show_default=True, help="Canvas size WIDTH or WIDTHxHEIGHT in pixels.")

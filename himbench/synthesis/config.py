@@ -25,8 +25,9 @@ MAX_INSTANCES = 20
 # Images per split: a hundred times HIM-100K. A count above it is a typo, and the shard plan (one small record per
 # shard) and the progress bar grow with it before any image is made.
 MAX_SPLIT_IMAGES = 10_000_000
-# Shards per split: shard names carry five-digit indices (``train-00000-of-00004.parquet``).
-MAX_SHARDS_PER_SPLIT = 99_999
+# Shards per split: names widen past five digits (``train-100000-of-123456.parquet``, himbench.shards.shard_name), so
+# this only bounds the files of one split's folder; a million shards is a typo in --images-per-shard or the count.
+MAX_SHARDS_PER_SPLIT = 1_000_000
 # Version of the synthesis engine, part of every build's fingerprint: bumped whenever the same config makes other
 # bytes, so a build folder made by an older engine is never resumed into a mix of old and new shards.
 # 2: placement decided at 1/4 resolution, cut-outs prepared at their largest drawn size, crop-based compositing.
