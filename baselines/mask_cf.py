@@ -39,6 +39,15 @@ class MaskCFConfig:
     max_iter: int = 2000  # conjugate-gradient iterations
     snap: float = 0.02  # alphas below this become 0, above 1 - snap become 1
 
+    def __post_init__(self) -> None:
+        from himbench.registry import check_fields, check_model_memory
+
+        # Options may come from anyone: refuse what would crash or allocate terabytes before any array is made.
+        check_fields(self, positive=("band", "work_size", "epsilon", "max_iter"), non_negative=("margin",),
+                     unit_interval=("snap",))
+        # The closed-form Laplacian: 81 entries (value and two indices, 8 bytes each) per working pixel.
+        check_model_memory(type(self).__name__, 0, float(self.work_size) ** 2 * 81 * 6)
+
 
 def trimap_from_mask(mask: np.ndarray, band: int) -> np.ndarray:
     """float64 trimap (1 fg, 0 bg, 0.5 unknown) from a boolean mask, by erosion and dilation of ``band`` px."""

@@ -54,7 +54,7 @@ from torch import nn
 from baselines.refiner import normalise_image, perturb_mask_tensor
 from baselines.spectral_norm import SpectralNorm
 from himbench.checkpoints import ReleasedWeights
-from himbench.registry import apply_overrides, register_model
+from himbench.registry import apply_overrides, check_fields, check_model_memory, register_model
 
 __all__ = [
     "ASPP",
@@ -73,6 +73,9 @@ _STRIDE = 32  # total downsampling of the encoder: inputs must be a multiple of 
 _LOW, _HIGH = 1.0 / 255.0, 1.0 - 1.0 / 255.0  # PRM: alpha within [1/255, 1 - 1/255] is "not yet decided"
 
 
+_PARAMETERS = 3.0e7  # the authors' ResNet-34-UNet with spectral norm: ~30 M learned values whatever the config
+
+
 @dataclass(frozen=True)
 class MGMConfig:
     input_size: int = 512  # training crop size (the authors' crop_size); inference runs at any size
@@ -86,6 +89,22 @@ class MGMConfig:
     max_instances: int = 8  # training examples per step, drawn from the batch's valid instances
     max_perturb: float = 0.015  # largest erosion/dilation of training guidance, as a fraction of the crop size
     loss_weights: tuple[float, float, float] = (0.4, 0.2, 0.2)  # os1, os4, os8 (authors: (2, 1, 1) / 5)
+
+    def __post_init__(self) -> None:
+        # A config.json may come from anyone: refuse what would crash, or allocate terabytes, before any tensor.
+        # The network's widths are fixed (the authors'); the sizes, paddings and kernels scale the memory.
+        check_fields(self, positive=("input_size", "pad_multiple", "refine_kernel_sizes", "max_size",
+                                     "batch_instances", "max_instances"),
+                     non_negative=("pad_border", "loss_weights"), unit_interval=("max_perturb",))
+        if len(self.refine_kernel_sizes) != 2 or len(self.loss_weights) != 3:
+            raise ValueError(f"MGMConfig: refine_kernel_sizes needs 2 entries and loss_weights 3 "
+                             f"(got {self.refine_kernel_sizes!r} and {self.loss_weights!r})")
+        side = float(self.max_size or self.input_size) + 2 * self.pad_border + self.pad_multiple
+        batch = max(self.batch_instances, self.max_instances)
+        # ~300 float maps per pixel across the encoder/decoder levels, per instance in a batch; the PRM's ellipse
+        # kernels are dense arrays of side k.
+        acts = batch * side**2 * 300 + sum(float(k) ** 2 for k in self.refine_kernel_sizes)
+        check_model_memory(type(self).__name__, _PARAMETERS, acts)
 
 
 # ------------------------------------------------------------------------------------------------- building blocks

@@ -40,7 +40,7 @@ from torch import nn
 from baselines.mask_cf import normalise_overlaps
 from baselines.unet import TinyUNet, pad_to_multiple
 from himbench.geometry import tight_box
-from himbench.registry import apply_overrides, register_model
+from himbench.registry import apply_overrides, check_fields, check_model_memory, register_model
 
 __all__ = ["MaskRefiner", "RefinerConfig", "outline_band", "outline_patches", "image_to_tensor", "perturb_mask_tensor"]
 
@@ -63,10 +63,42 @@ class RefinerConfig:
     confident_logit: float = 12.0  # logit outside the band: the mask itself (sigmoid(12) ~ 1 - 6e-6)
     snap: float = 0.02  # at inference, alphas below this become 0 and above 1 - snap become 1
 
+    def __post_init__(self) -> None:
+        # A config.json may come from anyone: refuse what would crash, or allocate terabytes, before any tensor.
+        check_fields(self, positive=("input_size", "patch_size", "patches_per_instance", "width", "depth",
+                                     "max_instances", "confident_logit"),
+                     non_negative=("context", "transition_weight"), unit_interval=("max_perturb", "band", "snap"))
+        check_unet_depth(type(self).__name__, self.depth)
+        crop = self.input_size + 2 * self.context  # an instance crop: up to the whole image plus its context
+        params, image_acts = unet_memory(4, self.width, self.depth, crop)
+        _, patch_acts = unet_memory(4, self.width, self.depth, self.patch_size)
+        check_model_memory(type(self).__name__, params,
+                           image_acts + self.max_instances * self.patches_per_instance * patch_acts)
+
     @property
     def band_px(self) -> int:
         """The band's half-width in working pixels."""
         return max(1, round(self.band * self.input_size))
+
+
+_MAX_UNET_DEPTH = 12  # poolings: 2**12 = 4096 px is past any input this project runs
+
+
+def check_unet_depth(owner: str, depth: int) -> None:
+    """Refuse a :class:`~baselines.unet.TinyUNet` depth past :data:`_MAX_UNET_DEPTH` (its width doubles per level:
+    the size estimate itself would overflow)."""
+    if depth > _MAX_UNET_DEPTH:
+        raise ValueError(f"{owner}.depth: at most {_MAX_UNET_DEPTH} levels (got {depth!r})")
+
+
+def unet_memory(in_channels: int, width: int, depth: int, size: int) -> tuple[float, float]:
+    """``(parameters, activation values)`` of a :class:`~baselines.unet.TinyUNet` on one ``size`` x ``size`` input:
+    two 3x3 convs per level going down and up (widths doubling), the maps each level keeps for its skip."""
+    widths = [float(width) * 2**i for i in range(depth + 1)]
+    params = 9 * (in_channels * widths[0] + sum(w * w for w in widths))  # downs' first and second convs (roughly)
+    params += 9 * sum(2 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))  # down widening, ups
+    acts = sum(6 * (float(size) / 2**i) ** 2 * w for i, w in enumerate(widths))  # conv, norm, relu x2 (+ ups)
+    return params, acts
 
 
 def image_to_tensor(image: np.ndarray, size: int, device: torch.device | str) -> torch.Tensor:

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.refiner import image_to_tensor, normalise_image
+from baselines.refiner import check_unet_depth, image_to_tensor, normalise_image, unet_memory
 from baselines.unet import TinyUNet, pad_to_multiple
-from himbench.registry import apply_overrides, register_model
+from himbench.registry import apply_overrides, check_fields, check_model_memory, register_model
 
 __all__ = ["InstanceSegmenter", "SegmenterConfig", "group_instances", "segmentation_targets"]
 
@@ -45,6 +45,14 @@ class SegmenterConfig:
     peak_window: int = 7  # peaks closer than this (working px) are merged by the max-pool
     max_instances: int = 20
     min_area: float = 0.0024
+
+    def __post_init__(self) -> None:
+        # A config.json may come from anyone: refuse what would crash, or allocate terabytes, before any tensor.
+        check_fields(self, positive=("input_size", "width", "depth", "sigma", "offset_unit", "peak_window",
+                                     "max_instances"),
+                     non_negative=("centre_weight",), unit_interval=("peak_threshold", "min_area"))
+        check_unet_depth(type(self).__name__, self.depth)
+        check_model_memory(type(self).__name__, *unet_memory(3, self.width, self.depth, self.input_size))
 
 
 def segmentation_targets(

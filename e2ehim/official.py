@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from e2ehim.inference import predict_single
 from e2ehim.official_swin import SwinBackbone
 from himbench.checkpoints import ReleasedWeights
-from himbench.registry import apply_overrides, register_model
+from himbench.registry import apply_overrides, check_fields, check_model_memory, register_model
 
 __all__ = ["E2EHIMOfficial", "E2EHIMOfficialConfig", "OfficialOutputs", "e2ehim_official"]
 
@@ -86,6 +86,15 @@ class E2EHIMOfficialConfig:
     resize: str = "authors"
     pad_mode: str = "replicate"
     amp: bool = True
+
+    def __post_init__(self) -> None:
+        # A config.json may come from anyone: the widths are the authors' (fixed); the input size and the number
+        # of queries scale the memory, bounded here before any tensor is allocated.
+        check_fields(self, positive=("input_size", "num_queries"), non_negative=("min_sum",))
+        size, queries = float(self.input_size), float(self.num_queries)
+        # ~70 M parameters (Swin-T and the authors' decoders) + 256 per query; per image, the stem and Swin maps
+        # (~600 values per input pixel, window attention included) and four full-size maps per query.
+        check_model_memory(type(self).__name__, 7.0e7 + 256 * queries, size**2 * (600 + 4 * queries))
 
 
 class OfficialOutputs(NamedTuple):

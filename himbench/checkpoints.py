@@ -105,15 +105,32 @@ def _weights_and_config(path: Path) -> tuple[Path, Path]:
     return path, path.parent / CONFIG_NAME
 
 
+def _read_record(config_path: Path) -> dict[str, Any]:
+    """A checkpoint's config.json, checked for shape: an object whose ``model_name`` (if any) is a string and whose
+    ``config`` (if any) is an object. A config.json comes from anyone: ``[]`` or ``{"config": "abc"}`` must be a
+    one-line error naming the file, not a traceback. The values inside ``config`` are checked by the model's own
+    config dataclass when it is built."""
+    try:
+        record = read_json(config_path)
+    except (OSError, ValueError) as err:
+        raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
+    if not isinstance(record, dict):
+        raise InputError(config_path, f"checkpoint config must be a JSON object, found {type(record).__name__}")
+    for key, expected, kind in (("model_name", str, "a string"), ("format", str, "a string"),
+                                ("config", dict, "an object of config fields")):
+        if key in record and not isinstance(record[key], expected):
+            raise InputError(config_path, f"checkpoint config: {key!r} must be {kind}, found "
+                             f"{type(record[key]).__name__} {str(record[key])[:60]!r}")
+    return record
+
+
 def read_checkpoint_config(path_or_id: str | Path) -> dict[str, Any]:
-    """The config.json of a checkpoint (``{}`` when a bare weights file has none beside it)."""
+    """The config.json of a checkpoint (``{}`` when a bare weights file has none beside it); :class:`InputError`
+    naming the file when it is not an object with a string ``model_name`` and an object ``config``."""
     _, config_path = _weights_and_config(resolve_checkpoint(path_or_id))
     if not config_path.is_file():
         return {}
-    try:
-        return read_json(config_path)
-    except (OSError, ValueError) as err:
-        raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
+    return _read_record(config_path)
 
 
 def load_weights(model, weights_path: str | Path, strict: bool = True) -> None:
@@ -141,18 +158,15 @@ def load_model(
     """Rebuild a registered model from a checkpoint and load its weights; returns the model in eval mode.
 
     ``model_name`` defaults to the one stored in config.json (given both, they must agree); the stored config is
-    applied, then ``overrides`` (e.g. ``score_threshold=0.3``).
+    applied, then ``overrides`` (e.g. ``score_threshold=0.3``). A config.json of the wrong shape, or whose values
+    the model's config refuses (types, ranges, NaN, the memory the sizes imply together), raises
+    :class:`InputError` naming the file before any weight is allocated.
     """
     from himbench.registry import create_model
 
     path = resolve_checkpoint(path_or_id, revision)
     weights_path, config_path = _weights_and_config(path)
-    record: dict[str, Any] = {}
-    if config_path.is_file():
-        try:
-            record = read_json(config_path)
-        except (OSError, ValueError) as err:
-            raise InputError(config_path, f"cannot read checkpoint config ({err})") from err
+    record = _read_record(config_path) if config_path.is_file() else {}
     stored_name = record.get("model_name")
     if model_name is None:
         model_name = stored_name
@@ -164,7 +178,11 @@ def load_model(
     config.update(overrides)
     try:
         model = create_model(model_name, **config)
-    except (KeyError, ValueError, TypeError) as err:  # a config.json from someone else: typos, wrong types, sizes
-        raise InputError(config_path, f"checkpoint config does not build {model_name!r}: {err}") from err
+    # A config.json from someone else: typos, wrong types, sizes whose product is absurd (the model's config
+    # dataclass refuses those before allocating: ValueError); the rest for what a plugin's own checks raise.
+    except (KeyError, ValueError, TypeError, ZeroDivisionError, AssertionError) as err:
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        given = f" with {', '.join(f'{k}={v!r}' for k, v in overrides.items())}" if overrides else ""
+        raise InputError(config_path, f"checkpoint config{given} does not build {model_name!r}: {message}") from err
     load_weights(model, weights_path)
     return model.to(device).eval()

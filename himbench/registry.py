@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import math
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterable
@@ -51,15 +53,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "DEFAULT_MAX_MODEL_BYTES",
+    "MAX_MODEL_BYTES_ENV",
     "PLUGIN_GROUP",
     "ModelInfo",
     "apply_overrides",
+    "check_fields",
+    "check_model_memory",
     "config_to_dict",
     "count_parameters",
     "create_model",
     "default_checkpoint",
     "list_models",
     "load_plugins",
+    "max_model_bytes",
     "model_class",
     "model_info",
     "register_model",
@@ -242,6 +249,10 @@ def _check_type(owner: str, key: str, current: Any, value: Any) -> None:
 
     if value is None or current is None:
         return
+    if dataclasses.is_dataclass(current):
+        if type(value) is not type(current):  # apply_overrides turned a dict into the dataclass already
+            fail(f"expected a mapping of {type(current).__name__} fields")
+        return
     if isinstance(current, bool):
         if not isinstance(value, bool):
             fail("expected true or false")
@@ -253,6 +264,8 @@ def _check_type(owner: str, key: str, current: Any, value: Any) -> None:
     elif isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail("expected a number")
+        if not math.isfinite(value):  # NaN compares false with everything: a NaN threshold silently keeps nothing
+            fail("expected a finite number")
     elif isinstance(current, str):
         if not isinstance(value, str):
             fail("expected a string")
@@ -286,3 +299,72 @@ def apply_overrides(config: T, overrides: dict[str, Any]) -> T:
         _check_type(type(config).__name__, key, current, value)
         changes[key] = value
     return dataclasses.replace(config, **changes)
+
+
+# ---------------------------------------------------------------------------------------- what a config implies
+MAX_MODEL_BYTES_ENV = "HIMBENCH_MAX_MODEL_BYTES"
+# Each field of a config can be sane on its own while their product is not (embed_dim x window_size x input_size:
+# terabytes). The paper-size models estimate at a few GB; 64 GiB is past any model this project runs, on any machine
+# it targets, and far below what an attack asks for.
+DEFAULT_MAX_MODEL_BYTES = 64 * 1024**3
+
+
+def max_model_bytes() -> int:
+    """The memory cap (bytes) a model config may imply: ``$HIMBENCH_MAX_MODEL_BYTES`` or the default (64 GiB)."""
+    raw = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MODEL_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"${MAX_MODEL_BYTES_ENV}={raw!r} is not a whole number of bytes") from None
+    if value <= 0:
+        raise ValueError(f"${MAX_MODEL_BYTES_ENV}={raw!r} must be positive")
+    return value
+
+
+def check_model_memory(owner: str, parameters: float, activations: float) -> None:
+    """Refuse a config before anything is allocated when it implies more than :func:`max_model_bytes`.
+
+    ``parameters``: the learned values the config creates; ``activations``: the largest feature values one
+    ``input_size`` image makes a forward pass hold (an estimate: the big tensors, not every temporary). Both count
+    float32 values. Raises ``ValueError`` naming ``owner``, the estimate and the cap.
+    """
+    cap = max_model_bytes()
+    estimate = 4.0 * (float(parameters) + float(activations))
+    if not estimate <= cap:  # also catches NaN and inf
+        raise ValueError(
+            f"{owner}: this config implies about {estimate / 1024**3:.3g} GiB "
+            f"({float(parameters):.3g} parameters, {float(activations):.3g} activation values per image), "
+            f"above the limit of {cap / 1024**3:.3g} GiB (set ${MAX_MODEL_BYTES_ENV} to raise it)"
+        )
+
+
+def check_fields(
+    config: Any,
+    *,
+    positive: Iterable[str] = (),
+    non_negative: Iterable[str] = (),
+    unit_interval: Iterable[str] = (),
+) -> None:
+    """``ValueError`` naming the first field of dataclass ``config`` out of its range: ``positive`` fields (numbers
+    or tuples of them) must be > 0, ``non_negative`` ones >= 0, ``unit_interval`` ones finite and in [0, 1]. Fields
+    that are None are skipped (None means "off"). Meant for ``__post_init__`` of model configs."""
+    owner = type(config).__name__
+
+    def values(name: str) -> list:
+        value = getattr(config, name)
+        return [] if value is None else list(value) if isinstance(value, tuple | list) else [value]
+
+    def fail(name: str, why: str) -> None:
+        raise ValueError(f"{owner}.{name}: {why} (got {getattr(config, name)!r})")
+
+    for name in positive:
+        if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values(name)):
+            fail(name, "must be positive")
+    for name in non_negative:
+        if not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in values(name)):
+            fail(name, "must not be negative")
+    for name in unit_interval:
+        if not all(isinstance(v, int | float) and 0.0 <= v <= 1.0 for v in values(name)):  # NaN fails both
+            fail(name, "must be a number in [0, 1]")

@@ -12,6 +12,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SUFFIX_LIST = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
 
 
+class _UserError(click.ClickException):
+    """A bad checkpoint or model option: one line, exit code 2 (as the other commands' input errors)."""
+
+    exit_code = 2
+
+
 def _earlier_mattes(folder: Path) -> list[Path]:
     """The mattes an earlier predict wrote here: the ``<k>.png`` its ``scores.json`` lists. Anything else in the
     folder (a user's own files, or a ``scores.json`` that is not ours) is left alone: predict deletes only what it
@@ -182,8 +188,8 @@ def command(
         checkpoint = _default_checkpoint(model_name)
     try:
         model = load_model(checkpoint, model_name, device=device, **overrides)
-    except (InputError, KeyError) as err:
-        raise click.ClickException(str(err)) from err
+    except (InputError, KeyError) as err:  # a checkpoint or option the model refuses: one line, exit 2
+        raise _UserError(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
     guide = _guidance_reader(masks_dir, guidance)
     if guide is None and getattr(model, "mask_guided", False):
         raise click.UsageError("this model is mask-guided: pass --masks DIR or, for shard folders, --guidance none")

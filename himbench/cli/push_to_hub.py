@@ -7,6 +7,12 @@ import click
 __all__ = ["command"]
 
 
+class _UserError(click.ClickException):
+    """A bad dataset folder or repo id, or a failed upload: one line, exit code 2 (as the other commands)."""
+
+    exit_code = 2
+
+
 def _size(num_bytes: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if num_bytes < 1024 or unit == "GB":
@@ -38,13 +44,12 @@ def command(dataset_dir, repo_id, private, dry_run, token) -> None:
       himbench push-to-hub data/him-embedded me/him-synthetic --dry-run
       himbench push-to-hub data/him-embedded me/him-synthetic --private
     """
-    from himbench.hub import push_to_hub
-    from himbench.io import InputError
+    from himbench.hub import PushError, push_to_hub
 
     try:
         plan = push_to_hub(dataset_dir, repo_id, private=private, dry_run=dry_run, token=token)
-    except (InputError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
+    except (ValueError, PushError) as err:  # InputError and the Hub's repo-id check are ValueErrors
+        raise _UserError(" ".join(str(err).split())) from err
     sizes = [local.stat().st_size for local, _ in plan]
     if dry_run:
         click.echo(f"would upload {len(plan)} files ({_size(sum(sizes))}) to dataset repo {repo_id}:")
