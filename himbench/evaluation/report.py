@@ -120,7 +120,7 @@ def format_instance_table(summary: dict[str, float]) -> str:
 def format_classic_table(summary: dict[str, float], units: dict[str, str]) -> str:
     """The benchmark's own errors (single-matte layouts): whole image, then trimap region when it has trimaps."""
     names = ("SAD", "MSE", "MAD", "Grad", "Conn")
-    header = ["region", *(f"{n} ({units[n]})" if units.get(n) else n for n in names)]
+    header = ["region", *names]  # the units (long: each convention's own definition) are in summary.json
     rows = [["whole image", *(f"{summary[n]:.4f}" if n in summary else "-" for n in names)]]
     if any(f"{n}_trimap" in summary for n in names):
         rows.append(["trimap", *(f"{summary[f'{n}_trimap']:.4f}" if f"{n}_trimap" in summary else "-"
