@@ -8,10 +8,18 @@ The straightforward version is what one writes from SPEC s.3 directly: full-imag
 for every threshold, ``scipy.ndimage.convolve`` with the 9x9 kernel, pairwise IoU with logical ops. Results are
 checked to agree (relative 1e-6) before timings are reported.
 
+Simple metrics (SAD, MSE, MAD of five 1080p single-matte pairs with P3M-rule trimaps), same run: himbench's paths
+(:mod:`himbench.metrics.errors`, the DIM convention, and :mod:`himbench.metrics.classic`'s P3M convention) against
+peers written here the way the field's evaluators write them: GCA-Matting-style (float32 arrays, error map times the
+unknown mask), MaGGIe-style (float32 means over the whole image) and P3M/AIM-style (``core/evaluate.py``'s functions:
+float64, a forced copy of the prediction). Each himbench path must be at least as fast as the fastest peer that
+computes the same quantity, with values agreeing to 1e-6 relative (GCA/MaGGIe-style sums are float32: 1e-5).
+
 It then times ``himbench.evaluation.evaluate_folder`` on a temporary HIM-2K folder of such images with 1 worker and
 with ``--workers`` (default: all cores), to show the folder evaluation scaling across cores.
 
-    python benchmarks/bench_metrics.py [--repeats 5] [--folder-images 8] [--out benchmarks/results/metrics.json]
+    python benchmarks/bench_metrics.py [--repeats 5] [--simple-repeats 15] [--folder-images 8]
+        [--out benchmarks/results/metrics.json]
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from scipy.optimize import linear_sum_assignment  # noqa: E402
 
 from himbench.evaluation import evaluate_folder  # noqa: E402
 from himbench.io import write_alpha_png  # noqa: E402
-from himbench.metrics import IMQAccumulator, evaluate_instances  # noqa: E402
+from himbench.metrics import IMQAccumulator, errors, evaluate_instances  # noqa: E402
+from himbench.metrics.classic import dim_simple_errors, p3m_trimap_errors, p3m_whole_errors  # noqa: E402
 
 # ------------------------------------------------------------------------------------- straightforward version
 
@@ -111,6 +120,136 @@ def straight_suite(preds, gts, thresholds=(0.5, 0.75)):
     return out
 
 
+# ------------------------------------------------------------------- simple metrics: peers written as theirs are
+
+
+def gca_style_trimap(pred, gt, trimap):
+    """GCA-Matting-style: float32 error maps on the 0-255 scale times the unknown mask (SAD/1000, MSE, MAD)."""
+    p, g = pred * 255.0, gt * 255.0
+    weight = (trimap == 128).astype(np.float32)
+    pixels = weight.sum() + 1e-8
+    abs_map = np.abs(p - g) / 255.0
+    sq_map = ((p - g) / 255.0) ** 2
+    return {"SAD": np.sum(abs_map * weight) / 1000, "MSE": np.sum(sq_map * weight) / pixels * 1000,
+            "MAD": np.sum(abs_map * weight) / pixels * 1000}
+
+
+def maggie_style_whole(pred, gt, trimap=None):
+    """MaGGIe-style: float32 means over the whole image (without MaGGIe's 1e10 / (H*W) scaling)."""
+    diff = pred - gt
+    return {"SAD": np.abs(diff).sum() * 1e-3, "MSE": np.mean(diff**2) * 1000, "MAD": np.mean(np.abs(diff)) * 1000}
+
+
+def p3m_style_whole(pred, gt, trimap=None):
+    """P3M/AIM ``calculate_sad_mse_mad_whole_img`` written straightforwardly: float64, means over the image."""
+    predict, alpha = pred.astype(np.float64), gt.astype(np.float64)
+    pixels = predict.shape[0] * predict.shape[1]
+    return {"SAD": np.sum(np.abs(predict - alpha)) / 1000, "MSE": np.sum((predict - alpha) ** 2) / pixels,
+            "MAD": np.sum(np.abs(predict - alpha)) / pixels}
+
+
+def p3m_style_trimap(pred, gt, trimap):
+    """P3M/AIM ``calculate_sad_mse_mad`` written straightforwardly: known pixels forced, whole-image sums."""
+    predict, alpha = pred.astype(np.float64), gt.astype(np.float64)
+    pixels = float((trimap == 128).sum())
+    predict[trimap == 255] = 1.0
+    predict[trimap == 0] = 0.0
+    return {"SAD_trimap": np.sum(np.abs(predict - alpha)) / 1000,
+            "MSE_trimap": np.sum((predict - alpha) ** 2) / pixels,
+            "MAD_trimap": np.sum(np.abs(predict - alpha)) / pixels}
+
+
+def himbench_dim_whole(pred, gt, trimap=None):
+    return {"SAD": errors.sad(pred, gt), "MSE": errors.mse(pred, gt), "MAD": errors.mad(pred, gt)}
+
+
+def himbench_dim_trimap(pred, gt, trimap):
+    region = errors.unknown_region(trimap)
+    return {"SAD": errors.sad(pred, gt, region), "MSE": errors.mse(pred, gt, region),
+            "MAD": errors.mad(pred, gt, region)}
+
+
+def himbench_dim_joint_whole(pred, gt, trimap=None):
+    return dim_simple_errors(pred, gt)
+
+
+def himbench_dim_joint_trimap(pred, gt, trimap):
+    return dim_simple_errors(pred, gt, errors.unknown_region(trimap))
+
+
+def himbench_p3m_whole(pred, gt, trimap=None):
+    return p3m_whole_errors(pred, gt)
+
+
+def himbench_p3m_trimap(pred, gt, trimap):
+    out = p3m_trimap_errors(pred, gt, trimap)
+    return {k: out[k] for k in ("SAD_trimap", "MSE_trimap", "MAD_trimap")}
+
+
+# (task, name, function, is_himbench, reference peer for the agreement check, tolerance)
+SIMPLE_PATHS = [
+    ("whole", "peer: MaGGIe-style float32 (whole image)", maggie_style_whole, False, None, None),
+    ("whole", "peer: P3M/AIM-style float64 (whole image)", p3m_style_whole, False, None, None),
+    ("whole", "himbench errors.sad + mse + mad (3 passes)", himbench_dim_whole, True,
+     "peer: MaGGIe-style float32 (whole image)", 1e-5),
+    ("whole", "himbench classic dim_simple_errors (one pass)", himbench_dim_joint_whole, True,
+     "peer: MaGGIe-style float32 (whole image)", 1e-5),
+    ("whole", "himbench classic p3m_whole_errors", himbench_p3m_whole, True,
+     "peer: P3M/AIM-style float64 (whole image)", 1e-6),
+    ("trimap", "peer: GCA-style float32 (unknown region)", gca_style_trimap, False, None, None),
+    ("trimap", "peer: P3M/AIM-style float64 (forced trimap)", p3m_style_trimap, False, None, None),
+    ("trimap", "himbench errors.sad + mse + mad on unknown", himbench_dim_trimap, True,
+     "peer: GCA-style float32 (unknown region)", 1e-5),
+    ("trimap", "himbench classic dim_simple_errors on unknown", himbench_dim_joint_trimap, True,
+     "peer: GCA-style float32 (unknown region)", 1e-5),
+    ("trimap", "himbench classic p3m_trimap_errors", himbench_p3m_trimap, True,
+     "peer: P3M/AIM-style float64 (forced trimap)", 1e-6),
+]
+
+
+def p3m_rule_trimap(gt):
+    """The trimap rule of tests/data/interop/classic: 255 = erode(alpha >= 250), 128 = dilate(alpha > 5) minus that."""
+    kernel = np.ones((25, 25), np.uint8)
+    code = np.round(gt * 255)
+    fg = cv2.erode((code >= 250).astype(np.uint8), kernel)
+    band = cv2.dilate((code > 5).astype(np.uint8), kernel)
+    trimap = np.where(band > 0, 128, 0).astype(np.uint8)
+    trimap[fg > 0] = 255
+    return trimap
+
+
+def bench_simple(preds, gts, repeats: int) -> dict:
+    """Time every SAD/MSE/MAD path over the five pairs, interleaved round-robin (fair under a shared machine)."""
+    trimaps = [p3m_rule_trimap(g) for g in gts]
+    functions = {name: fn for _, name, fn, _, _, _ in SIMPLE_PATHS}
+    times = {name: [] for name in functions}
+    values = {}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            values[name] = [fn(p, g, t) for p, g, t in zip(preds, gts, trimaps, strict=True)]
+            times[name].append(time.perf_counter() - start)
+    best = {name: min(ts) for name, ts in times.items()}
+    rows = []
+    for task in ("whole", "trimap"):
+        peers = [name for t, name, _, mine, _, _ in SIMPLE_PATHS if t == task and not mine]
+        fastest = min(peers, key=best.get)
+        for t, name, _, mine, reference, tolerance in SIMPLE_PATHS:
+            if t != task:
+                continue
+            row = {"task": task, "path": name, "seconds": best[name]}
+            if mine:
+                worst = max(abs(float(a[k]) - float(b[k])) / max(abs(float(b[k])), 1e-12)
+                            for a, b in zip(values[name], values[reference], strict=True) for k in b)
+                if worst > tolerance:
+                    raise SystemExit(f"{name} disagrees with {reference}: relative {worst:.3g} > {tolerance:g}")
+                row.update({"fastest_peer": fastest, "fastest_peer_seconds": best[fastest],
+                            "at_least_as_fast": best[name] <= best[fastest], "agrees_with": reference,
+                            "max_relative_difference": worst})
+            rows.append(row)
+    return {"pairs": len(preds), "repeats": repeats, "rows": rows}
+
+
 # ------------------------------------------------------------------------------------------------------- scene
 
 
@@ -172,6 +311,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the library (best is reported)")
     parser.add_argument("--straight-repeats", type=int, default=2, help="timed repeats of the straightforward one")
     parser.add_argument("--instances", type=int, default=5)
+    parser.add_argument("--simple-repeats", type=int, default=15, help="timed rounds of the SAD/MSE/MAD paths")
     parser.add_argument("--folder-images", type=int, default=8, help="images in the folder benchmark (0: skip it)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers for the folder benchmark")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "metrics.json")
@@ -199,6 +339,16 @@ def main() -> None:
     print(f"speed-up x{speedup:.1f}; target < 0.3 s and >= x5: {verdict}")
     print(f"results agree: worst relative difference {worst:.2e}; IMQ_mad@0.5 = {library['IMQ_mad@0.5']:.3f}")
 
+    simple = bench_simple(list(preds), list(gts), args.simple_repeats)
+    print(f"\nSAD, MSE, MAD of {len(preds)} single-matte pairs (best of {args.simple_repeats} interleaved rounds)")
+    print(f"{'task':<7} {'path':<48} {'seconds':>8}  verdict")
+    for row in simple["rows"]:
+        verdict = ""
+        if "fastest_peer" in row:
+            verdict = ("ok" if row["at_least_as_fast"] else "SLOWER") + (
+                f" (fastest peer {row['fastest_peer_seconds']:.4f} s; agrees to {row['max_relative_difference']:.1e})")
+        print(f"{row['task']:<7} {row['path']:<48} {row['seconds']:>8.4f}  {verdict}")
+
     folder = None
     if args.folder_images > 0:
         folder = bench_folder(args.folder_images, args.workers, args.instances)
@@ -220,6 +370,7 @@ def main() -> None:
         "speedup": speedup,
         "max_relative_difference": worst,
         "summary": {k: library[k] for k in straight},
+        "simple_metrics": simple,
         "folder": folder,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
     }

@@ -3,8 +3,11 @@
 Reported units: :func:`sad` / 1000, :func:`mse` x 1000, :func:`mad` x 1000, :func:`grad` / 1000, :func:`conn` / 1000
 (the ``*_sum`` functions give the raw sums). IMQ, RQ, MQ and PQ are x 100. See :mod:`himbench.metrics.errors` and
 :mod:`himbench.metrics.imq` for the exact definitions and every deviation from the reference implementations.
+:func:`classic_errors` gives the per-matte errors in the classic benchmarks' own conventions (P3M/AIM,
+Composition-1k): :mod:`himbench.metrics.classic`.
 """
 
+from himbench.metrics.classic import CONVENTIONS, UNITS, ClassicStat, classic_errors
 from himbench.metrics.errors import (
     abs_error_sum,
     conn,
@@ -31,6 +34,10 @@ from himbench.metrics.kernels import gaussian_derivative_kernel
 from himbench.metrics.matching import Matching, iou_matrix, match_instances
 
 __all__ = [
+    "CONVENTIONS",
+    "UNITS",
+    "ClassicStat",
+    "classic_errors",
     "DEFAULT_THRESHOLDS",
     "IMQ_ERRORS",
     "INSTANCE_ERRORS",

@@ -66,6 +66,7 @@ __all__ = [
     "connectivity_error_map",
     "connectivity_error_sum",
     "connectivity_thresholds",
+    "error_sums",
     "grad",
     "gradient_error_sum",
     "gradient_magnitude",
@@ -133,19 +134,54 @@ def _divide(total: float, region: np.ndarray | None, shape: tuple[int, int], den
 
 
 # ------------------------------------------------------------------------------------------------ SAD / MSE / MAD
-def abs_error_sum(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> float:
-    """sum_R |p - g| (float64 accumulation, no scaling)."""
+_BLOCK_PIXELS = 1 << 16  # float64 blocks of 512 KiB per matte: stay in cache between conversion and reduction
+
+
+def error_sums(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    region: np.ndarray | None = None,
+    *,
+    absolute: bool = True,
+    squared: bool = True,
+) -> tuple[float, float]:
+    """``(sum_R |p - g|, sum_R (p - g)^2)`` in one pass (a sum not asked for is 0.0).
+
+    Differences and sums are float64, as a whole-image float64 conversion would give, but the conversion is done in
+    row blocks that stay in cache and reduced by ``cv2.norm`` (SIMD, float64 accumulation): several times faster than
+    converting whole images, with the same values to rounding (float32 differences would be faster still but round
+    each difference, ~1e-9 relative on a real matte).
+    """
     pred, gt, region = _check_pair(pred, gt, region)
-    diff = np.abs(pred.astype(np.float64) - gt)
-    return float(diff.sum() if region is None else diff[region].sum())
+    height, width = gt.shape
+    if pred.size == 0:
+        return 0.0, 0.0
+    mask = None if region is None else region.view(np.uint8)
+    rows = max(1, _BLOCK_PIXELS // max(width, 1))
+    abs_total = 0.0
+    sq_total = 0.0
+    for top in range(0, height, rows):
+        rows_slice = slice(top, min(top + rows, height))
+        block_mask = None if mask is None else np.ascontiguousarray(mask[rows_slice])
+        if block_mask is not None and not block_mask.any():
+            continue
+        p = pred[rows_slice].astype(np.float64)
+        g = gt[rows_slice].astype(np.float64)
+        if absolute:
+            abs_total += cv2.norm(p, g, cv2.NORM_L1, block_mask)
+        if squared:
+            sq_total += cv2.norm(p, g, cv2.NORM_L2SQR, block_mask)
+    return float(abs_total), float(sq_total)
+
+
+def abs_error_sum(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> float:
+    """sum_R |p - g| (float64, no scaling)."""
+    return error_sums(pred, gt, region, squared=False)[0]
 
 
 def squared_error_sum(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> float:
-    """sum_R (p - g)^2 (float64 accumulation, no scaling)."""
-    pred, gt, region = _check_pair(pred, gt, region)
-    diff = pred.astype(np.float64) - gt
-    diff *= diff
-    return float(diff.sum() if region is None else diff[region].sum())
+    """sum_R (p - g)^2 (float64, no scaling)."""
+    return error_sums(pred, gt, region, absolute=False)[1]
 
 
 def sad(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> float:
