@@ -55,6 +55,13 @@ class MaskCFMethod(Method):
 
         return Prediction(*predict_mask_cf(image, check_masks(self.name, image, masks), self.config))
 
+    def predict_with_trimap(self, image: np.ndarray, trimap: np.ndarray) -> Prediction:
+        """One matte solved on a given trimap (a classic benchmark's own), instead of trimaps made from masks."""
+        from baselines.mask_cf import matte_with_trimap
+
+        alpha = matte_with_trimap(image, trimap, self.config)
+        return Prediction(alpha[None], np.ones(1, dtype=np.float32))
+
 
 class MaskOnlyMethod(Method):
     """``mask-only``: the guidance masks returned as hard 0/1 mattes, the floor any matting stage should beat."""

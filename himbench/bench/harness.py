@@ -350,14 +350,16 @@ def _folder_samples(root: Path, split: str) -> Iterable[_FolderSample]:
 
 
 def _samples(config: BenchConfig) -> Iterable[Any]:
-    """The images of ``config.split``: from built shards (``data/*.parquet``) or a HIM-2K-layout folder."""
+    """The images of ``config.split``: from built shards (``data/*.parquet``) or any folder layout of
+    :mod:`himbench.layouts` (HIM-2K, or a single-matte benchmark such as P3M-500-NP)."""
     from itertools import islice
 
+    from himbench.layouts import find_layout
     from himbench.shards import read_split
 
-    root = Path(config.data)
-    if not (root / "data").is_dir() and (root / "alphas").is_dir():
-        return islice(_folder_samples(root, config.split), config.limit)
+    layout = find_layout(config.data, "bench")  # one table decides what kind of folder this is
+    if layout is not None and layout.name != "shards":
+        return islice(_folder_samples(Path(config.data), config.split), config.limit)
     return islice(read_split(config.data, config.split), config.limit)
 
 

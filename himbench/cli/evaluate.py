@@ -66,6 +66,13 @@ def _check_writable(folder: Path) -> None:
     "shard folder named in PRED_DIR/predictions.json (written by `himbench predict`).",
 )
 @click.option(
+    "--layout",
+    default=None,
+    metavar="NAME",
+    help="Force the ground truth's data layout instead of detecting it: shards, him2k, P3M-500-P, P3M-500-NP, "
+    "AIM-500, PPM-100, Composition-1k, image-alpha (see docs/layouts.md).",
+)
+@click.option(
     "--split",
     default=None,
     help="Split to score. Default: the one split found in both PRED_DIR and the ground truth, else the ground "
@@ -153,6 +160,7 @@ def command(
     max_pixels: int | None,
     engine: str,
     ray_address: str | None,
+    layout: str | None = None,
 ) -> None:
     """Score the instance mattes in PRED_DIR against ground truth (SPEC s.2-4).
 
@@ -165,9 +173,15 @@ def command(
     Bad inputs (missing or extra folders, wrong sizes, colour images, unreadable or oversized files, NaN, links
     outside PRED_DIR) are reported per file and the rest is still scored; an image without a prediction folder
     counts all its people as missed. A PRED_DIR whose entries match no ground-truth image is an error (exit 2).
+
+    The ground truth's layout is detected (--layout forces one). On a single-matte benchmark (P3M-500-P/NP,
+    AIM-500, PPM-100, Composition-1k, read as released) PRED_DIR holds <stem>.png, one matte per image (an instance
+    folder <split>/<stem>/ is merged as the clipped sum of its mattes), and the command also prints SAD, MSE, MAD,
+    Grad and Conn over the whole image and the trimap region, in the benchmark's own convention and units.
     """
     from himbench.evaluation import (
         evaluate_folder,
+        format_classic_table,
         format_instance_table,
         format_problems,
         format_summary_table,
@@ -193,6 +207,7 @@ def command(
             address=ray_address,
             follow_symlinks=follow_symlinks,
             max_pixels=max_pixels,
+            layout=layout,
         )
     except InputError as err:
         raise _UserError(str(err)) from err
@@ -221,6 +236,9 @@ def command(
     )
     if provenance:
         click.echo(f"predictions by {provenance['model']} (weights sha256 {str(provenance['checkpoint_sha256'])[:12]})")
+    if result.units is not None:
+        click.echo(f"\n{config.layout} errors ({config.convention} convention; units in summary.json)")
+        click.echo(format_classic_table(summary, result.units))
     click.echo("\nInstance matting quality (x100)")
     click.echo(format_summary_table(summary, config.thresholds))
     click.echo("\nPer-instance errors (matched instances, whole image)")

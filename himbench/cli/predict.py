@@ -1,7 +1,15 @@
-"""`himbench predict`: run a registered model over images into the HIM-2K prediction layout (SPEC s.4)."""
+"""`himbench predict`: run a registered model over images into the HIM-2K prediction layout (SPEC s.4).
+
+On a folder in a single-matte benchmark layout (P3M-500-P/NP, AIM-500, PPM-100, Composition-1k; see
+:mod:`himbench.layouts`) it writes both the instance folders and ``OUT/<stem>.png``, the instances merged into one
+matte (their sum clipped to [0, 1]), the file the benchmarks' own evaluators read; so every registered model runs on
+them unchanged. A method that takes a trimap (``mask-cf``) uses the benchmark's own trimap when it ships one;
+mask-guided models take their guidance from the ground truth (``--guidance``), which the manifest marks as an oracle.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -40,12 +48,16 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
     Files are taken as they are; a folder contributes its image files (sorted, not recursive); a built shard folder
     (one with data/*.parquet) contributes every sample of ``split`` (or of all its splits), named by sample id.
     """
+    from himbench.layouts import find_layout
     from himbench.shards import list_shards, splits_in
 
     items: list[tuple[str, str, object]] = []
     for raw in inputs:
         path = Path(raw)
-        if path.is_dir() and (path / "data").is_dir() and list_shards(path):
+        layout = find_layout(path, "images")  # one table decides what kind of folder this is (himbench.layouts)
+        if layout is not None and layout.name != "shards":
+            items.extend(_layout_items(path, layout.name, split))
+        elif layout is not None and list_shards(path):
             from himbench.data import HIMShardDataset
 
             for shard_split in [split] if split else splits_in(path):
@@ -84,6 +96,25 @@ def _warn_passed_over(folder: Path, entries: list[Path]) -> None:
         f"are not searched recursively): {shown}",
         err=True,
     )
+
+
+def _layout_items(path: Path, layout: str, split: str | None) -> list[tuple[str, str, object]]:
+    """(split, stem, ground-truth item) of every sample of a benchmark folder (HIM-2K or single-matte layout)."""
+    from himbench.evaluation.ground_truth import open_ground_truth
+    from himbench.io import InputError
+    from himbench.layouts import get_layout
+
+    try:
+        splits = [split] if split and get_layout(layout).name == "him2k" else get_layout(layout).splits(path)
+        items = []
+        for gt_split in splits:
+            truth = open_ground_truth(path, gt_split, layout)
+            for problem in truth.problems:
+                click.echo(f"skipped: {problem.file}: {problem.message}", err=True)
+            items.extend((split or gt_split, item.stem, item) for item in truth.items())
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint="IMAGES") from err
+    return items
 
 
 def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
@@ -182,35 +213,47 @@ def command(
     except InputError as err:
         raise click.BadParameter(str(err), param_hint="--device") from err
     overrides = {"score_threshold": score_threshold} if score_threshold is not None else {}
-    if model_name is not None:
-        model_name = _model_name(model_name)
-    if checkpoint is None:
-        checkpoint = _default_checkpoint(model_name)
-    try:
-        model = load_model(checkpoint, model_name, device=device, **overrides)
-    except (InputError, KeyError) as err:  # a checkpoint or option the model refuses: one line, exit 2
-        raise _UserError(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
+    if model_name is not None and checkpoint is None and _runs_no_model(model_name):
+        model, checkpoint = _MethodRunner(model_name, device), f"method:{model_name}"  # mask-cf, mask-only
+    else:
+        if model_name is not None:
+            model_name = _model_name(model_name)
+        if checkpoint is None:
+            checkpoint = _default_checkpoint(model_name)
+        try:
+            model = load_model(checkpoint, model_name, device=device, **overrides)
+        except (InputError, KeyError) as err:  # a checkpoint or option the model refuses: one line, exit 2
+            raise _UserError(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
     guide = _guidance_reader(masks_dir, guidance)
-    if guide is None and getattr(model, "mask_guided", False):
-        raise click.UsageError("this model is mask-guided: pass --masks DIR or, for shard folders, --guidance none")
     items = collect_inputs(images, split)
+    trimap_only = getattr(model, "takes_trimap", False) and items and all(_has_trimap(i[2]) for i in items)
+    if guide is None and getattr(model, "mask_guided", False) and not trimap_only:
+        raise click.UsageError("this model is mask-guided: pass --masks DIR or, for shard folders and benchmark "
+                               "folders, --guidance none (masks from the ground truth: an oracle)")
     out = Path(out_dir)
     options = {"batch_size": batch_size, "device": device, "score_threshold": score_threshold, "masks": masks_dir,
                "guidance": guidance, "split": split}
+    if guidance is not None and masks_dir is None:
+        options["guidance_oracle"] = True  # the masks come from the ground truth being scored
+    if getattr(model, "takes_trimap", False) and any(_has_trimap(i[2]) for i in items):
+        options["trimap"] = "benchmark"  # the benchmark's own trimaps, where it ships them
     manifest = _manifest(out, images, items, model, model_name or _stored_model_name(checkpoint), checkpoint, options)
     failures: list[str] = []
     written = 0
 
     def load(item):
         item_split, stem, source = item
-        alphas = None
+        alphas = trimap = None
         if isinstance(source, tuple):
             dataset, index = source
             stem, image, alphas = dataset.read_raw(index)
+        elif hasattr(source, "alpha_paths"):  # a benchmark folder's sample: photo, ground truth, trimap
+            image, alphas, trimap = _read_layout_item(source)
         else:
             image = read_image(source)
-        masks = guide(item_split, stem, image.shape[:2], alphas) if guide is not None else None
-        return item_split, stem, image, masks
+        use_trimap = trimap is not None and getattr(model, "takes_trimap", False)
+        masks = guide(item_split, stem, image.shape[:2], alphas) if guide is not None and not use_trimap else None
+        return item_split, stem, image, masks, trimap if use_trimap else None, _is_single(source)
 
     def flush(batch):
         nonlocal written
@@ -218,11 +261,13 @@ def command(
             return
         images_ = [entry[2] for entry in batch]
         with torch.no_grad():
-            if hasattr(model, "predict_batch"):
+            if any(entry[4] is not None for entry in batch):  # the benchmark's trimap (methods that take one)
+                results = [model.predict_instances(e[2], e[3], trimap=e[4]) for e in batch]
+            elif hasattr(model, "predict_batch"):
                 results = model.predict_batch(images_, [entry[3] for entry in batch])
             else:
                 results = [model.predict_instances(img, entry[3]) for img, entry in zip(images_, batch, strict=True)]
-        for (item_split, stem, _, _), (alphas, scores) in zip(batch, results, strict=True):
+        for (item_split, stem, image, _, _, single), (alphas, scores) in zip(batch, results, strict=True):
             try:
                 folder = resolve_inside(out, item_split, stem)  # ids from shards are names, never paths
             except InputError as err:
@@ -236,6 +281,12 @@ def command(
                 write_alpha_png(folder / f"{k:02d}.png", alpha)
             scores_map = {f"{k:02d}": float(s) for k, s in enumerate(np.asarray(scores, dtype=np.float64))}
             atomic_write_text(folder / "scores.json", json.dumps(scores_map, indent=1) + "\n")
+            if single:  # a single-matte benchmark: also OUT/<stem>.png, the instances merged (clipped sum)
+                from himbench.evaluation.predictions import merge_instances
+
+                merged = merge_instances(np.asarray(alphas, dtype=np.float32).reshape(-1, *image.shape[:2]),
+                                         image.shape[:2])
+                write_alpha_png(resolve_inside(out, f"{stem}.png"), merged)
             written += 1
 
     pending = []
@@ -257,6 +308,68 @@ def command(
     click.echo(f"wrote predictions for {written} image(s) to {out}" + (f"; {len(failures)} failed" if failures else ""))
     if failures and not written:
         raise SystemExit(1)
+
+
+def _read_layout_item(item) -> tuple:
+    """(image, (G, H, W) ground-truth mattes, trimap or None) of a benchmark folder's sample; InputError if bad."""
+    from himbench.io import InputError, read_image
+
+    if not item.image_path:
+        raise InputError(item.alpha_paths[0] if item.alpha_paths else item.stem, "no photo for this ground truth")
+    image = read_image(item.image_path)
+    alphas, problems = item.load()
+    if alphas is None:
+        raise InputError(problems[0].file, problems[0].message) if problems else InputError(item.stem, "unreadable")
+    trimap = None
+    if hasattr(item, "load_trimap"):
+        trimap, trimap_problems = item.load_trimap(image.shape[:2])
+        for problem in trimap_problems:
+            click.echo(f"warning: {problem.file}: {problem.message}", err=True)
+    return image, alphas, trimap
+
+
+def _is_single(source: object) -> bool:
+    from himbench.layouts import SingleMatteItem
+
+    return isinstance(source, SingleMatteItem)
+
+
+def _has_trimap(source: object) -> bool:
+    return _is_single(source) and bool(source.trimap_path)
+
+
+def _runs_no_model(name: str) -> bool:
+    """True for a registered method that runs no learned model (mask-cf, mask-only): predict runs it directly."""
+    from himbench.methods import method_entry
+    from himbench.registry import list_models
+
+    entry = method_entry(name)
+    return name not in list_models() and entry is not None and not entry.models
+
+
+@dataclass(frozen=True)
+class _MethodConfig:
+    spec: dict
+
+
+class _MethodRunner:
+    """A method that runs no learned model (``mask-cf``, ``mask-only``) behind the model interface predict uses.
+    A method with ``predict_with_trimap`` (``mask-cf``) takes the benchmark's own trimap when one is given."""
+
+    def __init__(self, name: str, device: str) -> None:
+        from himbench.methods import create_method, is_mask_guided
+
+        self.method = create_method(name, device=device)
+        self.mask_guided = is_mask_guided(name)
+        self.takes_trimap = hasattr(self.method, "predict_with_trimap")
+        self.config = _MethodConfig(dict(getattr(self.method, "spec", {"name": name})))
+
+    def predict_instances(self, image, masks=None, trimap=None):
+        if trimap is not None and self.takes_trimap:
+            prediction = self.method.predict_with_trimap(image, trimap)
+        else:
+            prediction = self.method.predict(image, masks)
+        return prediction.alphas, prediction.scores
 
 
 def _model_name(name: str) -> str:
@@ -324,6 +437,11 @@ def _manifest(out: Path, inputs: tuple[str, ...], items, model, model_name: str,
         source = shard_source(shard_inputs[0], out)
     else:
         source = {"kind": "images", "inputs": [str(Path(raw).resolve()) for raw in inputs]}
+        from himbench.layouts import find_layout
+
+        layouts = sorted({found.name for raw in inputs if (found := find_layout(raw, "images")) is not None})
+        if layouts:  # benchmark folders: which layout each was read as (evaluate them with --gt)
+            source["layouts"] = layouts
     splits = sorted({item[0] for item in items})
     options = {**options, "model_config": config_to_dict(model.config)}
     try:

@@ -8,7 +8,13 @@ Bad inputs never abort a run: each one is a :class:`Problem` ``(file, message)``
 
 from himbench.evaluation.ground_truth import GroundTruth, Problem, available_splits, open_ground_truth
 from himbench.evaluation.predictions import PredictionFolder, read_prediction_folder
-from himbench.evaluation.report import format_instance_table, format_problems, format_summary_table, write_report
+from himbench.evaluation.report import (
+    format_classic_table,
+    format_instance_table,
+    format_problems,
+    format_summary_table,
+    write_report,
+)
 from himbench.evaluation.runner import (
     EvaluationConfig,
     EvaluationResult,
@@ -28,6 +34,7 @@ __all__ = [
     "available_splits",
     "evaluate_folder",
     "evaluate_image",
+    "format_classic_table",
     "format_instance_table",
     "format_problems",
     "format_summary_table",

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from himbench.io import InputError, decode_alpha, decode_image, max_pixels, read_alpha, read_image, read_image_size
+from himbench.layouts import detect_layout, get_layout, list_samples
 from himbench.shards import ShardFolder, check_sample_id
 
 __all__ = [
@@ -126,6 +127,8 @@ class GroundTruth:
     split: str
     stems: list[str]
     problems: list[Problem] = field(default_factory=list)
+    # {stem: SingleMatteItem} for a single-matte benchmark layout (P3M-500, AIM-500, ...), None otherwise
+    single_items: dict | None = None
     # Opened on first use and kept, so that looking up one photo after another reuses its id index.
     _shards: ShardFolder | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -138,6 +141,9 @@ class GroundTruth:
 
     def items(self) -> Iterator[ShardItem | FolderItem]:
         """Items in ``stems`` order (duplicates skipped)."""
+        if self.single_items is not None:  # a single-matte benchmark (himbench.layouts)
+            yield from (self.single_items[stem] for stem in self.stems)
+            return
         if self.kind == "shards":
             yield from _shard_items(self.shards, self.split, set(self.stems))
         else:
@@ -147,6 +153,9 @@ class GroundTruth:
     def image(self, stem: str) -> np.ndarray | None:
         """The RGB photo of one stem (for plots), or None when it is not available."""
         try:
+            if self.single_items is not None:
+                item = self.single_items.get(stem)
+                return read_image(item.image_path) if item and item.image_path else None
             if self.kind == "shards":
                 return _shard_image(self.shards, self.split, stem)
             path = _find_image(self.root, self.split, stem)
@@ -155,6 +164,8 @@ class GroundTruth:
             return None
 
     def item(self, stem: str) -> ShardItem | FolderItem | None:
+        if self.single_items is not None:
+            return self.single_items.get(stem)
         if self.kind == "shards":
             return next(_shard_items(self.shards, self.split, {stem}), None)
         return _folder_item(self.root, self.split, stem)
@@ -286,22 +297,24 @@ def _folder_stems(root: Path, split: str) -> tuple[list[str], list[Problem]]:
 
 
 # ---------------------------------------------------------------------------------------------------------- open
-def available_splits(gt: str | os.PathLike) -> tuple[str, list[str]]:
-    """(kind, splits) of a ground-truth folder; raises InputError when it is neither layout."""
-    root = Path(gt)
-    if (root / "data").is_dir():
-        return "shards", ShardFolder(root).splits()
-    if (root / "alphas").is_dir():
-        return "him2k", sorted(entry.name for entry in os.scandir(root / "alphas") if entry.is_dir())
-    raise InputError(root, "not a ground-truth folder: expected data/*.parquet shards or the HIM-2K alphas/<split>/")
+def available_splits(gt: str | os.PathLike, layout: str | None = None) -> tuple[str, list[str]]:
+    """(kind, splits) of a ground-truth folder, its kind (layout name) decided by :mod:`himbench.layouts`
+    (``layout`` forces one); raises InputError listing the layouts when it fits none."""
+    found = detect_layout(gt, "ground_truth", layout)
+    return found.name, found.splits(gt)
 
 
-def open_ground_truth(gt: str | os.PathLike, split: str) -> GroundTruth:
-    """List one split of a ground-truth folder (shards or HIM-2K layout)."""
+def open_ground_truth(gt: str | os.PathLike, split: str, layout: str | None = None) -> GroundTruth:
+    """List one split of a ground-truth folder (any layout of :mod:`himbench.layouts`; ``layout`` forces one)."""
     root = Path(gt)
-    kind, splits = available_splits(root)
+    kind, splits = available_splits(root, layout)
     if split not in splits:
         raise InputError(root, f"no split {split!r} in the ground truth (found: {', '.join(splits) or 'none'})")
+    found = get_layout(kind)
+    if found.single:
+        items, problems = list_samples(found, root)
+        return GroundTruth(kind=kind, root=root, split=split, stems=[i.stem for i in items], problems=problems,
+                           single_items={i.stem: i for i in items})
     if kind == "shards":
         truth = GroundTruth(kind=kind, root=root, split=split, stems=[])
         truth.stems, truth.problems = _shard_ids(truth.shards, split)

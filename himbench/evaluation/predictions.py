@@ -9,6 +9,12 @@ file was meant for counts as missed.
 order. Scores only matter with ``min_score``: predictions below it are dropped before matching. It is read with a
 size limit (1 MiB) and a nesting limit; a bad one is reported and its scores ignored.
 
+Single-matte predictions (the classic benchmarks, :mod:`himbench.layouts`): ``PRED_DIR/<stem>.png``, one matte per
+image, as portrait-matting repositories write it (:func:`read_single_prediction`). An instance-layout prediction
+folder scored on a single-matte benchmark is merged into one matte: the sum of its instances clipped to [0, 1]
+(:func:`merge_instances`); visible mattes of one image sum to at most 1 (SPEC s.1), so for valid predictions the clip
+only guards against overlapping ones.
+
 Symbolic links: a matte, ``scores.json`` or image folder that resolves outside the scored tree (``root``, the
 prediction folder given to the evaluation) is reported and left out, unless ``follow_symlinks``: a submission made
 of links to the ground truth must not score 100.
@@ -24,7 +30,15 @@ import numpy as np
 from himbench.evaluation.ground_truth import MATTE_SUFFIXES, Problem
 from himbench.io import InputError, is_inside, read_alpha, read_json
 
-__all__ = ["MAX_SCORES_BYTES", "PredictionFolder", "outside_link_problem", "read_prediction_folder"]
+__all__ = [
+    "MAX_SCORES_BYTES",
+    "PredictionFolder",
+    "merge_instances",
+    "outside_link_problem",
+    "read_prediction_folder",
+    "read_single_prediction",
+    "single_prediction_files",
+]
 
 SCORES_FILE = "scores.json"
 MAX_SCORES_BYTES = 1024 * 1024
@@ -120,3 +134,51 @@ def read_prediction_folder(
         kept_scores.append(score)
     alphas = np.stack(mattes) if mattes else np.zeros((0, *shape), dtype=np.float32)
     return PredictionFolder(alphas=alphas, files=tuple(kept), scores=tuple(kept_scores), problems=tuple(problems))
+
+
+# ---------------------------------------------------------------------------------------------- single mattes
+def merge_instances(alphas: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """One matte from instance mattes (P, H, W): their sum clipped to [0, 1], float32 (zeros when P = 0)."""
+    alphas = np.asarray(alphas, dtype=np.float32)
+    if len(alphas) == 0:
+        return np.zeros(shape if shape is not None else alphas.shape[1:], dtype=np.float32)
+    return np.clip(alphas.sum(axis=0, dtype=np.float32), 0.0, 1.0)
+
+
+def single_prediction_files(pred_dir: Path, stems: set[str]) -> tuple[dict[str, Path], list[Problem]]:
+    """{stem: file} of the single mattes ``PRED_DIR/<stem>.png`` (or .tif/.tiff) of ground-truth images, and a
+    problem for each other matte file there (extra, or a second file for one stem)."""
+    found: dict[str, Path] = {}
+    problems: list[Problem] = []
+    if not pred_dir.is_dir():
+        return found, problems
+    for entry in sorted(pred_dir.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or entry.suffix.lower() not in MATTE_SUFFIXES or entry.is_dir():
+            continue
+        if entry.stem not in stems:
+            problems.append(Problem(str(entry), "extra prediction with no ground-truth image; ignored"))
+        elif entry.stem in found:
+            problems.append(Problem(str(entry), f"second prediction for {entry.stem!r} (also "
+                                                f"{found[entry.stem].name}); ignored"))
+        else:
+            found[entry.stem] = entry
+    return found, problems
+
+
+def read_single_prediction(
+    path: Path,
+    shape: tuple[int, int],
+    root: Path | None = None,
+    follow_symlinks: bool = False,
+    max_pixels: int | None = None,
+) -> PredictionFolder:
+    """Read one single-matte prediction file as a one-matte :class:`PredictionFolder` (no matte and a problem when
+    the file is bad, or a link outside ``root`` unless ``follow_symlinks``)."""
+    empty = np.zeros((0, *shape), dtype=np.float32)
+    if root is not None and not follow_symlinks and path.is_symlink() and not is_inside(root, path):
+        return PredictionFolder(empty, (), (), (outside_link_problem(path, root),))
+    try:
+        matte = read_alpha(path, shape, max_pixels)
+    except InputError as err:
+        return PredictionFolder(empty, (), (), (Problem(err.source, err.problem + "; scored as an empty matte"),))
+    return PredictionFolder(matte[None], (path.name,), (None,), ())

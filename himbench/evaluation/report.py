@@ -23,7 +23,13 @@ from himbench.evaluation.runner import EvaluationResult
 from himbench.io import atomic_write_text
 from himbench.metrics import IMQ_ERRORS, INSTANCE_ERRORS
 
-__all__ = ["format_instance_table", "format_problems", "format_summary_table", "write_report"]
+__all__ = [
+    "format_classic_table",
+    "format_instance_table",
+    "format_problems",
+    "format_summary_table",
+    "write_report",
+]
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -64,6 +70,9 @@ def write_report(
         "num_problems": len(result.problems),
         "config": result.config.to_dict(),
     }
+    if result.units is not None:  # a single-matte benchmark: its own errors, in its evaluator's units
+        summary_doc["convention"] = result.config.convention
+        summary_doc["units"] = result.units
     if provenance is not None:
         summary_doc["provenance"] = provenance
     atomic_write_text(paths["summary_json"], _json_text(summary_doc))
@@ -106,6 +115,17 @@ def format_instance_table(summary: dict[str, float]) -> str:
     header = ["instances", "SAD/1e3", "MSE x1e3", "MAD x1e3", "Grad/1e3", "Conn/1e3"]
     row = [str(int(summary["inst_count"]))] + [f"{summary[f'inst_{n}']:.4f}" for n in INSTANCE_ERRORS]
     return _table(header, [row])
+
+
+def format_classic_table(summary: dict[str, float], units: dict[str, str]) -> str:
+    """The benchmark's own errors (single-matte layouts): whole image, then trimap region when it has trimaps."""
+    names = ("SAD", "MSE", "MAD", "Grad", "Conn")
+    header = ["region", *names]  # the units (long: each convention's own definition) are in summary.json
+    rows = [["whole image", *(f"{summary[n]:.4f}" if n in summary else "-" for n in names)]]
+    if any(f"{n}_trimap" in summary for n in names):
+        rows.append(["trimap", *(f"{summary[f'{n}_trimap']:.4f}" if f"{n}_trimap" in summary else "-"
+                                 for n in names)])
+    return _table(header, rows)
 
 
 def format_problems(problems: list, limit: int = 20) -> str:

@@ -24,9 +24,16 @@ from himbench.evaluation.ground_truth import (
     available_splits,
     open_ground_truth,
 )
-from himbench.evaluation.predictions import outside_link_problem, read_prediction_folder
+from himbench.evaluation.predictions import (
+    merge_instances,
+    outside_link_problem,
+    read_prediction_folder,
+    read_single_prediction,
+    single_prediction_files,
+)
 from himbench.io import InputError, is_inside
 from himbench.io import max_pixels as default_max_pixels
+from himbench.layouts import SingleMatteItem
 from himbench.metrics import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS, ImageInstanceStats, IMQAccumulator
 from himbench.metrics.imq import evaluate_instances
 
@@ -60,6 +67,9 @@ class EvaluationConfig:
     follow_symlinks: bool = False  # read links in the prediction folder that resolve outside it
     max_pixels: int = 100_000_000  # images and mattes over this many pixels are refused before decoding
     spec: str = "SPEC s.2-4 (IMQ as InstMatt CVPR 2022; images without a prediction folder count as all FN)"
+    # Single-matte benchmarks (himbench.layouts): the layout and the error convention of its own evaluator
+    layout: str = ""
+    convention: str = ""
 
     def __post_init__(self) -> None:
         check_scoring_options(self.thresholds, self.min_score)
@@ -92,6 +102,7 @@ class ImageOutcome:
     record: dict[str, Any]
     stats: ImageInstanceStats | None
     problems: tuple[Problem, ...]
+    classic: dict[str, float] | None = None  # single-matte benchmarks: the benchmark's own errors of this image
 
 
 @dataclass
@@ -102,6 +113,7 @@ class EvaluationResult:
     problems: list[Problem]
     accumulator: IMQAccumulator
     stats: dict[str, ImageInstanceStats] = field(default_factory=dict)
+    units: dict[str, str] | None = None  # single-matte benchmarks: unit of each classic error in ``summary``
 
 
 # --------------------------------------------------------------------------------------------------- per image
@@ -127,8 +139,53 @@ def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tup
     return record
 
 
+def _evaluate_single(item: SingleMatteItem, pred_path: str | None, config: EvaluationConfig) -> ImageOutcome:
+    """Score one image of a single-matte benchmark: the prediction (a ``<stem>.png`` file, or an instance folder
+    merged as the clipped sum of its mattes) against the one ground-truth matte, with the benchmark's own errors
+    (:func:`himbench.metrics.classic.classic_errors`) and, as for every layout, the instance stats. A missing or bad
+    prediction is reported and scored as an empty (all-zero) matte, as a missing folder counts all people missed."""
+    from himbench.metrics.classic import classic_errors
+
+    gt_alphas, problems = item.load(config.max_pixels)
+    if gt_alphas is None:
+        return ImageOutcome(item.stem, _record(item.stem, "bad_ground_truth", None, (), config.thresholds), None,
+                            tuple(problems))
+    shape = gt_alphas.shape[1:]
+    trimap, trimap_problems = item.load_trimap(shape, config.max_pixels)
+    problems.extend(trimap_problems)
+    root = Path(config.pred_dir)
+    path = Path(pred_path) if pred_path else None
+    status, files = "ok", ()
+    if path is None or not (path.is_file() or path.is_dir()):
+        problems.append(Problem(pred_path or item.stem, "missing prediction; scored as an empty matte"))
+        pred_alphas, status = gt_alphas[:0], "missing"
+    else:
+        if path.is_dir():
+            folder = read_prediction_folder(path, shape, config.min_score, root, config.follow_symlinks,
+                                            config.max_pixels)
+        else:
+            folder = read_single_prediction(path, shape, root, config.follow_symlinks, config.max_pixels)
+        pred_alphas, files = folder.alphas, folder.files
+        problems.extend(folder.problems)
+        if folder.problems:
+            status = "problems"
+    merged = merge_instances(pred_alphas, shape)
+    classic = classic_errors(merged, gt_alphas[0], trimap, convention=config.convention or item.convention)
+    single = merged[None] if merged.any() else merged[None][:0]
+    stats = evaluate_instances(
+        single, gt_alphas, sigma=config.grad_sigma, conn_step=config.conn_step, conn_theta=config.conn_theta
+    )
+    # the one (merged) prediction is named by its file, or by its folder when instances were merged
+    name = files[0] if len(files) == 1 and path is not None and path.is_file() else f"{item.stem}/ (merged)"
+    record = _record(item.stem, status, stats, (name,) * len(single), config.thresholds)
+    record.update(classic)
+    return ImageOutcome(item.stem, record, stats, tuple(problems), classic)
+
+
 def evaluate_image(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig) -> ImageOutcome:
     """Score one image; every problem is returned, none is raised."""
+    if isinstance(item, SingleMatteItem):
+        return _evaluate_single(item, pred_folder, config)
     gt_alphas, problems = item.load(config.max_pixels)
     if gt_alphas is None:
         return ImageOutcome(item.stem, _record(item.stem, "bad_ground_truth", None, (), config.thresholds), None,
@@ -278,6 +335,7 @@ def evaluate_folder(
     address: str | None = None,
     follow_symlinks: bool = False,
     max_pixels: int | None = None,
+    layout: str | None = None,
 ) -> EvaluationResult:
     """Score the predictions in ``pred_dir`` (``<split>/<stem>/<k>.png``) against ``gt`` (shards or HIM-2K layout).
 
@@ -291,6 +349,9 @@ def evaluate_folder(
     ``follow_symlinks``: also read links that resolve outside ``pred_dir`` (refused and reported by default).
     ``max_pixels``: refuse images and mattes over this many pixels before decoding (default
     :func:`himbench.io.max_pixels`, ``$HIMBENCH_MAX_PIXELS`` or 100 MP).
+    ``layout``: force the ground truth's layout (:mod:`himbench.layouts`; default: detected). On a single-matte
+    benchmark (P3M-500, AIM-500, PPM-100, Composition-1k) the predictions are ``PRED_DIR/<stem>.png`` (or instance
+    folders, merged), and the summary adds the benchmark's own errors (``result.units`` says their units).
 
     Raises :class:`himbench.io.InputError` when a threshold is outside (0, 1] or ``min_score`` is not finite, when
     the ground truth itself cannot be opened or lists no image (every shard unreadable: a 0.00 summary would read as
@@ -302,14 +363,16 @@ def evaluate_folder(
 
     check_scoring_options(tuple(thresholds), min_score)  # before any file is read
     pred_dir = Path(pred_dir)
-    _, gt_splits = available_splits(gt)
+    _, gt_splits = available_splits(gt, layout)
     split = resolve_split(pred_dir, gt_splits, split)
     if not pred_dir.is_dir():
         raise InputError(pred_dir, "no such prediction folder")
-    truth: GroundTruth = open_ground_truth(gt, split)
+    truth: GroundTruth = open_ground_truth(gt, split, layout)
     if not truth.stems:  # nothing to score: a 0.00 summary would read as a result (and skip the PRED_DIR check)
         raise InputError(truth.root, f"no ground-truth image found in split {split!r}{_reasons(truth.problems)}")
     stem_set = set(truth.stems)
+    single = truth.single_items is not None
+    singles, single_problems = single_prediction_files(pred_dir, stem_set) if single else ({}, [])
     pred_split = _prediction_split_dir(pred_dir, split, stem_set)
     workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
     workers = min(workers, max(1, len(truth.stems)))
@@ -324,12 +387,18 @@ def evaluate_folder(
         workers=workers,
         follow_symlinks=follow_symlinks,
         max_pixels=int(max_pixels) if max_pixels is not None else default_max_pixels(),
+        layout=truth.kind if single else "",
+        convention=_convention(truth) if single else "",
     )
-    _check_predictions_match(pred_dir, pred_split, split, stem_set)
-    problems: list[Problem] = list(truth.problems)
-    if not pred_split.is_dir():
+    if not singles:
+        _check_predictions_match(pred_dir, pred_split, split, stem_set)
+    problems: list[Problem] = [*truth.problems, *single_problems]
+    # single-matte benchmarks: <stem>.png at the top of PRED_DIR; instance folders fill in the stems they lack
+    if not pred_split.is_dir() and not single:
         problems.append(Problem(str(pred_split), f"no prediction folder for split {split!r}; every image is missed"))
     for entry in sorted(os.scandir(pred_split), key=lambda e: e.name) if pred_split.is_dir() else []:
+        if single and pred_split == pred_dir and not entry.is_dir():
+            continue  # the single mattes' own folder: its files were checked by single_prediction_files
         if entry.is_dir() and entry.name not in stem_set:
             problems.append(Problem(entry.path, "extra prediction folder with no ground-truth image; ignored"))
         elif not entry.is_dir() and entry.name != "scores.json":
@@ -337,9 +406,13 @@ def evaluate_folder(
 
     def tasks() -> Iterator:
         for item in truth.items():
+            if single and item.stem in singles:
+                yield item, str(singles[item.stem]), config
+                continue
             yield item, str(pred_split / item.stem), config
 
     accumulator = IMQAccumulator(config.thresholds)
+    classic_stat = _classic_stat() if single else None
     records, stats = [], {}
     bar = tqdm(total=len(truth.stems), desc=f"evaluate {split}", unit="img", disable=not progress)
     with bar:
@@ -351,16 +424,39 @@ def evaluate_folder(
             if outcome.stats is not None:
                 accumulator += outcome.stats
                 stats[outcome.stem] = outcome.stats
+            if classic_stat is not None and outcome.classic is not None:
+                classic_stat.update(outcome.classic)
             bar.update(1)
     scored = {record["stem"] for record in records}
     for stem in truth.stems:
         if stem not in scored:  # a safety net: every listed id gets an item, a bad row one that reports why
             problems.append(Problem(f"{truth.root}#{stem}", "ground truth: row could not be read; image not scored"))
+    summary = accumulator.summary()
+    units = None
+    if classic_stat is not None:
+        from himbench.metrics.classic import UNITS
+
+        means = classic_stat.result()
+        summary.update({("classic_images" if k == "images" else k): v for k, v in means.items()})
+        units = dict(UNITS[config.convention])
     return EvaluationResult(
         config=config,
         records=records,
-        summary=accumulator.summary(),
+        summary=summary,
         problems=problems,
         accumulator=accumulator,
         stats=stats,
+        units=units,
     )
+
+
+def _convention(truth: GroundTruth) -> str:
+    from himbench.layouts import get_layout
+
+    return get_layout(truth.kind).convention or "p3m"
+
+
+def _classic_stat():
+    from himbench.metrics.classic import ClassicStat
+
+    return ClassicStat()

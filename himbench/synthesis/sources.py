@@ -5,7 +5,8 @@ Foreground source specs (``BuildConfig.fg_sources``):
 * ``"embedded"``: the procedural human figures of :mod:`himbench.synthesis.procedural` (offline, no download).
 * a folder with ``fg/`` + ``alpha/`` paired by file stem (Adobe Composition-1k, Distinctions-646, AM-2K style): the
   foreground colours are given.
-* a folder with ``original/`` + ``alpha/`` (P3M style): photo + alpha; foreground colours are estimated with
+* a folder with ``original/`` + ``alpha/`` (P3M style), or any photo + matte layout of :mod:`himbench.layouts`
+  (P3M-500-NP's ``original_image/`` + ``mask/``, AIM-500, PPM-100): photo + alpha; foreground colours are estimated with
   pymatting's ``estimate_foreground_ml`` so no halo of the old background leaks into composites. The estimate is
   made at the resolution the build can draw the person at (its ``cap``) and kept in the on-disk, content-addressed
   cache of :mod:`himbench.synthesis.fgcache`, shared by all workers and builds.
@@ -36,6 +37,7 @@ import numpy as np
 
 from himbench.io import InputError, decode_alpha, decode_image, decode_raw, read_alpha, read_file_bytes, read_image
 from himbench.io.atomic import atomic_write_bytes
+from himbench.layouts import find_layout
 from himbench.synthesis import fgcache
 
 __all__ = [
@@ -208,16 +210,17 @@ def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[Foregroun
         if not folder.is_dir():
             raise InputError(spec, "foreground source is neither 'embedded' nor an existing folder")
         label = _source_label(folder)
-        if (folder / "alpha").is_dir() and (folder / "fg").is_dir():
-            found, bad = _paired(folder / "fg", folder / "alpha", "fg_alpha", label)
-        elif (folder / "alpha").is_dir() and (folder / "original").is_dir():
-            found, bad = _paired(folder / "original", folder / "alpha", "image_alpha", label)
+        layout = find_layout(folder, "foreground")  # fg/+alpha/, or a photo+matte layout (himbench.layouts)
+        if layout is not None:
+            kind = "fg_alpha" if layout.name == "fg-alpha" else "image_alpha"
+            found, bad = _paired(folder / layout.image_dir, layout.alpha_dir(folder), kind, label)
         else:
             found, bad = _rgba_cutouts(folder, label)
         if not found:
             raise InputError(
                 folder,
-                "no foregrounds found: expected fg/+alpha/, original/+alpha/ (paired by name) or RGBA PNG cut-outs",
+                "no foregrounds found: expected fg/+alpha/, original/+alpha/, a photo+matte benchmark layout "
+                "(paired by name) or RGBA PNG cut-outs",
             )
         refs += found
         problems += bad
