@@ -446,8 +446,8 @@ def _manifest(out: Path, inputs: tuple[str, ...], items, model, model_name: str,
     options = {**options, "model_config": config_to_dict(model.config)}
     try:
         return merged_manifest(out, new_manifest(source, splits, model_name, checkpoint, options))
-    except InputError as err:
-        raise click.ClickException(str(err)) from err
+    except InputError as err:  # e.g. a mistyped predictions.json already in the folder: one line, exit 2
+        raise _UserError(str(err)) from err
 
 
 def _stored_model_name(checkpoint: str) -> str:
