@@ -171,7 +171,8 @@ def test_predict_with_a_method_name_runs_its_model(tmp_path):
     assert (out / "test" / "photo" / "00.png").is_file()
     refused = CliRunner().invoke(main, ["predict", "--model", "mask-cf", str(tmp_path / "photo.png"), "-o",
                                         str(tmp_path / "p2")])
-    assert refused.exit_code == 2 and "not one model" in refused.output
+    # mask-cf runs in predict now (issue 20: benchmark folders ship trimaps), but a plain photo gives it no guidance
+    assert refused.exit_code == 2 and "mask-guided" in refused.output
 
 
 def test_committed_leaderboard_rows_still_name_registered_methods_and_models():

@@ -102,7 +102,7 @@ def test_another_model_into_the_same_folder_is_refused_before_writing(predicted,
     other = save_checkpoint(create_model("e2ehim-tiny", input_size=64, guidance={"num_queries": 4}),
                             tmp_path / "other", "e2ehim-tiny")
     before = sorted(p.relative_to(preds) for p in preds.rglob("*"))
-    result = _run(["predict", "--checkpoint", str(other), str(data), "-o", str(preds), "--device", "cpu"], code=1)
+    result = _run(["predict", "--checkpoint", str(other), str(data), "-o", str(preds), "--device", "cpu"], code=2)
     assert "another model or other weights" in result.output
     assert sorted(p.relative_to(preds) for p in preds.rglob("*")) == before
 
