@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from himbench.io import atomic_write_text
+from himbench.io.csvcells import escape_cell, unescape_row
 
 __all__ = [
     "FIXED_COLUMNS",
@@ -125,8 +126,9 @@ def read_csv_rows(path: str | Path, comments: bool = False) -> list[dict[str, st
 
 def read_results(path: str | Path) -> list[dict[str, str]]:
     """Rows of a results CSV as dicts of strings; a missing file is an empty leaderboard; a malformed one raises
-    :class:`MalformedResultsError` naming the line."""
-    return read_csv_rows(path)
+    :class:`MalformedResultsError` naming the line. Cells :func:`write_results` quoted against formula injection
+    (:mod:`himbench.io.csvcells`) come back as they were given, e.g. a method named ``=x`` (stored ``'=x``)."""
+    return [unescape_row(row) for row in read_csv_rows(path)]
 
 
 @contextlib.contextmanager
@@ -150,10 +152,11 @@ def results_lock(path: str | Path) -> Iterator[Path]:
 
 
 def _columns(rows: Iterable[dict]) -> list[str]:
-    extra: list[str] = []
+    # a dict keeps first-seen order with O(1) membership: linear in the number of cells, not rows x columns
+    extra: dict[str, None] = {}
     for row in rows:
-        extra.extend(c for c in row if c not in FIXED_COLUMNS and c not in extra)
-    return [*FIXED_COLUMNS, *extra]
+        extra.update(dict.fromkeys(row))
+    return [*FIXED_COLUMNS, *(c for c in extra if c not in FIXED_COLUMNS)]
 
 
 def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:
@@ -175,11 +178,13 @@ def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:
 def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    return "" if value is None else str(value)
+    # a text cell (method label, data name, command ...) never starts a spreadsheet formula; numbers are unchanged
+    return escape_cell(value)
 
 
 def write_results(path: str | Path, rows: list[dict]) -> Path:
-    """Write rows atomically with the documented column order."""
+    """Write rows atomically with the documented column order. Text cells that a spreadsheet would run as a
+    formula (``=``, ``+``, ``-``, ``@``, tab, CR first) get a leading quote; :func:`read_results` removes it."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator="\n")
     writer.writeheader()
