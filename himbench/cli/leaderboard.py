@@ -151,6 +151,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         render_html,
         render_latex,
         render_markdown,
+        table_views,
     )
 
     try:
@@ -162,7 +163,8 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         raise click.ClickException(f"{csv_path}: no results (run `himbench bench` first)")
     max_rows = DEFAULT_MAX_ROWS if max_rows is None else (max_rows or None)
     plot_rows = plot_rows or DEFAULT_PLOT_ROWS
-    shown = page_rows(rows, max_rows)  # what the comparison tables need: the measured rows the page shows
+    views = table_views(rows, max_rows)  # best values and shown rows, once for the Markdown, LaTeX and HTML
+    shown = page_rows(rows, max_rows, views)  # what the comparison tables need: the measured rows the page shows
     out = Path(out_dir)
     header = (
         "# Leaderboard\n\n"
@@ -170,8 +172,8 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         "data, split and environment). Do not edit by hand.\n\n"
         "![accuracy versus latency](accuracy_vs_latency.png) ![latency versus instances](latency_vs_instances.png)\n\n"
     )
-    markdown = header + render_markdown(rows, max_rows)
-    latex = render_latex(rows, max_rows)
+    markdown = header + render_markdown(rows, max_rows, views)
+    latex = render_latex(rows, max_rows, views)
     if published:
         markdown += "\n" + render_comparison_markdown(published, shown)
         latex += "\n" + render_comparison_latex(published, shown)
@@ -203,6 +205,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
     if html_out:
         names = ("accuracy_vs_latency.png", "latency_vs_instances.png", "qualitative.png")
         images = {name: (out / name).read_bytes() for name in names if (out / name).is_file()}
-        written.append(atomic_write_text(html_out, render_html(rows, published, images, max_rows=max_rows)))
+        page = render_html(rows, published, images, max_rows=max_rows, views=views)
+        written.append(atomic_write_text(html_out, page))
     for path in written:
         click.echo(f"wrote {path}")

@@ -49,6 +49,7 @@ from himbench.leaderboard.tables import (
     DEFAULT_MAX_ROWS,
     INSTANCE_COLUMNS,
     RANK_METRIC,
+    TableView,
     best_by_column,
     best_indices,
     group_rows,
@@ -59,6 +60,7 @@ from himbench.leaderboard.tables import (
     render_latex,
     render_markdown,
     shown_indices,
+    table_views,
 )
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "PUBLISHED_COLUMNS",
     "PUBLISHED_REQUIRED",
     "RANK_METRIC",
+    "TableView",
     "best_by_column",
     "best_indices",
     "comparison_groups",
@@ -89,6 +92,7 @@ __all__ = [
     "render_markdown",
     "read_published",
     "shown_indices",
+    "table_views",
 ]
 
 
@@ -104,12 +108,15 @@ def render(
     the measured rows the page shows (:func:`page_rows`)."""
     rows = read_results(csv_path)
     paper_rows = read_published(published) if published else []
-    if fmt == "markdown":
-        compare = ("\n" + render_comparison_markdown(paper_rows, page_rows(rows, max_rows))) if paper_rows else ""
-        return render_markdown(rows, max_rows) + compare
-    if fmt == "latex":
-        compare = ("\n" + render_comparison_latex(paper_rows, page_rows(rows, max_rows))) if paper_rows else ""
-        return render_latex(rows, max_rows) + compare
+    if fmt not in ("markdown", "latex", "html"):
+        raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")
+    views = table_views(rows, max_rows)
     if fmt == "html":
-        return render_html(rows, paper_rows, max_rows=max_rows)
+        return render_html(rows, paper_rows, max_rows=max_rows, views=views)
+    shown = page_rows(rows, max_rows, views)
+    if fmt == "markdown":
+        compare = ("\n" + render_comparison_markdown(paper_rows, shown)) if paper_rows else ""
+        return render_markdown(rows, max_rows, views) + compare
+    compare = ("\n" + render_comparison_latex(paper_rows, shown)) if paper_rows else ""
+    return render_latex(rows, max_rows, views) + compare
     raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")

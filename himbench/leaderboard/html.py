@@ -12,14 +12,13 @@ from himbench.leaderboard.tables import (
     DEFAULT_MAX_ROWS,
     INSTANCE_COLUMNS,
     RANK_METRIC,
+    TableView,
     _format,
     _number,
     _trained,
-    best_by_column,
-    group_rows,
     method_spec,
     page_rows,
-    shown_indices,
+    table_views,
 )
 
 __all__ = ["render_html"]
@@ -116,13 +115,15 @@ def render_html(
     images: dict[str, bytes] | None = None,
     title: str = "himbench leaderboard",
     max_rows: int | None = DEFAULT_MAX_ROWS,
+    views: Sequence[TableView] | None = None,
 ) -> str:
     """One self-contained HTML page (no external resource: CSS, JS and images inline): the measured tables per
     (data, split, environment), the "Compare with the papers" tables with every row marked published or measured,
     the plots and qualitative grid from ``images`` (name -> PNG bytes, embedded as base64 data URIs), and the command
     that produced each measured row (the method name links to it). Every table sorts by clicking a column header.
     A measured table of more than ``max_rows`` rows shows the rows :func:`~himbench.leaderboard.shown_indices`
-    picks and says so; the comparison tables take the measured rows the page shows. Every text is escaped."""
+    picks and says so; the comparison tables take the measured rows the page shows. Every text is escaped.
+    ``views``: :func:`~himbench.leaderboard.table_views` of ``measured`` and ``max_rows``, if already computed."""
     import base64
 
     images = images or {}
@@ -151,10 +152,10 @@ def render_html(
     ]
     if not measured:
         parts.append("<p>No results yet: run <code>himbench bench</code>.</p>")
-    for g, ((data, split, env), group) in enumerate(group_rows(measured).items()):
+    views = table_views(measured, max_rows) if views is None else views
+    for g, view in enumerate(views):
+        (data, split, env), group, best, shown, max_rows = view.key, view.rows, view.best, view.shown, view.max_rows
         parts.append(f"<h3>{_esc(data)} / {_esc(split)} on <code>{_esc(env)}</code></h3>")
-        best = best_by_column(group, [c for c, _ in (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)])
-        shown = shown_indices(group, max_rows, best)
         if len(shown) < len(group):
             parts.append(f'<p class="note">Showing {len(shown)} of {len(group)} rows: the best {max_rows} by '
                          f"{_esc(RANK_METRIC)}, plus the first row holding each column's best (bold is the best over "
@@ -182,7 +183,7 @@ def render_html(
         parts.append('<p class="note">Published rows are numbers printed in papers, with their source; measured rows '
                      "come from <code>himbench bench</code>, converted to the paper's units. They are comparable only "
                      "when benchmark, subset and protocol match.</p>")
-        for g, group in enumerate(comparison_groups(published, page_rows(measured, max_rows))):
+        for g, group in enumerate(comparison_groups(published, page_rows(measured, max_rows, views))):
             parts.append(f"<h3>{_esc(group['title'])}</h3><p class=\"note\">{_esc(group['note'])}</p>")
             headers = [("Kind", True), ("Method", True), ("Benchmark / data", True), ("Subset / split", True),
                        ("Protocol", True), ("Environment", True), *((h, False) for h in group["headers"]),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from himbench.bench.results import LATENCY_COUNTS
-from himbench.leaderboard.tables import RANK_METRIC, _number, _trained, rank_rows
+from himbench.leaderboard.tables import RANK_METRIC, _number, _numbers, _trained, rank_rows
 
 __all__ = [
     "DEFAULT_PLOT_ROWS",
@@ -45,27 +45,23 @@ def plot_accuracy_vs_latency(
     CSV is."""
     from himbench.plotting import new_figure
 
-    points = []
-    for i, row in enumerate(rows):
-        x, y = _number(row.get("latency_ms")), _number(row.get(metric))
-        if x is not None and y is not None and x > 0:
-            points.append((i, x, y))
-    plotted = [rows[i] for i, _, _ in points]
-    labelled = {points[j][0] for j in rank_rows(plotted, metric, limit)}
+    latency, accuracy = _numbers(rows, "latency_ms"), _numbers(rows, metric)
+    usable = np.flatnonzero(~np.isnan(accuracy) & (latency > 0))  # NaN > 0 is False
+    labelled = sorted(usable[rank_rows([rows[i] for i in usable], metric, limit)].tolist())
+    others = np.setdiff1d(usable, labelled)
     fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
-    others = [(x, y) for i, x, y in points if i not in labelled]
-    if others:
+    if len(others):
         # one collection for all of them: matplotlib's cost is per artist, not per point
-        ax.scatter(*zip(*others, strict=True), s=6, color="0.7", marker=".", label=f"{len(others)} more rows")
-    for i, x, y in points:
-        if i in labelled:
-            ax.scatter([x], [y], marker="o" if _trained(rows[i]) else "x")
-            ax.annotate(rows[i].get("method", "?"), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.scatter(latency[others], accuracy[others], s=6, color="0.7", marker=".")
+    for i in labelled:
+        x, y = float(latency[i]), float(accuracy[i])
+        ax.scatter([x], [y], marker="o" if _trained(rows[i]) else "x")
+        ax.annotate(rows[i].get("method", "?"), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("mean latency per image (ms, log scale)")
     ax.set_ylabel(f"{metric} (higher is better)")
-    shown = "" if not others else f"; labelled: best {len(labelled)} of {len(points)}"
+    shown = "" if not len(others) else f"; labelled: best {len(labelled)} of {len(usable)}"
     ax.set_title(f"Accuracy versus latency (x: untrained{shown})")
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
@@ -79,25 +75,32 @@ def plot_latency_vs_instances(
     entry each, so more would be unreadable and slow)."""
     from himbench.plotting import new_figure
 
-    series = []
-    for row in rows:
+    def probe(row: dict) -> list[tuple[int, float]]:
         points = [(n, _number(row.get(f"latency_ms_n{n}"))) for n in LATENCY_COUNTS]
-        points = [(n, v) for n, v in points if v is not None]
-        if points:
-            series.append((row, points))
-    chosen = sorted(rank_rows([row for row, _ in series], metric, limit))
+        return [(n, v) for n, v in points if v is not None]
+
+    # walk the rows best first and stop at ``limit`` with probe points: the rest are never parsed
+    chosen, available = [], 0
+    for i in rank_rows(rows, metric):
+        if len(chosen) == limit:
+            break
+        if points := probe(rows[i]):
+            chosen.append((i, points))
+    if len(chosen) == limit:
+        available = sum(1 for row in rows if any(row.get(f"latency_ms_n{n}") not in (None, "") for n in LATENCY_COUNTS))
+    chosen.sort()
     fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
     environments = {row.get("environment", "") for row in rows}
-    for j in chosen:
-        row, points = series[j]
+    for i, points in chosen:
+        row = rows[i]
         label = str(row.get("method", "?")) + (f" ({row.get('environment')})" if len(environments) > 1 else "")
         ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax.set_xlabel("people in the image (synthetic 640 x 640 probe)")
     ax.set_ylabel("latency (ms, best of repeats)")
     ax.set_yscale("log")
     ax.set_xticks(list(LATENCY_COUNTS))
-    more = f" (best {len(chosen)} of {len(series)} by {metric})" if len(chosen) < len(series) else ""
+    more = f" (best {len(chosen)} of {available} by {metric})" if available > len(chosen) else ""
     ax.set_title("Latency versus number of instances" + more)
     ax.grid(True, alpha=0.3)
     if chosen:
