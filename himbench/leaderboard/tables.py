@@ -252,6 +252,10 @@ _LATEX = {
     ord("\\"): r"\textbackslash{}",
     ord("~"): r"\textasciitilde{}",
     ord("^"): r"\textasciicircum{}",
+    # not special, but the default OT1 font encoding prints them as other glyphs (an em dash, inverted marks)
+    ord("|"): r"\textbar{}",
+    ord("<"): r"\textless{}",
+    ord(">"): r"\textgreater{}",
     ord("†"): r"$^\dagger$",
 }
 
