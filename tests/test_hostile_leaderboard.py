@@ -255,3 +255,16 @@ def test_a_100000_row_results_csv_renders_every_output(tmp_path):
     assert 3000 <= page.count('<tr class="measured">') <= 3 * 2 * 502  # two tables per environment
     assert (out / "accuracy_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "latency_vs_instances.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_qualitative_grid_runs_at_most_limit_methods_the_best_ones():
+    import numpy as np
+
+    from himbench.cli.leaderboard import qualitative_panels
+
+    rows = [_row(f"no-such-method-{i}", str(i)) for i in range(40)] + [_row("no-such-method-3", "99")]
+    errors: list[str] = []
+    panels = qualitative_panels(rows, np.zeros((8, 8, 3), np.uint8), "photo", None, "cpu", errors.append, limit=4)
+    # the best four distinct labels by IMQ (3 via its 99 row, then 39, 38, 37), in CSV order; each fails cleanly
+    assert [title for title, _, _ in panels] == [f"no-such-method-{i}" for i in (3, 37, 38, 39)]
+    assert len(errors) == 4 and all(alphas is None for _, alphas, _ in panels)

@@ -28,6 +28,11 @@ the whole read-merge-write, and writes through a temporary file renamed over the
 at once both land and a reader never sees half a file. A malformed CSV (an unbalanced quote, a row with more or
 fewer fields than the header) is refused with its line number (:class:`MalformedResultsError`), never rendered or
 written back.
+
+Spreadsheets: a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or CR (a method label, a command) is
+written with a leading single quote so no spreadsheet runs it as a formula; numbers, negative ones included, are
+written as they are. :func:`read_results` removes that quote, so labels read back exactly as they were given
+(:mod:`himbench.io.csvcells`). Another program reading the file sees the quote.
 """
 
 from __future__ import annotations
