@@ -28,6 +28,11 @@ the whole read-merge-write, and writes through a temporary file renamed over the
 at once both land and a reader never sees half a file. A malformed CSV (an unbalanced quote, a row with more or
 fewer fields than the header) is refused with its line number (:class:`MalformedResultsError`), never rendered or
 written back.
+
+Spreadsheets: a text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or CR (a method label, a command) is
+written with a leading single quote so no spreadsheet runs it as a formula; numbers, negative ones included, are
+written as they are. :func:`read_results` removes that quote, so labels read back exactly as they were given
+(:mod:`himbench.io.csvcells`). Another program reading the file sees the quote.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from himbench.io import atomic_write_text
+from himbench.io.csvcells import escape_cell, unescape_row
 
 __all__ = [
     "FIXED_COLUMNS",
@@ -95,9 +101,10 @@ def read_csv_rows(path: str | Path, comments: bool = False) -> list[dict[str, st
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
-    lines = text.splitlines(keepends=True)
-    kept = [("" if comments and line.lstrip().startswith("#") else line) for line in lines]
-    reader = csv.reader(io.StringIO("".join(kept)), strict=True)
+    if comments:
+        lines = text.splitlines(keepends=True)
+        text = "".join("" if line.lstrip().startswith("#") else line for line in lines)
+    reader = csv.reader(io.StringIO(text), strict=True)
     header: list[str] | None = None
     rows: list[dict[str, str]] = []
     while True:
@@ -125,8 +132,11 @@ def read_csv_rows(path: str | Path, comments: bool = False) -> list[dict[str, st
 
 def read_results(path: str | Path) -> list[dict[str, str]]:
     """Rows of a results CSV as dicts of strings; a missing file is an empty leaderboard; a malformed one raises
-    :class:`MalformedResultsError` naming the line."""
-    return read_csv_rows(path)
+    :class:`MalformedResultsError` naming the line. Cells :func:`write_results` quoted against formula injection
+    (:mod:`himbench.io.csvcells`) come back as they were given, e.g. a method named ``=x`` (stored ``'=x``)."""
+    rows = read_csv_rows(path)
+    # only a cell that starts with a quote can need unescaping: one C-speed search per row finds the few that do
+    return [unescape_row(row) if "\0'" in "\0" + "\0".join(row.values()) else row for row in rows]
 
 
 @contextlib.contextmanager
@@ -150,10 +160,11 @@ def results_lock(path: str | Path) -> Iterator[Path]:
 
 
 def _columns(rows: Iterable[dict]) -> list[str]:
-    extra: list[str] = []
+    # a dict keeps first-seen order with O(1) membership: linear in the number of cells, not rows x columns
+    extra: dict[str, None] = {}
     for row in rows:
-        extra.extend(c for c in row if c not in FIXED_COLUMNS and c not in extra)
-    return [*FIXED_COLUMNS, *extra]
+        extra.update(dict.fromkeys(row))
+    return [*FIXED_COLUMNS, *(c for c in extra if c not in FIXED_COLUMNS)]
 
 
 def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:
@@ -175,11 +186,13 @@ def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:
 def _format(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
-    return "" if value is None else str(value)
+    # a text cell (method label, data name, command ...) never starts a spreadsheet formula; numbers are unchanged
+    return escape_cell(value)
 
 
 def write_results(path: str | Path, rows: list[dict]) -> Path:
-    """Write rows atomically with the documented column order."""
+    """Write rows atomically with the documented column order. Text cells that a spreadsheet would run as a
+    formula (``=``, ``+``, ``-``, ``@``, tab, CR first) get a leading quote; :func:`read_results` removes it."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator="\n")
     writer.writeheader()

@@ -46,27 +46,46 @@ def _photo_masks(photo_masks: str | None, image, segmenter_checkpoint: str | Non
     return alphas >= 0.5, "masks from seg-tiny"
 
 
-def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, device: str, on_error):
-    """One (title, alphas or None, note) per distinct method of the CSV, each rebuilt from its ``spec`` column."""
+def _panel_rows(rows, limit: int | None, metric: str) -> list[dict]:
+    """The first row of each distinct method, in CSV order; at most ``limit`` methods, the best-ranked ones
+    (:func:`~himbench.leaderboard.rank_rows`) when the CSV has more: each panel runs a model."""
+    from himbench.leaderboard import rank_rows
+
+    first: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault(row.get("method", "?"), i)
+    if limit is None or len(first) <= limit:
+        return [rows[i] for i in first.values()]
+    chosen: dict[str, int] = {}
+    for i in rank_rows(rows, metric):
+        label = rows[i].get("method", "?")
+        if label not in chosen:
+            chosen[label] = first[label]
+            if len(chosen) == limit:
+                break
+    return [rows[i] for i in sorted(chosen.values())]
+
+
+def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, device: str, on_error,
+                       limit: int | None = None, metric: str = "IMQ_mad@0.5"):
+    """One (title, alphas or None, note) per distinct method of the CSV (at most ``limit``, the best by ``metric``
+    when there are more), each rebuilt from its ``spec`` column."""
     from himbench.guidance import GuidanceConfig, perturb_masks
     from himbench.leaderboard import method_spec
     from himbench.methods import create_method
 
-    panels, seen = [], set()
+    panels = []
     guide_cache: dict[str, tuple] = {}
-    for row in rows:
+    # looked up once, not once per mask-guided method (that rescanned every row per method)
+    seg_ckpt = next((c for r in rows if (c := method_spec(r).get("seg_checkpoint"))), None)
+    for row in _panel_rows(rows, limit, metric):
         label = row.get("method", "?")
-        if label in seen:
-            continue
-        seen.add(label)
         spec = method_spec(row)
         name = spec.pop("name", label.split("@")[0])
         try:
             method = create_method(name, **spec, device=device)
             masks, note = None, ""
             if method.needs_masks:
-                seg_ckpt = next((method_spec(r).get("seg_checkpoint") for r in rows
-                                 if method_spec(r).get("seg_checkpoint")), None)
                 if "base" not in guide_cache:
                     guide_cache["base"] = _photo_masks(photo_masks, image, seg_ckpt, device)
                 masks, note = guide_cache["base"]
@@ -101,18 +120,30 @@ def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, de
 @click.option("--published", "published_csv", default="leaderboard/published.csv", show_default=True,
               type=click.Path(dir_okay=False),
               help="Numbers printed in papers, shown beside the measured rows (marked; skipped if the file is absent).")
+@click.option("--max-rows", default=None, type=click.IntRange(min=0),
+              help="Rows per table at most (0: every row). A longer table shows the best by IMQ_mad@0.5 plus each "
+                   "column's best row and says how many it left out; results.csv keeps them all. [default: 500]")
+@click.option("--plot-rows", default=None, type=click.IntRange(min=1),
+              help="Methods the plots label or draw as lines, and panels of the qualitative grid: the best by "
+                   "--metric. [default: 15]")
 @click.option("--html", "html_out", default=None, type=click.Path(dir_okay=False),
               help="Also write ONE self-contained HTML page here (sortable tables, published vs measured rows, the "
                    "plots and qualitative grid embedded, the command behind each row).")
-def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, device, published_csv, html_out) -> None:
+def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, device, published_csv, max_rows, plot_rows,
+            html_out) -> None:
     """Render the leaderboard: OUT/README.md (Markdown tables), OUT/leaderboard.tex (LaTeX), and plots
     OUT/accuracy_vs_latency.png, OUT/latency_vs_instances.png, OUT/qualitative.png. Best values are bold, from
     each metric's direction (IMQ/RQ/MQ higher, errors/latency/memory lower). Published numbers (--published) get
     their own "Compare with the papers" tables where each row is marked published or measured; --html writes the
-    same as one web page."""
+    same as one web page. A table of more than --max-rows rows shows the best by IMQ_mad@0.5 plus each column's
+    best row, and the plots and grid show the best --plot-rows methods, so a CSV of 100,000 rows renders in
+    seconds. Every cell is escaped for its format."""
     from himbench.bench.results import MalformedResultsError, read_results
     from himbench.io import InputError, atomic_write_text, read_image
     from himbench.leaderboard import (
+        DEFAULT_MAX_ROWS,
+        DEFAULT_PLOT_ROWS,
+        page_rows,
         plot_accuracy_vs_latency,
         plot_latency_vs_instances,
         plot_qualitative,
@@ -122,6 +153,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         render_html,
         render_latex,
         render_markdown,
+        table_views,
     )
 
     try:
@@ -131,6 +163,10 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         raise click.ClickException(str(err)) from err
     if not rows:
         raise click.ClickException(f"{csv_path}: no results (run `himbench bench` first)")
+    max_rows = DEFAULT_MAX_ROWS if max_rows is None else (max_rows or None)
+    plot_rows = plot_rows or DEFAULT_PLOT_ROWS
+    views = table_views(rows, max_rows)  # best values and shown rows, once for the Markdown, LaTeX and HTML
+    shown = page_rows(rows, max_rows, views)  # what the comparison tables need: the measured rows the page shows
     out = Path(out_dir)
     header = (
         "# Leaderboard\n\n"
@@ -138,14 +174,14 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         "data, split and environment). Do not edit by hand.\n\n"
         "![accuracy versus latency](accuracy_vs_latency.png) ![latency versus instances](latency_vs_instances.png)\n\n"
     )
-    markdown = header + render_markdown(rows)
-    latex = render_latex(rows)
+    markdown = header + render_markdown(rows, max_rows, views)
+    latex = render_latex(rows, max_rows, views)
     if published:
-        markdown += "\n" + render_comparison_markdown(published, rows)
-        latex += "\n" + render_comparison_latex(published, rows)
+        markdown += "\n" + render_comparison_markdown(published, shown)
+        latex += "\n" + render_comparison_latex(published, shown)
     written = [atomic_write_text(out / "leaderboard.tex", latex)]
-    written.append(plot_accuracy_vs_latency(rows, out / "accuracy_vs_latency.png", metric))
-    written.append(plot_latency_vs_instances(rows, out / "latency_vs_instances.png"))
+    written.append(plot_accuracy_vs_latency(rows, out / "accuracy_vs_latency.png", metric, plot_rows))
+    written.append(plot_latency_vs_instances(rows, out / "latency_vs_instances.png", metric, plot_rows))
     photo_path = Path(photo or default_photo())
     if no_qualitative:
         pass
@@ -157,7 +193,8 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         except InputError as err:
             raise click.ClickException(str(err)) from err
         panels = qualitative_panels(
-            rows, image, photo_path.stem, photo_masks, device, lambda m: click.echo(f"error: {m}", err=True)
+            rows, image, photo_path.stem, photo_masks, device, lambda m: click.echo(f"error: {m}", err=True),
+            limit=plot_rows, metric=metric,
         )
         written.append(plot_qualitative(image, panels, out / "qualitative.png"))
         source = f"the masks in `{photo_masks}`" if photo_masks else "the seg-tiny segmenter's masks"
@@ -170,6 +207,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
     if html_out:
         names = ("accuracy_vs_latency.png", "latency_vs_instances.png", "qualitative.png")
         images = {name: (out / name).read_bytes() for name in names if (out / name).is_file()}
-        written.append(atomic_write_text(html_out, render_html(rows, published, images)))
+        page = render_html(rows, published, images, max_rows=max_rows, views=views)
+        written.append(atomic_write_text(html_out, page))
     for path in written:
         click.echo(f"wrote {path}")

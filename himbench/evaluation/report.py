@@ -21,6 +21,7 @@ from typing import Any
 
 from himbench.evaluation.runner import EvaluationResult
 from himbench.io import atomic_write_text
+from himbench.io.csvcells import escape_cell
 from himbench.metrics import IMQ_ERRORS, INSTANCE_ERRORS
 
 __all__ = [
@@ -37,7 +38,8 @@ def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k, "") for k in columns})
+        # text cells that a spreadsheet would run as a formula get a leading quote (himbench.io.csvcells)
+        writer.writerow({k: escape_cell(row.get(k, "")) for k in columns})
     return buffer.getvalue()
 
 

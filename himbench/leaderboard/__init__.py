@@ -3,7 +3,10 @@
 Tables are grouped by (data, split, environment): accuracy is comparable across rows of the same data and split, and
 cost only within one environment. In each table the best value of every column is bold, the direction coming from
 the metric (:func:`metric_direction`: IMQ, RQ, MQ, PQ higher is better; errors, latency, memory and parameter count
-lower is better). Accuracy of a learned method that ran with random weights (``trained`` False) is shown but never
+lower is better), found in one pass over the rows. A table of more than ``max_rows`` rows (default
+:data:`DEFAULT_MAX_ROWS`) shows the best of them by :data:`RANK_METRIC` plus each column's best row and says how
+many it left out, so a 100,000-row CSV renders in seconds; every cell is escaped for its format. Accuracy of a
+learned method that ran with random weights (``trained`` False) is shown but never
 marked best, and such rows carry a dagger.
 
 Plots: accuracy versus mean latency (one point per method), latency versus number of instances (one line per method,
@@ -27,6 +30,7 @@ from pathlib import Path
 from himbench.bench.results import read_results
 from himbench.leaderboard.html import render_html
 from himbench.leaderboard.plots import (
+    DEFAULT_PLOT_ROWS,
     colourise,
     plot_accuracy_vs_latency,
     plot_latency_vs_instances,
@@ -42,29 +46,44 @@ from himbench.leaderboard.published import (
 )
 from himbench.leaderboard.tables import (
     ACCURACY_COLUMNS,
+    DEFAULT_MAX_ROWS,
     INSTANCE_COLUMNS,
+    RANK_METRIC,
+    TableView,
+    best_by_column,
     best_indices,
     group_rows,
     method_spec,
     metric_direction,
+    page_rows,
+    rank_rows,
     render_latex,
     render_markdown,
+    shown_indices,
+    table_views,
 )
 
 __all__ = [
     "ACCURACY_COLUMNS",
+    "DEFAULT_MAX_ROWS",
+    "DEFAULT_PLOT_ROWS",
     "INSTANCE_COLUMNS",
     "PUBLISHED_COLUMNS",
     "PUBLISHED_REQUIRED",
+    "RANK_METRIC",
+    "TableView",
+    "best_by_column",
     "best_indices",
     "comparison_groups",
     "colourise",
     "group_rows",
     "method_spec",
     "metric_direction",
+    "page_rows",
     "plot_accuracy_vs_latency",
     "plot_latency_vs_instances",
     "plot_qualitative",
+    "rank_rows",
     "render",
     "render_latex",
     "render_comparison_latex",
@@ -72,18 +91,32 @@ __all__ = [
     "render_html",
     "render_markdown",
     "read_published",
+    "shown_indices",
+    "table_views",
 ]
 
 
-def render(csv_path: str | Path, fmt: str = "markdown", published: str | Path | None = None) -> str:
+def render(
+    csv_path: str | Path,
+    fmt: str = "markdown",
+    published: str | Path | None = None,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+) -> str:
     """Read the leaderboard CSV (and ``published``, the published-numbers CSV, if given) and render it as
-    ``"markdown"``, ``"latex"`` or ``"html"`` (the self-contained page, without plots)."""
+    ``"markdown"``, ``"latex"`` or ``"html"`` (the self-contained page, without plots). A table of more than
+    ``max_rows`` rows (None or 0: no limit) shows the rows :func:`shown_indices` picks; the comparison tables take
+    the measured rows the page shows (:func:`page_rows`)."""
     rows = read_results(csv_path)
     paper_rows = read_published(published) if published else []
-    if fmt == "markdown":
-        return render_markdown(rows) + (("\n" + render_comparison_markdown(paper_rows, rows)) if paper_rows else "")
-    if fmt == "latex":
-        return render_latex(rows) + (("\n" + render_comparison_latex(paper_rows, rows)) if paper_rows else "")
+    if fmt not in ("markdown", "latex", "html"):
+        raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")
+    views = table_views(rows, max_rows)
     if fmt == "html":
-        return render_html(rows, paper_rows)
+        return render_html(rows, paper_rows, max_rows=max_rows, views=views)
+    shown = page_rows(rows, max_rows, views)
+    if fmt == "markdown":
+        compare = ("\n" + render_comparison_markdown(paper_rows, shown)) if paper_rows else ""
+        return render_markdown(rows, max_rows, views) + compare
+    compare = ("\n" + render_comparison_latex(paper_rows, shown)) if paper_rows else ""
+    return render_latex(rows, max_rows, views) + compare
     raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")

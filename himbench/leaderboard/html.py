@@ -9,13 +9,16 @@ from typing import Any
 from himbench.leaderboard.published import comparison_groups
 from himbench.leaderboard.tables import (
     ACCURACY_COLUMNS,
+    DEFAULT_MAX_ROWS,
     INSTANCE_COLUMNS,
+    RANK_METRIC,
+    TableView,
     _format,
     _number,
     _trained,
-    best_indices,
-    group_rows,
     method_spec,
+    page_rows,
+    table_views,
 )
 
 __all__ = ["render_html"]
@@ -72,6 +75,18 @@ def _esc(text: Any) -> str:
     return html.escape("" if text is None else str(text), quote=True)
 
 
+def _safe_url(url: str) -> str:
+    """``url`` when it is a web address; empty otherwise, so a ``javascript:`` or ``data:`` link from a CSV never
+    becomes something a click runs."""
+    from urllib.parse import urlsplit
+
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return ""
+    return url.strip() if scheme in ("http", "https") else ""
+
+
 def _html_table(table_id: str, headers: Sequence[tuple[str, bool]], rows: Sequence[tuple[str, Sequence[tuple]]]) -> str:
     """A sortable table: ``headers`` = (title, is_text); each row = (css class, cells (html, sort value, is_text))."""
     head = "".join(f'<th class="{"text" if text else "num"}">{_esc(title)}</th>' for title, text in headers)
@@ -99,11 +114,16 @@ def render_html(
     published: Sequence[dict] = (),
     images: dict[str, bytes] | None = None,
     title: str = "himbench leaderboard",
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    views: Sequence[TableView] | None = None,
 ) -> str:
     """One self-contained HTML page (no external resource: CSS, JS and images inline): the measured tables per
     (data, split, environment), the "Compare with the papers" tables with every row marked published or measured,
     the plots and qualitative grid from ``images`` (name -> PNG bytes, embedded as base64 data URIs), and the command
-    that produced each measured row (the method name links to it). Every table sorts by clicking a column header."""
+    that produced each measured row (the method name links to it). Every table sorts by clicking a column header.
+    A measured table of more than ``max_rows`` rows shows the rows :func:`~himbench.leaderboard.shown_indices`
+    picks and says so; the comparison tables take the measured rows the page shows. Every text is escaped.
+    ``views``: :func:`~himbench.leaderboard.table_views` of ``measured`` and ``max_rows``, if already computed."""
     import base64
 
     images = images or {}
@@ -132,16 +152,22 @@ def render_html(
     ]
     if not measured:
         parts.append("<p>No results yet: run <code>himbench bench</code>.</p>")
-    for g, ((data, split, env), group) in enumerate(group_rows(measured).items()):
+    views = table_views(measured, max_rows) if views is None else views
+    for g, view in enumerate(views):
+        (data, split, env), group, best, shown, max_rows = view.key, view.rows, view.best, view.shown, view.max_rows
         parts.append(f"<h3>{_esc(data)} / {_esc(split)} on <code>{_esc(env)}</code></h3>")
+        if len(shown) < len(group):
+            parts.append(f'<p class="note">Showing {len(shown)} of {len(group)} rows: the best {max_rows} by '
+                         f"{_esc(RANK_METRIC)}, plus the first row holding each column's best (bold is the best over "
+                         "all rows; every row is in <code>results.csv</code>).</p>")
         for t, (columns, caption) in enumerate(((ACCURACY_COLUMNS, "Instance-aware quality (x100) and cost"),
                                                 (INSTANCE_COLUMNS, "Per-instance errors of matched instances"))):
-            best = {column: best_indices(group, column) for column, _ in columns}
             headers = [("Kind", True), ("Method", True), ("Protocol", True),
                        *((header, False) for _, header in columns)]
             rows = []
-            for i, row in enumerate(group):
-                name = row.get("method", "?") + ("" if _trained(row) else " †")
+            for i in shown:
+                row = group[i]
+                name = str(row.get("method", "?")) + ("" if _trained(row) else " †")
                 masks = row.get("mask_set") or row.get("guidance")
                 protocol = (f"masks: {masks}; " if masks else "") + f"size: {row.get('size_protocol') or 'native'}"
                 cells: list[tuple] = [('<span class="kind">measured</span>', None, True, False),
@@ -157,7 +183,7 @@ def render_html(
         parts.append('<p class="note">Published rows are numbers printed in papers, with their source; measured rows '
                      "come from <code>himbench bench</code>, converted to the paper's units. They are comparable only "
                      "when benchmark, subset and protocol match.</p>")
-        for g, group in enumerate(comparison_groups(published, measured)):
+        for g, group in enumerate(comparison_groups(published, page_rows(measured, max_rows, views))):
             parts.append(f"<h3>{_esc(group['title'])}</h3><p class=\"note\">{_esc(group['note'])}</p>")
             headers = [("Kind", True), ("Method", True), ("Benchmark / data", True), ("Subset / split", True),
                        ("Protocol", True), ("Environment", True), *((h, False) for h in group["headers"]),
@@ -169,8 +195,8 @@ def render_html(
                         row["method"])
                 else:
                     method = _esc(row["method"])
-                source = (f'<a href="{_esc(row["url"])}">{_esc(row["source"])}</a>' if row["url"]
-                          else _esc(row["source"]))
+                url = _safe_url(row["url"] or "")
+                source = f'<a href="{_esc(url)}">{_esc(row["source"])}</a>' if url else _esc(row["source"])
                 cells = [(f'<span class="kind">{_esc(row["kind"])}</span>', None, True, False),
                          (method, None, True, False), (_esc(row["benchmark"]), None, True, False),
                          (_esc(row["subset"] or "–"), None, True, False), (_esc(row["protocol"]), None, True, False),

@@ -1,6 +1,9 @@
 """Leaderboard figures: accuracy versus latency, latency versus number of instances, and the qualitative grid.
 
 matplotlib is imported inside each function (through :mod:`himbench.plotting`) so rendering tables stays light.
+Each figure draws at most :data:`DEFAULT_PLOT_ROWS` labelled points or lines (the best by the accuracy metric), so
+its cost does not grow with the CSV: matplotlib lays out every label and legend entry, which made a 1,000-row CSV
+take half a minute.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from himbench.bench.results import LATENCY_COUNTS
-from himbench.leaderboard.tables import _number, _trained
+from himbench.leaderboard.tables import RANK_METRIC, _number, _numbers, _trained, rank_rows
 
-__all__ = ["colourise", "plot_accuracy_vs_latency", "plot_latency_vs_instances", "plot_qualitative"]
+__all__ = [
+    "DEFAULT_PLOT_ROWS",
+    "colourise",
+    "plot_accuracy_vs_latency",
+    "plot_latency_vs_instances",
+    "plot_qualitative",
+]
+
+# Rows a figure labels (scatter) or draws as lines: a legend of thousands is neither readable nor fast to lay out.
+DEFAULT_PLOT_ROWS = 15
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -24,49 +36,75 @@ def _save(fig, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=120)
 
 
-def plot_accuracy_vs_latency(rows: Sequence[dict], path: str | Path, metric: str = "IMQ_mad@0.5") -> Path:
-    """Scatter of ``metric`` against mean latency per image, one point per row, labelled by method and
-    environment; latency on a log axis."""
+def plot_accuracy_vs_latency(
+    rows: Sequence[dict], path: str | Path, metric: str = RANK_METRIC, limit: int = DEFAULT_PLOT_ROWS
+) -> Path:
+    """Scatter of ``metric`` against mean latency per image, labelled by method; latency on a log axis. The best
+    ``limit`` rows by ``metric`` (:func:`~himbench.leaderboard.rank_rows`) get their own colour and label; any
+    others are drawn together as one grey, unlabelled layer, so the figure's cost stays bounded however long the
+    CSV is."""
     from himbench.plotting import new_figure
 
+    latency, accuracy = _numbers(rows, "latency_ms"), _numbers(rows, metric)
+    usable = np.flatnonzero(~np.isnan(accuracy) & (latency > 0))  # NaN > 0 is False
+    labelled = sorted(usable[rank_rows([rows[i] for i in usable], metric, limit)].tolist())
+    others = np.setdiff1d(usable, labelled)
     fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
-    for row in rows:
-        x, y = _number(row.get("latency_ms")), _number(row.get(metric))
-        if x is None or y is None or x <= 0:
-            continue
-        marker = "o" if _trained(row) else "x"
-        ax.scatter([x], [y], marker=marker)
-        ax.annotate(row.get("method", "?"), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if len(others):
+        # one collection for all of them: matplotlib's cost is per artist, not per point
+        ax.scatter(latency[others], accuracy[others], s=6, color="0.7", marker=".")
+    for i in labelled:
+        x, y = float(latency[i]), float(accuracy[i])
+        ax.scatter([x], [y], marker="o" if _trained(rows[i]) else "x")
+        ax.annotate(rows[i].get("method", "?"), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("mean latency per image (ms, log scale)")
     ax.set_ylabel(f"{metric} (higher is better)")
-    ax.set_title("Accuracy versus latency (x: untrained)")
+    shown = "" if not len(others) else f"; labelled: best {len(labelled)} of {len(usable)}"
+    ax.set_title(f"Accuracy versus latency (x: untrained{shown})")
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
 
 
-def plot_latency_vs_instances(rows: Sequence[dict], path: str | Path) -> Path:
-    """Latency against the number of people in a synthetic probe image, one line per row (method + environment)."""
+def plot_latency_vs_instances(
+    rows: Sequence[dict], path: str | Path, metric: str = RANK_METRIC, limit: int = DEFAULT_PLOT_ROWS
+) -> Path:
+    """Latency against the number of people in a synthetic probe image, one line per row (method + environment),
+    for at most ``limit`` rows: the best by ``metric`` among those with probe latencies (one line and one legend
+    entry each, so more would be unreadable and slow)."""
     from himbench.plotting import new_figure
 
+    def probe(row: dict) -> list[tuple[int, float]]:
+        points = [(n, _number(row.get(f"latency_ms_n{n}"))) for n in LATENCY_COUNTS]
+        return [(n, v) for n, v in points if v is not None]
+
+    # walk the rows best first and stop at ``limit`` with probe points: the rest are never parsed
+    chosen, available = [], 0
+    for i in rank_rows(rows, metric):
+        if len(chosen) == limit:
+            break
+        if points := probe(rows[i]):
+            chosen.append((i, points))
+    if len(chosen) == limit:
+        available = sum(1 for row in rows if any(row.get(f"latency_ms_n{n}") not in (None, "") for n in LATENCY_COUNTS))
+    chosen.sort()
     fig = new_figure((6.4, 4.2))
     ax = fig.subplots()
     environments = {row.get("environment", "") for row in rows}
-    for row in rows:
-        points = [(n, _number(row.get(f"latency_ms_n{n}"))) for n in LATENCY_COUNTS]
-        points = [(n, v) for n, v in points if v is not None]
-        if not points:
-            continue
-        label = row.get("method", "?") + (f" ({row.get('environment')})" if len(environments) > 1 else "")
+    for i, points in chosen:
+        row = rows[i]
+        label = str(row.get("method", "?")) + (f" ({row.get('environment')})" if len(environments) > 1 else "")
         ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax.set_xlabel("people in the image (synthetic 640 x 640 probe)")
     ax.set_ylabel("latency (ms, best of repeats)")
     ax.set_yscale("log")
     ax.set_xticks(list(LATENCY_COUNTS))
-    ax.set_title("Latency versus number of instances")
+    more = f" (best {len(chosen)} of {available} by {metric})" if available > len(chosen) else ""
+    ax.set_title("Latency versus number of instances" + more)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if chosen:
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 

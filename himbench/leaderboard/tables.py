@@ -1,7 +1,14 @@
-"""Measured leaderboard tables: column sets, best-value marking, row grouping, Markdown and LaTeX rendering.
+r"""Measured leaderboard tables: column sets, best-value marking, row grouping, Markdown and LaTeX rendering.
 
-The helpers ``_number``, ``_trained``, ``_format`` and ``_latex_escape`` are shared with the sibling modules of
-:mod:`himbench.leaderboard` (package-internal, not part of the public API).
+Every cell is escaped for its format (``_markdown_escape``, ``_latex_escape``): a method name is data from a
+stranger's CSV, so a ``|`` must not move numbers under the wrong header and ``\input`` must not reach LaTeX.
+
+Large CSVs: best values come from one pass over the rows (:func:`best_by_column`), and a table of more than
+``max_rows`` rows shows only the best ``max_rows`` by :data:`RANK_METRIC` plus each column's best row
+(:func:`shown_indices`), saying how many it left out; everything is linear (or n log k) in the number of rows.
+
+The helpers ``_number``, ``_trained``, ``_format``, ``_markdown_escape`` and ``_latex_escape`` are shared with the
+sibling modules of :mod:`himbench.leaderboard` (package-internal, not part of the public API).
 """
 
 from __future__ import annotations
@@ -9,17 +16,28 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "ACCURACY_COLUMNS",
+    "DEFAULT_MAX_ROWS",
     "INSTANCE_COLUMNS",
+    "RANK_METRIC",
+    "TableView",
+    "best_by_column",
     "best_indices",
     "group_rows",
     "method_spec",
     "metric_direction",
+    "page_rows",
+    "rank_rows",
     "render_latex",
     "render_markdown",
+    "shown_indices",
+    "table_views",
 ]
 
 # (CSV column, header) of the two tables; the instance-error table follows MaGGIe's per-instance convention.
@@ -46,6 +64,10 @@ INSTANCE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("inst_count", "matched"),
 )
 _COST = ("latency", "peak_mem", "params")
+# Rows per table a page shows at most (far above any real leaderboard; a 100,000-row CSV is not a page), and the
+# metric that picks them.
+DEFAULT_MAX_ROWS = 500
+RANK_METRIC = "IMQ_mad@0.5"
 
 
 def metric_direction(column: str) -> str | None:
@@ -72,27 +94,129 @@ def _trained(row: dict) -> bool:
     return str(row.get("trained", "True")).lower() not in ("false", "0", "no")
 
 
+def _numbers(rows: Sequence[dict], column: str) -> np.ndarray:
+    """``column`` of every row as float64, NaN where :func:`_number` gives None (missing, text, not finite). One
+    vectorised conversion per column: a 100,000-row column costs tens of milliseconds, not a Python loop per cell."""
+    raw = [row.get(column) for row in rows]
+    try:  # the common case, every cell a number: float() in C, no Python-level loop
+        values = np.fromiter(map(float, raw), dtype=np.float64, count=len(raw))
+    except (TypeError, ValueError, OverflowError):  # an empty, text or odd cell: parse cell by cell
+        values = np.array([math.nan if (n := _number(v)) is None else n for v in raw], dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _trained_mask(rows: Sequence[dict]) -> np.ndarray:
+    return np.fromiter((_trained(row) for row in rows), dtype=bool, count=len(rows))
+
+
+def rank_rows(rows: Sequence[dict], metric: str = RANK_METRIC, limit: int | None = None) -> list[int]:
+    """Indices of the ``limit`` best rows by ``metric`` (all rows when ``limit`` is None), best first: trained rows
+    with a value, then untrained rows with a value, then rows without one; ties in CSV order. One sort of numbers."""
+    values = _numbers(rows, metric)
+    missing = np.isnan(values)
+    tier = np.where(missing, 2, np.where(_trained_mask(rows), 0, 1))
+    signed = np.where(missing, 0.0, -values if (metric_direction(metric) or "max") == "max" else values)
+    order = np.lexsort((np.arange(len(rows)), signed, tier))  # last key is the primary one
+    return order[: max(limit, 0) if limit is not None else None].tolist()
+
+
+def best_by_column(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, set[int]]:
+    """:func:`best_indices` for every column at once, without rescanning rows per row: each column is converted to
+    numbers once (:func:`_numbers`), its best found with one reduction and its ties (``math.isclose``, relative
+    1e-9) with one comparison. Linear in the number of cells."""
+    result: dict[str, set[int]] = {column: set() for column in columns}
+    directed = [(c, d) for c in result if (d := metric_direction(c)) is not None]
+    if not directed or not rows:
+        return result
+    trained = _trained_mask(rows)
+    for column, direction in directed:
+        values = _numbers(rows, column)
+        if not column.startswith(_COST):  # accuracy of an untrained method is never best
+            values[~trained] = np.nan
+        if np.isnan(values).all():
+            continue
+        top = np.nanmax(values) if direction == "max" else np.nanmin(values)
+        # math.isclose(v, top, rel_tol=1e-9, abs_tol=1e-12), vectorised; NaN compares False
+        close = np.abs(values - top) <= np.maximum(1e-9 * np.maximum(np.abs(values), abs(top)), 1e-12)
+        result[column] = set(np.flatnonzero(close).tolist())
+    return result
+
+
 def best_indices(rows: Sequence[dict], column: str) -> set[int]:
     """Indices of the rows holding the best value of ``column`` (all of them on a tie); empty if no direction.
     Accuracy columns ignore untrained rows."""
-    direction = metric_direction(column)
-    if direction is None:
-        return set()
-    is_cost = column.startswith(_COST)
-    values = {
-        i: v for i, row in enumerate(rows) if (v := _number(row.get(column))) is not None and (is_cost or _trained(row))
-    }
-    if not values:
-        return set()
-    best = max(values.values()) if direction == "max" else min(values.values())
-    return {i for i, v in values.items() if math.isclose(v, best, rel_tol=1e-9, abs_tol=1e-12)}
+    return best_by_column(rows, [column])[column]
+
+
+def shown_indices(
+    rows: Sequence[dict],
+    max_rows: int | None = DEFAULT_MAX_ROWS,
+    best: dict[str, set[int]] | None = None,
+    metric: str = RANK_METRIC,
+) -> list[int]:
+    """The rows of one table that a page shows, in CSV order: every row when there are at most ``max_rows`` (None
+    or 0: no limit), else the ``max_rows`` best by ``metric`` plus, for each column whose best rows all fell outside
+    them, the first row holding that best, so every bold value is on the page. ``best``: from
+    :func:`best_by_column` over both tables' columns (computed when not given)."""
+    if not max_rows or len(rows) <= max_rows:
+        return list(range(len(rows)))
+    if best is None:
+        best = best_by_column(rows, [c for c, _ in (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)])
+    chosen = set(rank_rows(rows, metric, max_rows))
+    for indices in best.values():
+        if indices and not indices & chosen:
+            chosen.add(min(indices))
+    return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class TableView:
+    """What a page shows of one (data, split, environment) group: its ``rows`` (CSV order), the ``best`` rows of
+    every column (:func:`best_by_column`, over all of them) and the indices ``shown`` (:func:`shown_indices`)."""
+
+    key: tuple[str, str, str]
+    rows: list[dict]
+    best: dict[str, set[int]]
+    shown: list[int]
+    max_rows: int | None
+
+
+def table_views(rows: Sequence[dict], max_rows: int | None = DEFAULT_MAX_ROWS) -> list[TableView]:
+    """One :class:`TableView` per group, in first-seen order. The renderers compute this themselves; a caller that
+    renders the same rows several times (Markdown, LaTeX, HTML) computes it once and passes ``views=``."""
+    views = []
+    for key, group in group_rows(rows).items():
+        best = best_by_column(group, [c for c, _ in (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)])
+        views.append(TableView(key, group, best, shown_indices(group, max_rows, best), max_rows))
+    return views
+
+
+def page_rows(
+    rows: Sequence[dict], max_rows: int | None = DEFAULT_MAX_ROWS, views: Sequence[TableView] | None = None
+) -> list[dict]:
+    """The rows any measured table shows (:func:`shown_indices` per (data, split, environment) group), in CSV
+    order: what the comparison tables need, without the rows a page leaves out. ``views``: from
+    :func:`table_views` of the same rows, if already computed."""
+    if views is None:
+        if not max_rows or len(rows) <= max_rows:
+            return list(rows)
+        views = table_views(rows, max_rows)
+    if all(len(view.shown) == len(view.rows) for view in views):
+        return list(rows)
+    keep = {id(view.rows[i]) for view in views for i in view.shown}
+    return [row for row in rows if id(row) in keep]
+
+
+def _group_key(row: dict) -> tuple[str, str, str]:
+    return (row.get("data", ""), row.get("split", ""), row.get("environment", ""))
 
 
 def group_rows(rows: Sequence[dict]) -> dict[tuple[str, str, str], list[dict]]:
     """Rows by (data, split, environment), in first-seen order."""
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row.get("data", ""), row.get("split", ""), row.get("environment", "")), []).append(row)
+        groups.setdefault(_group_key(row), []).append(row)
     return groups
 
 
@@ -117,66 +241,123 @@ def _format(column: str, value: Any) -> str:
     return f"{number:.2f}"
 
 
-def _cells(rows: Sequence[dict], columns: Sequence[tuple[str, str]], bold) -> list[list[str]]:
-    best = {column: best_indices(rows, column) for column, _ in columns}
+# Every line break str.splitlines knows: one in a cell would end a Markdown table row or a LaTeX line early.
+_LINE_BREAKS = {ord(c): " " for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+# GFM splits a table row at every unescaped "|", so "|" and "\" (which could escape the escape) are escaped; "<"
+# (raw HTML), "[" (links, images) and "`" (a code span across cells) are escaped so a name cannot become markup.
+_MARKDOWN = {**_LINE_BREAKS, **{ord(c): "\\" + c for c in "\\|<[`"}}
+_LATEX = {
+    **_LINE_BREAKS,
+    **{ord(c): "\\" + c for c in "&%$#_{}"},
+    ord("\\"): r"\textbackslash{}",
+    ord("~"): r"\textasciitilde{}",
+    ord("^"): r"\textasciicircum{}",
+    # not special, but the default OT1 font encoding prints them as other glyphs (an em dash, inverted marks)
+    ord("|"): r"\textbar{}",
+    ord("<"): r"\textless{}",
+    ord(">"): r"\textgreater{}",
+    ord("†"): r"$^\dagger$",
+}
+
+
+def _markdown_escape(text: Any) -> str:
+    """A Markdown table cell (or heading text) that stays one cell: see ``_MARKDOWN``."""
+    return str(text).translate(_MARKDOWN)
+
+
+def _markdown_code(text: Any) -> str:
+    """``text`` as one Markdown code span on one line: fenced by more backticks than its longest run of them."""
+    text = str(text).translate(_LINE_BREAKS)
+    longest = 0
+    run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _latex_escape(text: Any) -> str:
+    r"""LaTeX text with every special character (``& % $ # _ { } ~ ^ \``) escaped in one pass, so an inserted
+    ``\textbackslash{}`` is never escaped again, and line breaks made spaces."""
+    return str(text).translate(_LATEX)
+
+
+def _cells(
+    rows: Sequence[dict],
+    indices: Sequence[int],
+    columns: Sequence[tuple[str, str]],
+    best: dict[str, set[int]],
+    escape,
+    bold,
+) -> list[list[str]]:
+    """Escaped cells of the rows at ``indices``; ``bold`` wraps an escaped best value (so markup is never escaped
+    and text never escapes it)."""
     table = []
-    for i, row in enumerate(rows):
-        name = row.get("method", "?") + ("" if _trained(row) else " †")
-        cells = [name]
+    for i in indices:
+        row = rows[i]
+        cells = [escape(str(row.get("method", "?")) + ("" if _trained(row) else " †"))]
         for column, _ in columns:
-            text = _format(column, row.get(column))
+            text = escape(_format(column, row.get(column)))
             cells.append(bold(text) if i in best[column] else text)
         table.append(cells)
     return table
 
 
-def _markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
+def _omitted_note(shown: int, total: int, max_rows: int | None) -> str:
+    return (f"Showing {shown} of {total} rows: the best {max_rows} by {RANK_METRIC}, plus the first row holding each "
+            "column's best (bold is the best over all rows; every row is in results.csv).")
+
+
+def _markdown_table(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]],
+                    best: dict[str, set[int]]) -> str:
     header = ["Method", *(title for _, title in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, columns, lambda t: f"**{t}**")]
+    lines += ["| " + " | ".join(cells) + " |"
+              for cells in _cells(rows, indices, columns, best, _markdown_escape, lambda t: f"**{t}**")]
     return "\n".join(lines)
 
 
-def render_markdown(rows: Sequence[dict]) -> str:
-    """Markdown tables (accuracy + cost, then per-instance errors), one pair per (data, split, environment)."""
+def render_markdown(
+    rows: Sequence[dict], max_rows: int | None = DEFAULT_MAX_ROWS, views: Sequence[TableView] | None = None
+) -> str:
+    """Markdown tables (accuracy + cost, then per-instance errors), one pair per (data, split, environment).
+    A group of more than ``max_rows`` rows shows only the rows :func:`shown_indices` picks, and says so.
+    ``views``: :func:`table_views` of the same rows and ``max_rows``, if already computed."""
     if not rows:
         return "_No results yet: run `himbench bench`._\n"
     parts = []
-    for (data, split, env), group in group_rows(rows).items():
-        parts.append(f"### {data} / {split} on `{env}`\n")
+    for view in table_views(rows, max_rows) if views is None else views:
+        (data, split, env), group, best, shown, max_rows = view.key, view.rows, view.best, view.shown, view.max_rows
+        parts.append(f"### {_markdown_escape(data)} / {_markdown_escape(split)} on {_markdown_code(env)}\n")
+        if len(shown) < len(group):
+            parts.append(_omitted_note(len(shown), len(group), max_rows) + "\n")
         parts.append(
             "Instance-aware quality (x100, IoU 0.5 unless marked; higher is better) and cost (lower is better). "
             "Bold: best in column.\n"
         )
-        parts.append(_markdown_table(group, ACCURACY_COLUMNS) + "\n")
+        parts.append(_markdown_table(group, shown, ACCURACY_COLUMNS, best) + "\n")
         parts.append("Per-instance errors of matched instances (whole image; SAD/1000, MSE x1000, MAD x1000, "
                      "Grad/1000, Conn/1000; lower is better).\n")
-        parts.append(_markdown_table(group, INSTANCE_COLUMNS) + "\n")
-        if any(r.get("guidance") for r in group):
+        parts.append(_markdown_table(group, shown, INSTANCE_COLUMNS, best) + "\n")
+        if any(group[i].get("guidance") for i in shown):
             parts.append(
                 "Mask-guided rows (guidance not empty) are handed masks made from the ground truth (`gt`: binarised "
                 "at 0.5; `gt+erode` etc.: perturbed, see `himbench bench --help`): an oracle first stage, so they "
                 "bound a two-stage system from above. `seg-refine` is the full two-stage pipeline with a learned "
                 "segmenter.\n"
             )
-        if any(not _trained(r) for r in group):
+        if any(not _trained(group[i]) for i in shown):
             parts.append("† ran with random weights (no checkpoint): accuracy not meaningful, never marked best.\n")
     return "\n".join(parts)
 
 
-def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                          ("†", r"$^\dagger$")):
-        text = text.replace(char, escaped)
-    return text
-
-
-def _latex_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], caption: str) -> str:
+def _latex_table(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]],
+                 best: dict[str, set[int]], caption: str) -> str:
     header = " & ".join(["Method", *(_latex_escape(title) for _, title in columns)]) + r" \\"
-    body = [
-        " & ".join(_latex_escape(c) if not c.startswith(r"\textbf") else c for c in cells) + r" \\"
-        for cells in _cells(rows, columns, lambda t: rf"\textbf{{{t}}}")
-    ]
+    body = [" & ".join(cells) + r" \\"
+            for cells in _cells(rows, indices, columns, best, _latex_escape, lambda t: rf"\textbf{{{t}}}")]
     return "\n".join(
         [
             r"\begin{table}[t]",
@@ -195,11 +376,18 @@ def _latex_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], capti
     )
 
 
-def render_latex(rows: Sequence[dict]) -> str:
-    """LaTeX (booktabs) tables, same content and bold marking as :func:`render_markdown`."""
+def render_latex(
+    rows: Sequence[dict], max_rows: int | None = DEFAULT_MAX_ROWS, views: Sequence[TableView] | None = None
+) -> str:
+    """LaTeX (booktabs) tables, same content, row selection and bold marking as :func:`render_markdown`."""
     parts = ["% Generated by `himbench leaderboard` from leaderboard/results.csv; needs \\usepackage{booktabs}."]
-    for (data, split, env), group in group_rows(rows).items():
+    for view in table_views(rows, max_rows) if views is None else views:
+        (data, split, env), group, best, shown = view.key, view.rows, view.best, view.shown
         where = f"{data} / {split}, {env}"
-        parts.append(_latex_table(group, ACCURACY_COLUMNS, f"Instance matting quality and cost ({where})."))
-        parts.append(_latex_table(group, INSTANCE_COLUMNS, f"Per-instance errors of matched instances ({where})."))
+        if len(shown) < len(group):
+            where += f"; {len(shown)} of {len(group)} rows shown, all in results.csv"
+        parts.append(_latex_table(group, shown, ACCURACY_COLUMNS, best,
+                                  f"Instance matting quality and cost ({where})."))
+        parts.append(_latex_table(group, shown, INSTANCE_COLUMNS, best,
+                                  f"Per-instance errors of matched instances ({where})."))
     return "\n\n".join(parts) + "\n"
