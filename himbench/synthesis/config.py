@@ -183,12 +183,14 @@ class BuildConfig:
         fields existed (finished shards still resume, a Hub copy still matches its build_config.json) and no
         ENGINE_VERSION bump is needed. A jpg build hashes both (the quality changes every byte of the composite).
         ``occlusion_range`` came later too and is left out when None (the min_visible rule, which places people as
-        before), so default builds keep their fingerprint."""
+        before), so default builds keep their fingerprint; when set, it replaces min_visible, which is left out."""
         data = self.to_dict()
         if self.image_format == "png":
             del data["image_format"], data["jpeg_quality"]
         if self.occlusion_range is None:
             del data["occlusion_range"]
+        else:
+            del data["min_visible"]
         return data
 
     def fingerprint(self) -> str:
