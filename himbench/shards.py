@@ -13,9 +13,11 @@ so the compositing equation holds exactly; JPEG in a ``--image-format jpg`` buil
 PNG visible mattes, back to front), ``boxes`` (List of [x0, y0, x1, y1], exclusive end, of each visible matte > 0),
 ``depth_order`` (List of int: depth rank of each instance, 0 = furthest back), ``fg_sources`` (List of string),
 ``bg_source`` (string), ``width``/``height``/``num_instances`` (int32), ``unknown_fraction`` (float32: share of the
-people's pixels that are soft, 0 < alpha < 1). Builds made with ``--store-layers`` add ``foregrounds`` (List of Image:
-each person's colours on the canvas) and ``background`` (Image), so the compositing equation can be re-checked
-exactly.
+people's pixels that are soft, 0 < alpha < 1), ``occlusion`` (List of float32: per person, the fraction of its own
+in-frame alpha hidden by the people in front; null in shards written before it existed). Builds made with
+``--store-layers`` add ``foregrounds`` (List of Image: each person's colours on the canvas), ``background`` (Image)
+and ``amodal_alphas`` (List of Image: each person's own 8-bit alpha, hidden parts included), so the compositing
+equation and the occlusion can be re-checked exactly.
 
 :class:`ShardFolder` is the one reader of such a folder (layout, splits, the two JSON files, column subsets of a row
 group, id lookup); rows are encoded by :func:`write_shard` and unwrapped on reading through the same ``datasets``
@@ -89,6 +91,7 @@ class HIMSample:
     bg_source: str = ""
     foregrounds: np.ndarray | None = None  # uint8 NxHxWx3, only in builds made with --store-layers
     background: np.ndarray | None = None  # uint8 HxWx3, only in builds made with --store-layers
+    occlusion: list[float] | None = None  # hidden fraction per person; None in shards made before the column
 
     @property
     def num_instances(self) -> int:
@@ -143,11 +146,13 @@ def _features(with_layers: bool = False):
         "height": Value("int32"),
         "num_instances": Value("int32"),
         "unknown_fraction": Value("float32"),
+        "occlusion": List(Value("float32")),
     }
     if with_layers:
         # Optional (--store-layers): each person's foreground colours and the background, for exact re-compositing.
         columns["foregrounds"] = List(Image())
         columns["background"] = Image()
+        columns["amodal_alphas"] = List(Image())
     return Features(columns)
 
 
@@ -333,6 +338,7 @@ def _decode_row(row: dict, path: str | os.PathLike) -> HIMSample:
         bg_source=row["bg_source"],
         foregrounds=foregrounds,
         background=background,
+        occlusion=None if row.get("occlusion") is None else [float(v) for v in row["occlusion"]],
     )
 
 
@@ -622,7 +628,9 @@ def write_shard(rows: list[dict], path: str | Path, metadata: dict[str, str] | N
     features = _features(with_layers)
     encoded = []
     for row in rows:
-        row = {"unknown_fraction": 0.0, **row, "boxes": [list(map(int, box)) for box in row["boxes"]]}
+        # Columns added later default to empty (null), so rows made by older callers still encode.
+        defaults = {"unknown_fraction": 0.0, "occlusion": None, **({"amodal_alphas": None} if with_layers else {})}
+        row = {**defaults, **row, "boxes": [list(map(int, box)) for box in row["boxes"]]}
         encoded.append(features.encode_example(row))
     table = pa.Table.from_pylist(encoded, schema=arrow_schema(with_layers, metadata))
     sink = io.BytesIO()

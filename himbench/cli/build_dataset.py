@@ -12,6 +12,7 @@ __all__ = ["command"]
 MAX_SIDE = 8192
 MAX_INSTANCES = 20
 MAX_SPLIT_IMAGES = 10_000_000
+OCCLUSION_PRESETS = {"none": None, "easy": (0.0, 0.0), "medium": (0.05, 0.5), "hard": (0.5, 0.85)}
 
 
 class _UserError(click.ClickException):
@@ -74,6 +75,25 @@ def _parse_numbers(value: str, name: str, form: str = "comma-separated numbers",
     return numbers
 
 
+def _parse_occlusion(preset: str, value: str | None) -> tuple[float, float] | None:
+    """The occlusion range of ``--occlusion PRESET`` or ``--occlusion-range LO,HI`` (one line and exit 2 when
+    malformed: two finite numbers with 0 <= LO <= HI <= 1)."""
+    if value is None:
+        return OCCLUSION_PRESETS[preset]
+    if preset != "none":
+        raise _UserError("give --occlusion or --occlusion-range, not both")
+    parts = value.split(",")
+    try:
+        low, high = (float(v) for v in parts) if len(parts) == 2 else (math.nan, math.nan)
+    except ValueError:
+        low = high = math.nan
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise _UserError(f"--occlusion-range: expected LO,HI, two numbers in [0, 1], got {value!r}")
+    if not 0 <= low <= high <= 1:
+        raise _UserError(f"--occlusion-range: need 0 <= LO <= HI <= 1 (hidden fractions), got {value!r}")
+    return low, high
+
+
 def _parse_scale(value: str) -> tuple[float, float]:
     parts = value.split("-")
     try:
@@ -127,7 +147,24 @@ def _parse_scale(value: str) -> tuple[float, float]:
     default=0.7,
     show_default=True,
     type=click.FloatRange(0, 1),
-    help="Reject placements where a person keeps less than this share of its own area visible.",
+    help="Reject placements where a person keeps less than this share of its own area visible (the rule when "
+    "no --occlusion is given).",
+)
+@click.option(
+    "--occlusion",
+    type=click.Choice(list(OCCLUSION_PRESETS)),
+    default="none",
+    show_default=True,
+    help="How hidden the most-hidden person of each image is, as MaGGIe's benchmark levels: easy = no overlap, "
+    "medium = 5-50% hidden, hard = 50-85% hidden (placement puts people in front of others to get there). none: "
+    "I-HIM50K's rule instead (--min-visible).",
+)
+@click.option(
+    "--occlusion-range",
+    default=None,
+    metavar="LO,HI",
+    help="Like --occlusion, with the range of the hidden fraction of the most-hidden person given, e.g. 0.3,0.6 "
+    "(every person keeps at least 1-HI of itself visible).",
 )
 @click.option(
     "--max-attempts",
@@ -224,6 +261,8 @@ def command(
     bg_sources,
     scale,
     min_visible,
+    occlusion,
+    occlusion_range,
     max_attempts,
     seed,
     images_per_shard,
@@ -258,6 +297,7 @@ def command(
       himbench build-dataset --out data/him-embedded
       himbench build-dataset --out data/him-p3m --fg ../shared/realdata/P3M/demo/imgs --fg embedded --size 640
       himbench build-dataset --out data/him-jpg --image-format jpg      # JPEG composites, as I-HIM50K
+      himbench build-dataset --out data/him-hard --occlusion hard --size 640   # 50-85% hidden
     """
     from concurrent.futures.process import BrokenProcessPool
 
@@ -269,6 +309,11 @@ def command(
         raise click.BadParameter("give --fg-cache or --no-fg-cache, not both", param_hint="--no-fg-cache")
     if jpeg_quality is not None and image_format != "jpg":
         raise click.BadParameter("applies to --image-format jpg only (png is lossless)", param_hint="--jpeg-quality")
+    occlusion_limits = _parse_occlusion(occlusion, occlusion_range)
+    source = click.get_current_context().get_parameter_source("min_visible")
+    if occlusion_limits is not None and source is not None and source.name == "COMMANDLINE":
+        raise _UserError("--min-visible does not apply with --occlusion/--occlusion-range (the range's HI bounds how "
+                         "hidden anyone is)")
     width, height = _parse_size(size)
     low, high = _parse_range(instances)
     scale_min, scale_max = _parse_scale(scale)
@@ -304,6 +349,7 @@ def command(
             hue_degrees=hue_degrees,
             fg_max_side=fg_max_side,
             png_compression=png_compression,
+            occlusion_range=occlusion_limits,
         )
         report = build_dataset(
             config,
@@ -335,6 +381,13 @@ def command(
         click.echo(
             f"{fewer['images']} image(s) got fewer people than drawn for them ({fewer['below_min_instances']} fewer "
             f"than --instances asks at least): people left out: {reasons} (see build_report.json)",
+            err=True,
+        )
+    if report.occlusion_out_of_range:
+        click.echo(
+            f"{report.occlusion_out_of_range} image(s) could not be placed with their most-hidden person in the "
+            "occlusion range and were kept with the closest placement found (see the occlusion column and "
+            "build_report.json)",
             err=True,
         )
     if report.problems:

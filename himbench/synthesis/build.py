@@ -94,6 +94,7 @@ class ShardReport:
     short_images: int = 0  # images with fewer people than were drawn for them
     below_min_images: int = 0  # ... of which with fewer than min_instances
     dropped: dict[str, int] = field(default_factory=dict)  # people left out, by reason (sampler.DROP_*)
+    off_range_images: int = 0  # images whose most-hidden person missed config.occlusion_range (kept, counted)
 
 
 @dataclass
@@ -126,6 +127,11 @@ class BuildReport:
             "people_dropped": dict(sorted(dropped.items())),
         }
 
+    @property
+    def occlusion_out_of_range(self) -> int:
+        """Images whose most-hidden person is outside the build's occlusion range (none without a range)."""
+        return sum(s.off_range_images for s in self.shards)
+
     def to_dict(self) -> dict:
         return {
             "out_dir": self.out_dir,
@@ -136,6 +142,7 @@ class BuildReport:
             "skipped_sources": len(self.problems),
             "problems": self.problems,
             "fewer_people": self.fewer_people,
+            "occlusion_out_of_range": self.occlusion_out_of_range,
             "seconds": dict(sum((Counter(s.seconds) for s in self.shards), Counter())),
             "foreground_estimates": self.foreground_estimates,
             "shards": [asdict(s) for s in self.shards],
@@ -153,14 +160,20 @@ def plan_shards(config: BuildConfig) -> list[ShardTask]:
 
 
 def shard_is_complete(path: Path, task: ShardTask, config: BuildConfig) -> bool:
-    """True when ``path`` is a finished shard of this very build (right fingerprint and row count)."""
+    """True when ``path`` is a finished shard of this very build (right fingerprint and row count) that has the
+    ``occlusion`` column: a shard of the same build made before the column existed is redone, so that one folder
+    never mixes two schemas (the other columns come out the same)."""
+    import pyarrow.parquet as pq
+
     if not path.is_file():
         return False
     try:
         rows, meta = read_shard_metadata(path)
+        columns = pq.read_schema(path).names
     except Exception:  # a truncated file from a crash is simply redone
         return False
-    return rows == task.stop - task.start and meta.get(FINGERPRINT_KEY) == config.fingerprint()
+    return (rows == task.stop - task.start and meta.get(FINGERPRINT_KEY) == config.fingerprint()
+            and "occlusion" in columns)
 
 
 # Per-process memory of sources that failed to load (ref -> message), so a bad file is decoded once per worker; every
@@ -183,7 +196,7 @@ def build_shard(
     cv2.setNumThreads(1)  # parallelism comes from processes; threads inside would oversubscribe the cores
     path = Path(out_dir) / "data" / task.filename
     rows, problems, seconds, dropped = [], [], Counter(), Counter()
-    short = below_min = 0
+    short = below_min = off_range = 0
     for index in range(task.start, task.stop):
         result = synthesize_image(config, task.split, index, fg_refs, bg_refs, _BAD_SOURCES)
         rows.append(result.row)
@@ -193,11 +206,12 @@ def build_shard(
         short += people < result.asked
         below_min += people < config.min_instances
         dropped.update(result.dropped)
+        off_range += not result.in_range
     tic = time.perf_counter()
     write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
     seconds["write"] += time.perf_counter() - tic
     return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds), short, below_min,
-                       dict(sorted(dropped.items())))
+                       dict(sorted(dropped.items())), off_range)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -372,6 +386,7 @@ def _earlier_shards(out_dir: Path, config: BuildConfig) -> dict[str, ShardReport
                     [str(p) for p in shard.get("problems", [])], {}, int(shard.get("short_images", 0)),
                     int(shard.get("below_min_images", 0)),
                     {str(k): int(v) for k, v in dict(shard.get("dropped", {})).items()},
+                    int(shard.get("off_range_images", 0)),
                 )
         except (InputError, AttributeError, KeyError, TypeError, ValueError):  # damaged: the skips are found again
             continue

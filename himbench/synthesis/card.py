@@ -12,9 +12,9 @@ import numpy as np
 
 from himbench.io.atomic import atomic_write_text
 from himbench.shards import ShardFolder
-from himbench.synthesis.config import ENGINE_VERSION, BuildConfig
+from himbench.synthesis.config import ENGINE_VERSION, OCCLUSION_PRESETS, BuildConfig
 
-__all__ = ["card_statistics", "command_line", "render_dataset_card", "write_dataset_card"]
+__all__ = ["card_statistics", "command_line", "occlusion_histogram", "render_dataset_card", "write_dataset_card"]
 
 _TEMPLATE = Path(__file__).resolve().parents[2] / "data_cards" / "him_synthetic.md"
 
@@ -30,7 +30,8 @@ def _template_text() -> str:
 
 def card_statistics(out_dir: str | Path) -> dict:
     """Statistics read back from the shards themselves (so a resumed build reports what is really on disk)."""
-    stats: dict = {"splits": {}, "instances": Counter(), "unknown_fraction_sum": 0.0, "num_images": 0}
+    stats: dict = {"splits": {}, "instances": Counter(), "unknown_fraction_sum": 0.0, "num_images": 0,
+                   "occlusion": [], "worst_occlusion": []}
     fg_sources: set[str] = set()
     bg_sources: set[str] = set()
     folder = ShardFolder(out_dir)
@@ -48,10 +49,63 @@ def card_statistics(out_dir: str | Path) -> dict:
         for names in table["fg_sources"]:
             fg_sources.update(names)
         bg_sources.update(table["bg_source"])
+        if _has_column(path, "occlusion"):  # shards written before the column have none
+            for fractions in folder.read_columns(path, ("occlusion",))["occlusion"]:
+                stats["occlusion"] += fractions or []
+                if fractions:
+                    stats["worst_occlusion"].append(max(fractions))
     stats["distinct_foregrounds"] = len(fg_sources)
     stats["distinct_backgrounds"] = len(bg_sources)
     stats["mean_unknown_fraction"] = stats.pop("unknown_fraction_sum") / max(stats["num_images"], 1)
     return stats
+
+
+def _has_column(path: Path, name: str) -> bool:
+    import pyarrow.parquet as pq
+
+    return name in pq.read_schema(path).names
+
+
+# Bins of the occlusion histogram: exactly 0 (nobody in front), then MaGGIe's boundaries (5%, 50%, 85%) among tenths.
+_OCCLUSION_EDGES = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)
+
+
+def occlusion_histogram(fractions: list[float]) -> list[tuple[str, int]]:
+    """(bin label, count) of hidden fractions: "0" for exactly 0, then (0, 5%), [5%, 10%), ..., [85%, 100%]."""
+    values = np.asarray(fractions, np.float64)
+    rows = [("0 (not hidden)", int((values == 0).sum()))]
+    edges = _OCCLUSION_EDGES
+    for k, (low, high) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        last = k == len(edges) - 2
+        inside = (values > low if k == 0 else values >= low) & (values <= high if last else values < high)
+        opening = "(" if k == 0 else "["
+        rows.append((f"{opening}{100 * low:g}%, {100 * high:g}%{']' if last else ')'}", int(inside.sum())))
+    return rows
+
+
+def _occlusion_section(config: BuildConfig, stats: dict) -> str:
+    """The card's text on how hidden the people are: the build's rule and a text histogram of the occlusion column
+    (every person, and the most-hidden person of each image)."""
+    occlusion = config.occlusion_range
+    if occlusion is None:
+        rule = (f"Placement rule: every person keeps at least {100 * config.min_visible:g}% of its own in-frame area "
+                "visible (I-HIM50K's rule).")
+    else:
+        preset = next((name for name, limits in OCCLUSION_PRESETS.items() if limits == tuple(occlusion)), None)
+        named = f" (`--occlusion {preset}`)" if preset else ""
+        rule = (f"Placement rule{named}: the most-hidden person of each image is {100 * occlusion[0]:g}% to "
+                f"{100 * occlusion[1]:g}% hidden; people were placed in front of others to reach it.")
+    if not stats["occlusion"]:
+        return rule + " These shards have no `occlusion` column (written before it existed)."
+    people, worst = stats["occlusion"], stats["worst_occlusion"]
+    lines = [rule, "", "Hidden fraction of each person (the `occlusion` column), and of the most-hidden person of each "
+             "image:", "", "| hidden | people | images (most-hidden person) | |", "| --- | ---: | ---: | --- |"]
+    scale = max(len(worst), 1)
+    for (label, n_people), (_, n_images) in zip(occlusion_histogram(people), occlusion_histogram(worst), strict=True):
+        bar = "#" * round(40 * n_images / scale)
+        lines.append(f"| {label} | {n_people} | {n_images} | `{bar}` |" if bar else f"| {label} | {n_people} | "
+                     f"{n_images} | |")
+    return "\n".join(lines)
 
 
 def _size_category(n: int) -> str:
@@ -80,7 +134,8 @@ def render_dataset_card(config: BuildConfig, stats: dict, num_problems: int, com
         instance_rows.append(f"| {count} | {n} | {100 * n / total:.1f}% |")
     layer_columns = (
         "| `foregrounds`, `background` | List[Image], Image "
-        "| each person's colours and the background (--store-layers) |"
+        "| each person's colours and the background (--store-layers) |\n"
+        "| `amodal_alphas` | List[Image] | each person's own 8-bit alpha, hidden parts included (--store-layers) |"
         if config.store_layers
         else ""
     )
@@ -95,6 +150,7 @@ def render_dataset_card(config: BuildConfig, stats: dict, num_problems: int, com
         "max_instances": config.max_instances,
         "stats_table": "\n".join(rows),
         "instance_table": "\n".join(instance_rows),
+        "occlusion_section": _occlusion_section(config, stats),
         "layer_columns": layer_columns,
         "command": command,
         "config_json": json.dumps(config.to_dict(), indent=2, sort_keys=True),
@@ -148,7 +204,13 @@ def _options(config: BuildConfig) -> list[str]:
     if config.instance_weights is not None:
         args += ["--instance-weights", ",".join(_number(w) for w in config.instance_weights)]
     args += ["--scale", f"{_number(config.scale_min)}-{_number(config.scale_max)}"]
-    args += ["--min-visible", _number(config.min_visible), "--max-attempts", str(config.max_attempts)]
+    occlusion = config.occlusion_range
+    if occlusion is None:
+        args += ["--min-visible", _number(config.min_visible)]
+    else:  # the range replaces --min-visible (the command refuses both)
+        preset = next((name for name, limits in OCCLUSION_PRESETS.items() if limits == tuple(occlusion)), None)
+        args += ["--occlusion", preset] if preset else ["--occlusion-range", ",".join(_number(v) for v in occlusion)]
+    args += ["--max-attempts", str(config.max_attempts)]
     args += ["--min-in-frame", _number(config.min_in_frame), "--flip-prob", _number(config.flip_prob)]
     jitter = (config.brightness, config.contrast, config.saturation, config.hue_degrees)
     args += ["--jitter", ",".join(_number(v) for v in jitter)]
@@ -194,6 +256,7 @@ def _as_the_command_builds(config: BuildConfig) -> BuildConfig:
         fg_sources=tuple(config.fg_sources),
         bg_sources=tuple(config.bg_sources),
         store_layers=bool(config.store_layers),
+        occlusion_range=None if config.occlusion_range is None else tuple(float(v) for v in config.occlusion_range),
         **(
             {"image_format": str(config.image_format), "jpeg_quality": int(config.jpeg_quality)}
             if config.image_format != "png"

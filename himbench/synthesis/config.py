@@ -14,6 +14,7 @@ __all__ = [
     "MAX_SHARDS_PER_SPLIT",
     "MAX_SIDE",
     "MAX_SPLIT_IMAGES",
+    "OCCLUSION_PRESETS",
     "BuildConfig",
 ]
 
@@ -35,6 +36,16 @@ ENGINE_VERSION = 2
 # How the composite is stored: "png" lossless (the compositing equation holds exactly; the default), "jpg" as
 # I-HIM50K and HIM-2K ship their images (lossy, smaller, faster to write). Mattes are always 8-bit PNG.
 IMAGE_FORMATS = ("png", "jpg")
+# Occlusion presets: the range of the hidden fraction of the most-hidden person of each image, as MaGGIe's paper
+# (arXiv 2404.16035) defines its video benchmark's levels: easy = no overlap, medium = 5-50%, hard = 50-85%. (Its
+# released script tools/synthesize_video_him.py keeps medium clips at 5-30% and hard ones at 50-85%.) "none" is no
+# range: I-HIM50K's rule (every person keeps min_visible of its area), as builds always were.
+OCCLUSION_PRESETS: dict[str, tuple[float, float] | None] = {
+    "none": None,
+    "easy": (0.0, 0.0),
+    "medium": (0.05, 0.5),
+    "hard": (0.5, 0.85),
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,10 @@ class BuildConfig:
     # Format of the composite ("png" or "jpg", see IMAGE_FORMATS) and the JPEG quality used when it is "jpg".
     image_format: str = "png"
     jpeg_quality: int = 95
+    # (LO, HI): the most-hidden person of each image has a hidden fraction in [LO, HI] (so every person keeps at
+    # least 1 - HI of its in-frame alpha), replacing min_visible; placement seeks the overlap (sampler._place_people).
+    # None: the min_visible rule. See OCCLUSION_PRESETS.
+    occlusion_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         # Everything is checked here, before a build writes anything to its folder: a config refused later (in a
@@ -132,6 +147,9 @@ class BuildConfig:
         quality = self.jpeg_quality
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
             problems.append(f"jpeg_quality must be an integer from 1 to 100 (got {self.jpeg_quality!r})")
+        occlusion = self.occlusion_range
+        if occlusion is not None and not 0 <= occlusion[0] <= occlusion[1] <= 1:
+            problems.append(f"occlusion_range needs 0 <= LO <= HI <= 1 (got {', '.join(map(repr, occlusion))})")
         if problems:
             raise ValueError("invalid build config: " + "; ".join(problems))
 
@@ -140,6 +158,7 @@ class BuildConfig:
         data["fg_sources"] = list(self.fg_sources)
         data["bg_sources"] = list(self.bg_sources)
         data["instance_weights"] = None if self.instance_weights is None else list(self.instance_weights)
+        data["occlusion_range"] = None if self.occlusion_range is None else list(self.occlusion_range)
         return data
 
     @classmethod
@@ -152,8 +171,9 @@ class BuildConfig:
         for key in ("fg_sources", "bg_sources"):
             if key in data:
                 data[key] = tuple(data[key])
-        if data.get("instance_weights") is not None:
-            data["instance_weights"] = tuple(data["instance_weights"])
+        for key in ("instance_weights", "occlusion_range"):
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def fingerprinted(self) -> dict:
@@ -162,10 +182,16 @@ class BuildConfig:
         ``image_format``/``jpeg_quality`` came after builds were published, and a png build never reads the JPEG
         quality: for a png build both are left out, so its fingerprint is exactly the one it had before these
         fields existed (finished shards still resume, a Hub copy still matches its build_config.json) and no
-        ENGINE_VERSION bump is needed. A jpg build hashes both (the quality changes every byte of the composite)."""
+        ENGINE_VERSION bump is needed. A jpg build hashes both (the quality changes every byte of the composite).
+        ``occlusion_range`` came later too and is left out when None (the min_visible rule, which places people as
+        before), so default builds keep their fingerprint; when set, it replaces min_visible, which is left out."""
         data = self.to_dict()
         if self.image_format == "png":
             del data["image_format"], data["jpeg_quality"]
+        if self.occlusion_range is None:
+            del data["occlusion_range"]
+        else:
+            del data["min_visible"]
         return data
 
     def fingerprint(self) -> str:
@@ -208,6 +234,13 @@ def _type_problems(config: BuildConfig) -> list[str]:
         value = getattr(config, name)
         if not isinstance(value, tuple | list) or not all(isinstance(v, str) and v for v in value):
             problems.append(f"{name} must be a list of source names or folders (got {value!r})")
+    occlusion = config.occlusion_range
+    if occlusion is not None and (
+        not isinstance(occlusion, tuple | list)
+        or len(occlusion) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in occlusion)
+    ):
+        problems.append(f"occlusion_range must be two finite numbers [LO, HI] or null (got {occlusion!r})")
     if not isinstance(config.store_layers, bool):
         problems.append(f"store_layers must be true or false (got {config.store_layers!r})")
     return problems

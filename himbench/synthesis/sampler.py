@@ -35,6 +35,7 @@ from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, loa
 
 __all__ = [
     "DROP_NO_PLACEMENT",
+    "DROP_NO_PLACEMENT_IN_RANGE",
     "DROP_VANISHED",
     "MIN_DRAWN_SIDE",
     "Placement",
@@ -43,6 +44,8 @@ __all__ = [
     "foregrounds_drawn",
     "image_id",
     "image_rng",
+    "in_occlusion_range",
+    "occlusion_fractions",
     "prepared_cap",
     "synthesize_image",
 ]
@@ -55,7 +58,17 @@ _MAX_WIDTH_SHARE = 0.95  # a person is never drawn wider than this share of the 
 MIN_DRAWN_SIDE = 2
 # Why a person drawn for an image is not in it (the keys of SampleResult.dropped and of the build report).
 DROP_NO_PLACEMENT = "no placement kept min_in_frame and min_visible within max_attempts tries"
+DROP_NO_PLACEMENT_IN_RANGE = "no placement kept min_in_frame and the occlusion range within max_attempts tries"
 DROP_VANISHED = "matte empty once drawn (too faint or too small at 8 bits)"
+# With an occlusion range (config.occlusion_range), the 1/4-resolution placement aims this far inside the range (at
+# most a quarter of its width), so that the exact full-resolution fractions land in it; an image whose exact
+# fractions miss the range is placed again, up to _RANGE_TRIES times, and the try closest to the range is kept.
+_RANGE_MARGIN = 0.02
+_RANGE_TRIES = 6
+# A person placed to hide another is drawn at this share of the other's height (people at about the same depth), and
+# its centre is found by bisection on the horizontal offset (this many steps).
+_SEEK_HEIGHT = (0.85, 1.2)
+_SEEK_STEPS = 8
 
 
 @dataclass
@@ -65,6 +78,8 @@ class SampleResult:
     seconds: dict[str, float] = field(default_factory=dict)
     asked: int = 0  # people drawn for the image (its count in min..max instances)
     dropped: dict[str, int] = field(default_factory=dict)  # people not in the image, by reason (DROP_*)
+    # With an occlusion range: False when no try within _RANGE_TRIES put the most-hidden person in the range.
+    in_range: bool = True
 
 
 def image_id(split: str, index: int) -> str:
@@ -274,6 +289,125 @@ def _place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Gen
     return placements
 
 
+def _hidden(layer: _LowRes) -> float:
+    return 1.0 - layer.visible_sum / layer.own if layer.own > 0 else 0.0
+
+
+def _loss(behind: _LowRes, layer: _LowRes):
+    """(overlap slices, alpha mass of ``behind`` still visible that ``layer`` in front of it would hide)."""
+    overlap = behind.overlap(layer)
+    if overlap is None:
+        return None, 0.0
+    in_behind, in_new = overlap
+    return overlap, float(np.vdot(behind.visible[in_behind], layer.alpha[in_new]))
+
+
+def _seek_layout(config, rng, cutout, target: _LowRes, target_box: Box, goal: float, low_hw):
+    """A layout (height, centre_x, bottom_y, flip) that puts ``cutout`` in front of ``target`` so that the target's
+    hidden fraction reaches about ``goal``: drawn at about the target's height with its bottom near the target's, at
+    the horizontal offset from the target's centre (found by bisection; left or right at random) where the hidden
+    fraction crosses ``goal``. None when even a centred placement hides less than ``goal``."""
+    aspect = cutout.shape[1] / cutout.shape[0]
+    height = target_box.shape[0] * rng.uniform(*_SEEK_HEIGHT)
+    height = min(max(height, config.height * config.scale_min), config.height * config.scale_max)
+    height = min(height, _MAX_WIDTH_SHARE * config.width / max(aspect, 1e-3))
+    bottom_y = target_box.y1 + rng.uniform(-0.05, 0.05) * height
+    flip = bool(rng.random() < config.flip_prob)
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    centre = (target_box.x0 + target_box.x1) / 2
+
+    def hidden_at(offset: float) -> float:
+        geometry = layer_geometry(cutout.shape, height, centre + side * offset, bottom_y)
+        layer, _ = _low_res_try(cutout, geometry, flip, low_hw)
+        loss = 0.0 if layer is None else _loss(target, layer)[1]
+        return 1.0 - (target.visible_sum - loss) / target.own
+
+    near, far = 0.0, (target_box.shape[1] + height * aspect) / 2  # at `far` the two boxes no longer overlap
+    if hidden_at(near) < goal:
+        return None
+    for _ in range(_SEEK_STEPS):
+        middle = (near + far) / 2
+        if hidden_at(middle) >= goal:
+            near = middle
+        else:
+            far = middle
+    return height, centre + side * near, bottom_y, flip
+
+
+def _place_people_in_range(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
+    """:func:`_place_people` under ``config.occlusion_range`` (LO, HI) instead of min_visible: a try is refused when
+    it would leave someone behind hidden more than HI, and while nobody is hidden LO yet, the next person seeks the
+    overlap (:func:`_seek_layout`: placed in front of a person already placed, at the offset that hides about a
+    fraction drawn in the range) for the first three quarters of its tries, then is placed at random. Decided on the
+    1/4-resolution canvas, aiming _RANGE_MARGIN inside the range; the caller checks the exact fractions."""
+    low, high = config.occlusion_range
+    margin = min(_RANGE_MARGIN, (high - low) / 4)
+    low_goal = low + margin if low > 0 else 0.0
+    cap = high - margin if high < 1 else 1.0
+    step = _SEARCH_SCALE
+    low_hw = (-(-config.height // step), -(-config.width // step))
+    placed: list[_LowRes] = []
+    placements: list[Placement] = []
+    for source in rng.permutation(len(cutouts)):
+        cutout = cutouts[source]
+        aspect = cutout.shape[1] / cutout.shape[0]
+        for attempt in range(config.max_attempts):
+            seeking = low_goal > 0 and placed and attempt < 0.75 * config.max_attempts
+            seeking = seeking and max(_hidden(p) for p in placed) < low_goal
+            if seeking:
+                pick = int(rng.integers(len(placed)))
+                layout = _seek_layout(
+                    config, rng, cutout, placed[pick], placements[pick].geometry, rng.uniform(low_goal, cap), low_hw
+                )
+                if layout is None:
+                    continue
+            else:
+                layout = _sample_layout(config, rng, aspect, cutout.cut_at_bottom)
+            height, centre_x, bottom_y, flip = layout
+            geometry = layer_geometry(cutout.shape, height, centre_x, bottom_y)
+            layer, share = _low_res_try(cutout, geometry, flip, low_hw)
+            if layer is None or share < config.min_in_frame:
+                continue
+            losses = [_loss(behind, layer) for behind in placed]
+            # cap 0 (no overlap at all): any loss refuses the try; else the behind keeps at least 1 - cap of itself.
+            if any(behind.visible_sum - loss < (1.0 - cap) * behind.own or (cap == 0 and loss > 0)
+                   for behind, (_, loss) in zip(placed, losses, strict=True)):
+                continue
+            for behind, (overlap, loss) in zip(placed, losses, strict=True):
+                if overlap is not None and loss > 0:
+                    in_behind, in_new = overlap
+                    behind.visible[in_behind] *= 1.0 - layer.alpha[in_new]
+                    behind.visible_sum = float(behind.visible.sum(dtype=np.float64))
+            placed.append(layer)
+            placements.append(Placement(int(source), geometry, flip, share))
+            break
+    return placements
+
+
+def occlusion_fractions(layers: list[Layer], visible: list[np.ndarray]) -> list[float]:
+    """Per person, the fraction of its own in-frame alpha hidden by the people in front (the ``occlusion`` column):
+    1 - sum(vis_i) / sum(a_i), with vis_i the 8-bit visible matte stored in ``alphas`` and a_i the person's 8-bit
+    amodal matte (its alpha clipped to the canvas, rounded to 8 bits as ``amodal_alphas`` stores it). Exactly 0 for
+    a person nobody overlaps; clipped to [0, 1] (8-bit rounding can make vis_i exceed a_i by a level)."""
+    fractions = []
+    for layer, vis in zip(layers, visible, strict=True):
+        own = float(np.rint(layer.alpha * np.float32(255.0)).sum(dtype=np.float64))
+        seen = float(vis.sum(dtype=np.float64))
+        fractions.append(min(1.0, max(0.0, 1.0 - seen / own)) if own > 0 else 0.0)
+    return fractions
+
+
+def in_occlusion_range(fractions: list[float], occlusion_range: tuple[float, float]) -> bool:
+    """True when the most-hidden person's fraction (0 without people), as stored (float32), is in the range."""
+    worst = float(np.float32(max(fractions, default=0.0)))
+    return occlusion_range[0] <= worst <= occlusion_range[1]
+
+
+def _range_miss(fractions: list[float], occlusion_range: tuple[float, float]) -> float:
+    worst = float(np.float32(max(fractions, default=0.0)))
+    return max(occlusion_range[0] - worst, worst - occlusion_range[1], 0.0)
+
+
 def synthesize_image(
     config: BuildConfig,
     split: str,
@@ -303,27 +437,38 @@ def synthesize_image(
         jitter_matrix(cut.mean_colour, rng, config.brightness, config.contrast, config.saturation, config.hue_degrees)
         for cut in cutouts
     ]
-    placements = _place_people(config, cutouts, rng)
     canvas_hw = (config.height, config.width)
-    layers: list[Layer] = []
-    kept_labels: list[str] = []
-    dropped = Counter({DROP_NO_PLACEMENT: len(cutouts) - len(placements)})
-    for placement in placements:
-        cut = cutouts[placement.source]
-        layer = render_layer(
-            cut.rgba16, canvas_hw, placement.geometry, placement.flip, matrices[placement.source],
-            placement.in_frame_share,
-        )
-        if layer.alpha.size:
-            layers.append(layer)
-            kept_labels.append(picked[placement.source][0].label)
-    visible = visible_mattes_crops(layers, canvas_hw)
-    image = composite_crops(background, layers, visible)
+    in_range = True
+    if config.occlusion_range is None:
+        placements = _place_people(config, cutouts, rng)
+        drawn = _render(cutouts, picked, matrices, placements, canvas_hw)
+    else:
+        # Placed again until the exact fractions are in the range; the try closest to it is kept otherwise.
+        best = None
+        for _ in range(_RANGE_TRIES):
+            placements = _place_people_in_range(config, cutouts, rng)
+            drawn = _render(cutouts, picked, matrices, placements, canvas_hw)
+            fractions = occlusion_fractions(*drawn[:2])
+            # judged on the people kept (a vanished matte is dropped below), as the occlusion column records them
+            miss = _range_miss([f for f, vis in zip(fractions, drawn[1], strict=True) if vis.any()],
+                               config.occlusion_range)
+            if best is None or miss < best[0]:
+                best = (miss, placements, drawn)
+            if miss == 0:
+                break
+        miss, placements, drawn = best
+        in_range = miss == 0
+    all_layers, all_visible, all_labels = drawn
+    image = composite_crops(background, all_layers, all_visible)
     # Drop people whose 8-bit visible matte vanished (possible only for extremely faint cut-outs).
-    keep = [k for k, vis in enumerate(visible) if vis.any()]
+    keep = [k for k, vis in enumerate(all_visible) if vis.any()]
+    unplaced = DROP_NO_PLACEMENT if config.occlusion_range is None else DROP_NO_PLACEMENT_IN_RANGE
+    dropped = Counter({unplaced: len(cutouts) - len(placements)})
     dropped[DROP_VANISHED] += len(placements) - len(keep)
-    visible, layers, kept_labels = [visible[k] for k in keep], [layers[k] for k in keep], [kept_labels[k] for k in keep]
+    visible, layers = [all_visible[k] for k in keep], [all_layers[k] for k in keep]
+    kept_labels = [all_labels[k] for k in keep]
     boxes, union, soft = _matte_statistics(layers, visible, canvas_hw)
+    occlusion = occlusion_fractions(layers, visible)
     seconds["composite"] += time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -343,12 +488,34 @@ def synthesize_image(
         "height": config.height,
         "num_instances": len(layers),
         "unknown_fraction": float(soft / max(union, 1)),
+        "occlusion": occlusion,
     }
     if config.store_layers:
         row["foregrounds"] = [_encode_layer_rgb(layer, canvas_hw, config.png_compression) for layer in layers]
         row["background"] = encode_png(background, config.png_compression)
+        row["amodal_alphas"] = [_encode_amodal(layer, canvas_hw, config.png_compression) for layer in layers]
     seconds["encode"] += time.perf_counter() - tic
-    return SampleResult(row, problems, seconds, len(picked), {k: n for k, n in dropped.items() if n > 0})
+    return SampleResult(row, problems, seconds, len(picked), {k: n for k, n in dropped.items() if n > 0}, in_range)
+
+
+def _render(
+    cutouts: list[Cutout], picked: list, matrices: list[np.ndarray], placements: list[Placement],
+    canvas_hw: tuple[int, int],
+) -> tuple[list[Layer], list[np.ndarray], list[str]]:
+    """The full-resolution layers of accepted placements (back to front; empty ones left out), their 8-bit visible
+    mattes, and the source label of each."""
+    layers: list[Layer] = []
+    labels: list[str] = []
+    for placement in placements:
+        cut = cutouts[placement.source]
+        layer = render_layer(
+            cut.rgba16, canvas_hw, placement.geometry, placement.flip, matrices[placement.source],
+            placement.in_frame_share,
+        )
+        if layer.alpha.size:
+            layers.append(layer)
+            labels.append(picked[placement.source][0].label)
+    return layers, visible_mattes_crops(layers, canvas_hw), labels
 
 
 def encode_composite(image: np.ndarray, config: BuildConfig) -> bytes:
@@ -382,6 +549,13 @@ def _matte_statistics(
 def _encode_matte(layer: Layer, vis: np.ndarray, canvas_hw: tuple[int, int], compression: int) -> bytes:
     canvas = np.zeros(canvas_hw, np.uint8)
     canvas[layer.box.slices] = vis
+    return encode_png(canvas, compression)
+
+
+def _encode_amodal(layer: Layer, canvas_hw: tuple[int, int], compression: int) -> bytes:
+    """The person's own (amodal) alpha on the canvas, 8-bit: what ``occlusion_fractions`` divides by."""
+    canvas = np.zeros(canvas_hw, np.uint8)
+    canvas[layer.box.slices] = np.rint(layer.alpha * np.float32(255.0)).astype(np.uint8)
     return encode_png(canvas, compression)
 
 
