@@ -46,8 +46,9 @@ counts only in that fallback) and is outside the unknown region in ``dim``.
 Exactness: P3M reads 8-bit PNGs as ``value / 255`` in float64 and compares them with float64 thresholds. Conn here
 compares the same float64 values: a uint8 input is divided by 255 in float64, and a float input whose every value is
 a float32 ``k / 255`` (an 8-bit PNG read as float32) is mapped back to ``k / 255`` in float64 first. SAD, MSE and MAD
-are computed in float64 as P3M does (:func:`himbench.metrics.errors.error_sums`); a float32 input holds k/255 to
-about 3e-8 relative, so values agree with P3M's to ~1e-7 relative, far below the printed digits.
+are summed in float64 as P3M does, from float32 inputs (:func:`himbench.metrics.errors.error_sums`: a difference may
+be rounded to float32, and a float32 input holds k/255 to about 3e-8 relative), so values agree with P3M's to ~1e-7
+relative, far below the printed digits.
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ def _p3m(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None) -> dict[st
 
 # -------------------------------------------------------------------------------------------------------------- DIM
 def dim_simple_errors(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> dict[str, float]:
-    """DIM ``SAD`` (/ 1000), ``MSE`` and ``MAD`` (x 1000) on ``region`` (None: whole image) in one pass: the values
-    of :func:`errors.sad`, :func:`errors.mse`, :func:`errors.mad`, which take a pass each."""
+    """DIM ``SAD`` (/ 1000), ``MSE`` and ``MAD`` (x 1000) on ``region`` (None: whole image) in one call: the values
+    of :func:`errors.sad`, :func:`errors.mse`, :func:`errors.mad` (two passes over the inputs instead of three)."""
     p, g = _pair(pred, gt)
     return _dim_simple(p, g, None if region is None else np.asarray(region, dtype=bool), "")
 
