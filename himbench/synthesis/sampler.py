@@ -278,15 +278,21 @@ def _place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Gen
                         break
                 losses.append((overlap, loss))
             else:
-                for behind, (overlap, loss) in zip(placed, losses, strict=True):
-                    if overlap is not None and loss > 0:
-                        in_behind, in_new = overlap
-                        behind.visible[in_behind] *= 1.0 - layer.alpha[in_new]
-                        behind.visible_sum = float(behind.visible.sum(dtype=np.float64))
-                placed.append(layer)
+                _accept(placed, losses, layer)
                 placements.append(Placement(int(source), geometry, flip, share))
                 break
     return placements
+
+
+def _accept(placed: list[_LowRes], losses: list, layer: _LowRes) -> None:
+    """Put ``layer`` in front of everyone placed: each person it overlaps loses the covered part of its visible
+    mass (``losses`` holds, per placed person, the overlap slices and the mass lost)."""
+    for behind, (overlap, loss) in zip(placed, losses, strict=True):
+        if overlap is not None and loss > 0:
+            in_behind, in_new = overlap
+            behind.visible[in_behind] *= 1.0 - layer.alpha[in_new]
+            behind.visible_sum = float(behind.visible.sum(dtype=np.float64))
+    placed.append(layer)
 
 
 def _hidden(layer: _LowRes) -> float:
@@ -373,12 +379,7 @@ def _place_people_in_range(config: BuildConfig, cutouts: list[Cutout], rng: np.r
             if any(behind.visible_sum - loss < (1.0 - cap) * behind.own or (cap == 0 and loss > 0)
                    for behind, (_, loss) in zip(placed, losses, strict=True)):
                 continue
-            for behind, (overlap, loss) in zip(placed, losses, strict=True):
-                if overlap is not None and loss > 0:
-                    in_behind, in_new = overlap
-                    behind.visible[in_behind] *= 1.0 - layer.alpha[in_new]
-                    behind.visible_sum = float(behind.visible.sum(dtype=np.float64))
-            placed.append(layer)
+            _accept(placed, losses, layer)
             placements.append(Placement(int(source), geometry, flip, share))
             break
     return placements
