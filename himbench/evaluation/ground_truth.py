@@ -52,6 +52,8 @@ class ShardItem:
     height: int = 0
     width: int = 0
     problem: str | None = None  # why the row could not be used (a null or mistyped cell): scored as bad ground truth
+    # hidden fraction per person (the shard's ``occlusion`` column); None for shards made before it existed
+    occlusion: tuple[float, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -172,7 +174,8 @@ class GroundTruth:
 
 
 # ---------------------------------------------------------------------------------------------------------- shards
-_SHARD_COLUMNS = ("id", "alphas", "height", "width")
+# "occlusion" is optional: pyarrow leaves out a requested column that an older shard lacks (read as None)
+_SHARD_COLUMNS = ("id", "alphas", "height", "width", "occlusion")
 
 
 def _shard_ids(folder: ShardFolder, split: str) -> tuple[list[str], list[Problem]]:
@@ -220,9 +223,23 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
                     alpha_pngs=tuple(row["alphas"]),
                     height=int(row["height"]),
                     width=int(row["width"]),
+                    occlusion=_occlusion(row.get("occlusion"), len(row["alphas"])),
                 )
         except InputError as err:  # the file itself failed part-way (a corrupt page, a missing column)
             yield from _unread_items(folder, path, wanted, done, err.problem)
+
+
+def _occlusion(cell: object, people: int) -> tuple[float, ...] | None:
+    """The row's per-person hidden fractions, or None when absent or not one finite number in [0, 1] per person
+    (the occlusion breakdown then says the image has none; the image is still scored)."""
+    if not isinstance(cell, list | tuple) or len(cell) != people:
+        return None
+    values = []
+    for value in cell:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            return None  # NaN fails the range check too
+        values.append(float(value))
+    return tuple(values)
 
 
 def _unread_items(
