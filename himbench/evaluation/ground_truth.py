@@ -174,8 +174,7 @@ class GroundTruth:
 
 
 # ---------------------------------------------------------------------------------------------------------- shards
-# "occlusion" is optional: pyarrow leaves out a requested column that an older shard lacks (read as None)
-_SHARD_COLUMNS = ("id", "alphas", "height", "width", "occlusion")
+_SHARD_COLUMNS = ("id", "alphas", "height", "width")
 
 
 def _shard_ids(folder: ShardFolder, split: str) -> tuple[list[str], list[Problem]]:
@@ -208,6 +207,7 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
     still read, so that one bad row costs one image."""
     done: set[str] = set()
     for path in folder.shards(split):
+        occlusion = _occlusion_column(folder, path)
         try:
             for row, error in folder.checked_rows(path, _SHARD_COLUMNS):
                 stem = row.get("id")
@@ -223,10 +223,25 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
                     alpha_pngs=tuple(row["alphas"]),
                     height=int(row["height"]),
                     width=int(row["width"]),
-                    occlusion=_occlusion(row.get("occlusion"), len(row["alphas"])),
+                    occlusion=_occlusion(occlusion.get(stem), len(row["alphas"])),
                 )
         except InputError as err:  # the file itself failed part-way (a corrupt page, a missing column)
             yield from _unread_items(folder, path, wanted, done, err.problem)
+
+
+def _occlusion_column(folder: ShardFolder, path: Path) -> dict[str, object]:
+    """{id: occlusion cell} of one shard (first row of an id), read apart from the scored columns: the column is
+    optional (older shards lack it, pyarrow then leaves it out), and only the occlusion breakdown needs it, so a bad
+    or missing cell must not cost the image its score."""
+    try:
+        columns = folder.read_columns(path, ["id", "occlusion"])
+    except InputError:
+        return {}
+    cells: dict[str, object] = {}
+    for stem, cell in zip(columns.get("id", []), columns.get("occlusion", []), strict=False):
+        if isinstance(stem, str):
+            cells.setdefault(stem, cell)
+    return cells
 
 
 def _occlusion(cell: object, people: int) -> tuple[float, ...] | None:
