@@ -259,3 +259,29 @@ def test_bootstrap_zero_writes_no_intervals(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "summary.json").read_text())
     assert "intervals" not in doc and "breakdown" not in doc
+
+
+# ------------------------------------------------------------------------------------------------- bench
+def test_bench_bootstrap_writes_interval_columns_and_breakdown_sidecar(tmp_path):
+    from himbench.bench.results import read_results
+    from himbench.cli.bench import command
+
+    scenes = {f"img{n}": crowd(n) for n in (1, 2, 4)}
+    write_shard_gt(tmp_path / "gt", scenes)
+    out, csv_path = tmp_path / "out", tmp_path / "lb.csv"
+    args = ["--methods", "mask-cf", "--data", str(tmp_path / "gt"), "--out", str(out), "--leaderboard",
+            str(csv_path), "--device", "cpu", "--latency-size", "64", "--max-instances", "1", "--latency-repeats",
+            "1", "--guidance", "none", "--no-progress", "--bootstrap", "100", "--breakdown", "occlusion,people"]
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    row = read_results(csv_path)[0]
+    header = list(row)
+    for key in ("IMQ_mad@0.5", "RQ@0.75", "inst_MAD"):
+        assert header[header.index(key) + 1: header.index(key) + 3] == [f"{key}_lo", f"{key}_hi"]
+        assert float(row[f"{key}_lo"]) <= float(row[key]) + 1e-6 <= float(row[f"{key}_hi"]) + 2e-6
+    sidecar = next(out.glob("*.breakdown.json"))
+    strata = json.loads(sidecar.read_text())["mask-cf"]
+    assert sum(b["num_gt"] for b in strata["occlusion"]["buckets"]) == 7
+    assert [b["num_images"] for b in strata["people"]["buckets"]] == [1, 1, 1, 0]
+    bad = CliRunner().invoke(command, [*args[:-2], "--breakdown", "crowd"])
+    assert bad.exit_code == 2 and "unknown stratum 'crowd'" in bad.output

@@ -54,6 +54,8 @@ __all__ = [
     "STRATA",
     "add_statistics",
     "breakdown",
+    "image_record",
+    "interval_columns",
     "parse_edges",
     "parse_strata",
 ]
@@ -322,3 +324,36 @@ def add_statistics(
         result.bootstrap = {"resamples": int(resamples), "seed": int(seed), "level": float(level),
                             "unit": "image", "method": "percentile bootstrap (himbench.metrics.bootstrap)"}
     return result
+
+
+# ------------------------------------------------------------------------------------------------ bench
+def image_record(stem: str, stats: Any, thresholds: Sequence[float], gt_alphas: np.ndarray,
+                 occlusion: Sequence[float] | None = None) -> dict[str, Any]:
+    """The per-image record of ``per_image.json`` (what the breakdowns and intervals need) for one image scored
+    elsewhere (``himbench bench``): ``stats`` from :func:`~himbench.metrics.imq.evaluate_instances`. Matches are
+    named by prediction index."""
+    from himbench.evaluation.runner import _record
+
+    files = tuple(str(k) for k in range(stats.num_pred))
+    occlusion = None if occlusion is None else tuple(float(v) for v in occlusion)
+    return _record(stem, "ok", stats, files, tuple(thresholds), gt_alphas, occlusion)
+
+
+def interval_columns(records: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                     keys: Sequence[str] | None = None) -> dict[str, float]:
+    """``{"<key>_lo": low, "<key>_hi": high}`` for the headline numbers of ``records`` (IMQ, RQ, MQ, PQ at every
+    threshold and the per-instance errors; or ``keys``): the columns ``himbench bench --bootstrap`` adds to
+    results.csv, read by the leaderboard (``value ± half-width``). ``{}`` when ``resamples`` is 0 or nothing was
+    scored."""
+    scored = _scored(records)
+    if resamples <= 0 or not scored:
+        return {}
+    table = image_table(scored, "bench records")
+    if keys is None:
+        keys = [k for k in summary_keys(table)
+                if k.startswith(("IMQ_", "RQ@", "MQ_", "PQ@")) or (k.startswith("inst_") and k != "inst_count")]
+    intervals = summary_intervals(table, resamples, seed, level, keys=keys)
+    out: dict[str, float] = {}
+    for key, value in intervals.items():
+        out[f"{key}_lo"], out[f"{key}_hi"] = value["low"], value["high"]
+    return out
