@@ -161,6 +161,8 @@ class BenchConfig:
     mask_sets: tuple[tuple[str, str], ...] = ()  # (model, folder) of M-HIM2K mask sets: one run per set
     size_protocol: str = "native"  # a key of SIZE_PROTOCOLS
     paper_metrics: bool = True  # also score in MaGGIe's units (maggie_* columns)
+    bootstrap: int = 0  # resamples for the <metric>_lo/_hi interval columns (0: none); himbench.evaluation.breakdown
+    breakdown: tuple[str, ...] = ()  # strata kept per method (MethodResult.breakdown)
 
 
 @dataclass
@@ -177,6 +179,8 @@ class MethodResult:
     peak_mem_mb: float
     peak_mem_kind: str
     probe_error: str = ""  # why the latency-versus-instances curve is missing, if it is
+    records: list[dict[str, Any]] = field(default_factory=list)  # per image, when bootstrap or breakdown asks
+    breakdown: dict[str, Any] | None = None
 
     @property
     def mean_latency_ms(self) -> float:
@@ -204,6 +208,7 @@ def bench_method(
 ) -> MethodResult:
     """Build one method (inside the memory probe), score it on ``samples`` (HIMSample-like: id, image, alphas),
     then probe its latency versus instance count."""
+    from himbench.evaluation.breakdown import breakdown, image_record
     from himbench.guidance import guidance_masks
     from himbench.metrics import IMQAccumulator, evaluate_instances
     from himbench.metrics.paper_units import MaggieAccumulator
@@ -227,6 +232,7 @@ def bench_method(
     count = 0
     iterator = progress(samples, method.name) if progress else samples
     warmed = False
+    records: list[dict[str, Any]] = []
     for sample in iterator:
         count += 1
         empty = np.zeros((0, *sample.image.shape[:2]), dtype=np.float32)
@@ -248,7 +254,11 @@ def bench_method(
                 on_error(message)
             pred_alphas = empty
             masks = None
-        accumulator += evaluate_instances(pred_alphas, sample.alphas)
+        stats = evaluate_instances(pred_alphas, sample.alphas)
+        accumulator += stats
+        if config.bootstrap or config.breakdown:  # per-image records for the intervals and strata
+            records.append(image_record(sample.id, stats, accumulator.thresholds, sample.alphas,
+                                        getattr(sample, "occlusion", None)))
         if config.paper_metrics:
             by_index = masks is not None and len(masks) == len(sample.alphas)
             paper.add(maggie_pairs(pred_alphas, sample.alphas, by_index), sample.alphas)
@@ -284,6 +294,9 @@ def bench_method(
         peak_mem_mb=peak,
         peak_mem_kind=memory.kind,
         probe_error=probe_error,
+        records=records,
+        breakdown=breakdown(records, config.breakdown, gt_kind=_data_kind(config), resamples=config.bootstrap,
+                            seed=config.seed) if config.breakdown else None,
     )
 
 
@@ -323,7 +336,15 @@ def result_row(result: MethodResult, config: BenchConfig, env: Environment, date
     for n, seconds in result.latency_vs_instances.items():
         row[f"latency_ms_n{n}"] = 1000.0 * seconds
     row.update(result.metrics)
+    if config.bootstrap:  # <metric>_lo / <metric>_hi beside the headline metrics
+        from himbench.evaluation.breakdown import interval_columns
+
+        row.update(interval_columns(result.records, config.bootstrap, config.seed))
     return row
+
+
+def _data_kind(config: BenchConfig) -> str:
+    return "shards" if (Path(config.data) / "data").is_dir() else "him2k"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ Columns, in file order:
 ``device_name``, ``torch_version``, ``date`` (UTC ISO), ``spec`` (JSON: ``create_method(**spec)`` rebuilds the method)
 then every accuracy key of :meth:`himbench.metrics.IMQAccumulator.summary` (IMQ/RQ/MQ at both IoU thresholds and
 the MaGGIe-style per-instance errors), in the order the accumulator reports them, the ``maggie_*`` columns (MaGGIe's
-own units, :mod:`himbench.metrics.paper_units`) and, on a mean row, ``<metric>_std``.
+own units, :mod:`himbench.metrics.paper_units`) and, on a mean row, ``<metric>_std``. With ``himbench bench
+--bootstrap N`` each headline metric is followed by ``<metric>_lo`` and ``<metric>_hi``, its 95% percentile bootstrap
+interval over images (:func:`himbench.evaluation.breakdown.interval_columns`); the leaderboard shows them as ±.
 
 Concurrency and safety: :func:`update_results` holds an exclusive ``fcntl.flock`` on the sidecar ``<csv>.lock`` for
 the whole read-merge-write, and writes through a temporary file renamed over the CSV, so two benchmarks finishing
@@ -164,7 +166,16 @@ def _columns(rows: Iterable[dict]) -> list[str]:
     extra: dict[str, None] = {}
     for row in rows:
         extra.update(dict.fromkeys(row))
-    return [*FIXED_COLUMNS, *(c for c in extra if c not in FIXED_COLUMNS)]
+    columns = [*FIXED_COLUMNS, *(c for c in extra if c not in FIXED_COLUMNS)]
+    # an interval column (<metric>_lo, <metric>_hi) goes right after its metric
+    bounds = {c for c in columns if c.endswith(("_lo", "_hi")) and c[:-3] in extra}
+    ordered = []
+    for column in columns:
+        if column in bounds:
+            continue
+        ordered.append(column)
+        ordered.extend(b for b in (f"{column}_lo", f"{column}_hi") if b in bounds)
+    return ordered
 
 
 def merge_rows(existing: list[dict], new: list[dict]) -> list[dict]:

@@ -96,9 +96,16 @@ def parse_method_options(
 @click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard CSV.")
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@click.option("--bootstrap", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Bootstrap resamples over images: adds <metric>_lo/<metric>_hi (95%% interval) columns to the "
+              "results, shown as ± by the leaderboard. 0: none.")
+@click.option("--breakdown", "breakdown_spec", default=None, metavar="STRATA",
+              help="Also score by stratum (occlusion,people,size or all, as `himbench evaluate --breakdown`); "
+              "written to OUT/<results stem>.breakdown.json, one entry per method.")
 def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options, guidance, guidance_seed,
             guidance_radius, masks_dir, size_protocol, limit, device, latency_size, latency_repeats, warmup,
-            max_instances, leaderboard_csv, no_leaderboard, threads, no_progress) -> None:
+            max_instances, leaderboard_csv, no_leaderboard, threads, no_progress, bootstrap=0,
+            breakdown_spec=None) -> None:
     """Run every method of --methods on the same images of --data: predict, score with the instance metrics
     (IMQ/RQ/MQ at IoU 0.5 and 0.75, and per-instance errors), and measure cost (parameters, mean latency per
     image, latency versus 1..10 instances on synthetic 640 x 640 images, peak memory).
@@ -121,6 +128,12 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
         resolve_device(device)  # a device this machine lacks is refused before any method is built
     except InputError as err:
         raise click.BadParameter(str(err), param_hint="--device") from err
+    from himbench.evaluation.breakdown import parse_strata
+
+    try:
+        strata = parse_strata(breakdown_spec) if breakdown_spec else ()
+    except InputError as err:
+        raise click.BadParameter(err.problem, param_hint="--breakdown") from err
     invocation = command_line(click.get_current_context())
     names = [m.strip() for m in methods.split(",") if m.strip()]
     splits = [s.strip() for s in split.split(",") if s.strip()]
@@ -140,7 +153,7 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
             data=str(data), methods=tuple(names), split=one_split, method_options=method_options, limit=limit,
             device=None if device == "auto" else device, latency_counts=tuple(range(1, max_instances + 1)),
             latency_size=latency_size, latency_repeats=latency_repeats, warmup=warmup, mask_sets=mask_sets,
-            size_protocol=size_protocol,
+            size_protocol=size_protocol, bootstrap=bootstrap, breakdown=strata,
         )
         _run_one(config, data, one_split, out_dir, leaderboard_csv, no_leaderboard, limit, no_progress, invocation)
 
@@ -206,6 +219,9 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
     }
     atomic_write_text(result_path, json.dumps(payload, indent=2, default=str))
     atomic_write_text(out / f"{stem}.config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str))
+    if config.breakdown:  # beside the results: {method label: breakdown} (himbench.evaluation.breakdown)
+        strata = {r.label: r.breakdown for r in results if r.breakdown is not None}
+        atomic_write_text(out / f"{stem}.breakdown.json", json.dumps(strata, indent=2, allow_nan=False))
     if not no_leaderboard:
         try:
             update_results(leaderboard_csv, rows)

@@ -143,6 +143,38 @@ def _check_writable(folder: Path) -> None:
 @click.option(
     "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
 )
+@click.option(
+    "--breakdown",
+    "breakdown_spec",
+    default=None,
+    metavar="STRATA",
+    help="Also score by stratum: occlusion (each person by how hidden it is; shards only), people (each image by "
+    "its number of people: 1, 2-3, 4-6, 7+), size (each person by its share of the image), comma-separated or "
+    "'all'. Written to summary.json under 'breakdown' (plotted with --plot).",
+)
+@click.option(
+    "--occlusion-buckets",
+    default="0,0.05,0.3,0.5,1",
+    show_default=True,
+    metavar="EDGES",
+    help="Edges of the occlusion buckets ([e0, e1), ..., [e(k-1), ek]), from 0 to 1.",
+)
+@click.option(
+    "--size-buckets",
+    default="0,0.01,0.05,0.2,1",
+    show_default=True,
+    metavar="EDGES",
+    help="Edges of the person-size buckets (share of the image's pixels), from 0 to 1.",
+)
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples over images for the 95%% interval of every number in summary.json; 0: none.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
 def command(
     pred_dir: Path,
     gt: Path,
@@ -161,6 +193,11 @@ def command(
     engine: str,
     ray_address: str | None,
     layout: str | None = None,
+    breakdown_spec: str | None = None,
+    occlusion_buckets: str = "0,0.05,0.3,0.5,1",
+    size_buckets: str = "0,0.01,0.05,0.2,1",
+    resamples: int = 1000,
+    seed: int = 0,
 ) -> None:
     """Score the instance mattes in PRED_DIR against ground truth (SPEC s.2-4).
 
@@ -187,10 +224,17 @@ def command(
         format_summary_table,
         write_report,
     )
+    from himbench.evaluation.breakdown import add_statistics, parse_edges, parse_strata
     from himbench.evaluation.ground_truth import Problem
     from himbench.evaluation.runner import unreadable_ground_truth
     from himbench.io import InputError
 
+    try:  # before any scoring: a typo in an option must not cost a whole run
+        strata = parse_strata(breakdown_spec) if breakdown_spec else ()
+        occlusion_edges = parse_edges(occlusion_buckets, "--occlusion-buckets")
+        size_edges = parse_edges(size_buckets, "--size-buckets")
+    except InputError as err:
+        raise _UserError(str(err)) from err
     if out is not None:
         _check_writable(out)
     gt, provenance, manifest_problem = _ground_truth(pred_dir, gt)
@@ -216,6 +260,11 @@ def command(
         raise _UserError(f"{result.config.gt}: {nothing_read}")
     if manifest_problem is not None:  # scored against --gt anyway; the bad manifest is still a counted problem
         result.problems.insert(0, Problem(*manifest_problem))
+    try:
+        add_statistics(result, strata, occlusion_edges=occlusion_edges, size_edges=size_edges, resamples=resamples,
+                       seed=seed)
+    except InputError as err:
+        raise _UserError(str(err)) from err
     config = result.config
     resolved = pred_dir.resolve()
     out_dir = out or resolved.with_name(resolved.name + "-eval") / config.split
@@ -243,6 +292,11 @@ def command(
     click.echo(format_summary_table(summary, config.thresholds))
     click.echo("\nPer-instance errors (matched instances, whole image)")
     click.echo(format_instance_table(summary))
+    if result.breakdown:
+        from himbench.evaluation.report import format_breakdown
+
+        click.echo("\nBreakdown")
+        click.echo(format_breakdown(result.breakdown))
     if result.problems:
         click.echo(f"\n{len(result.problems)} input problem(s):", err=True)
         if max_problems:

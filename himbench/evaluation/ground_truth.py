@@ -52,6 +52,8 @@ class ShardItem:
     height: int = 0
     width: int = 0
     problem: str | None = None  # why the row could not be used (a null or mistyped cell): scored as bad ground truth
+    # hidden fraction per person (the shard's ``occlusion`` column); None for shards made before it existed
+    occlusion: tuple[float, ...] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -205,6 +207,7 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
     still read, so that one bad row costs one image."""
     done: set[str] = set()
     for path in folder.shards(split):
+        occlusion = _occlusion_column(folder, path)
         try:
             for row, error in folder.checked_rows(path, _SHARD_COLUMNS):
                 stem = row.get("id")
@@ -220,9 +223,38 @@ def _shard_items(folder: ShardFolder, split: str, wanted: set[str]) -> Iterator[
                     alpha_pngs=tuple(row["alphas"]),
                     height=int(row["height"]),
                     width=int(row["width"]),
+                    occlusion=_occlusion(occlusion.get(stem), len(row["alphas"])),
                 )
         except InputError as err:  # the file itself failed part-way (a corrupt page, a missing column)
             yield from _unread_items(folder, path, wanted, done, err.problem)
+
+
+def _occlusion_column(folder: ShardFolder, path: Path) -> dict[str, object]:
+    """{id: occlusion cell} of one shard (first row of an id), read apart from the scored columns: the column is
+    optional (older shards lack it, pyarrow then leaves it out), and only the occlusion breakdown needs it, so a bad
+    or missing cell must not cost the image its score."""
+    try:
+        columns = folder.read_columns(path, ["id", "occlusion"])
+    except InputError:
+        return {}
+    cells: dict[str, object] = {}
+    for stem, cell in zip(columns.get("id", []), columns.get("occlusion", []), strict=False):
+        if isinstance(stem, str):
+            cells.setdefault(stem, cell)
+    return cells
+
+
+def _occlusion(cell: object, people: int) -> tuple[float, ...] | None:
+    """The row's per-person hidden fractions, or None when absent or not one finite number in [0, 1] per person
+    (the occlusion breakdown then says the image has none; the image is still scored)."""
+    if not isinstance(cell, list | tuple) or len(cell) != people:
+        return None
+    values = []
+    for value in cell:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            return None  # NaN fails the range check too
+        values.append(float(value))
+    return tuple(values)
 
 
 def _unread_items(

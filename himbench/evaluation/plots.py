@@ -97,14 +97,61 @@ def _worst_images(result: EvaluationResult, truth: GroundTruth, path: Path, coun
     return _save(figure, path)
 
 
+def _bars(axis, buckets: list[dict], keys: list[str], title: str, ylabel: str) -> None:
+    """Grouped bars of ``keys`` per bucket, with the bootstrap intervals as error bars where there are any."""
+    x = np.arange(len(buckets))
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        values = np.array([b.get(key) if b.get(key) is not None else np.nan for b in buckets], dtype=float)
+        low = np.array([b.get("intervals", {}).get(key, {}).get("low", v) for b, v in zip(buckets, values,
+                                                                                         strict=True)], dtype=float)
+        high = np.array([b.get("intervals", {}).get(key, {}).get("high", v) for b, v in zip(buckets, values,
+                                                                                           strict=True)], dtype=float)
+        errors = np.nan_to_num(np.stack([values - low, high - values]), nan=0.0).clip(min=0)
+        axis.bar(x + (k - (len(keys) - 1) / 2) * width, np.nan_to_num(values), width, yerr=errors, capsize=3,
+                 label=key, color=_PALETTE[k % len(_PALETTE)])
+    axis.set_xticks(x)
+    axis.set_xticklabels([b["label"] for b in buckets], fontsize=8)
+    axis.set_ylim(0, 105)
+    axis.set_title(title, fontsize=10)
+    axis.set_ylabel(ylabel)
+    axis.legend(fontsize=7)
+
+
+def _breakdown_plot(breakdown: dict, path: Path) -> Path | None:
+    """One panel per available stratum: recall by occlusion and by size, IMQ/RQ by crowd size (x100)."""
+    panels = [(name, data) for name, data in breakdown.items() if data.get("available") and data.get("buckets")]
+    if not panels:
+        return None
+    figure = new_figure((5 * len(panels), 3.8))
+    axes = np.atleast_1d(figure.subplots(1, len(panels)))
+    for axis, (name, data) in zip(axes, panels, strict=True):
+        buckets = data["buckets"]
+        counts = ", ".join(str(b.get("num_gt", 0)) for b in buckets)
+        if name == "people":
+            tag = next((k.split("@")[1] for k in buckets[0] if k.startswith("RQ@")), "0.5")
+            _bars(axis, buckets, [f"IMQ_mad@{tag}", f"RQ@{tag}"], f"by people per image (GT people: {counts})",
+                  "x100")
+            axis.set_xlabel("ground-truth people in the image")
+        else:
+            _bars(axis, buckets, ["recall@0.5", "recall@0.75"], f"by {name} (GT people: {counts})", "recall (%)")
+            axis.set_xlabel("hidden fraction" if name == "occlusion" else "share of the image")
+    return _save(figure, path)
+
+
 def write_plots(
     result: EvaluationResult, out_dir: str | os.PathLike, *, worst: int = 8, truth: GroundTruth | None = None
 ) -> dict[str, Path]:
-    """Write ``error_distribution.png`` and ``worst_images.png`` (the ``worst`` lowest per-image IMQ_mad)."""
+    """Write ``error_distribution.png`` and ``worst_images.png`` (the ``worst`` lowest per-image IMQ_mad), and
+    ``breakdown.png`` when the result has a breakdown (with its intervals as error bars)."""
     out = Path(out_dir)
     truth = truth or open_ground_truth(result.config.gt, result.config.split)
     paths = {"error_distribution": _error_distribution(result, out / "error_distribution.png")}
     worst_path = _worst_images(result, truth, out / "worst_images.png", worst)
     if worst_path is not None:
         paths["worst_images"] = worst_path
+    if result.breakdown:
+        breakdown_path = _breakdown_plot(result.breakdown, out / "breakdown.png")
+        if breakdown_path is not None:
+            paths["breakdown"] = breakdown_path
     return paths

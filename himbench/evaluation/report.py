@@ -3,7 +3,9 @@
 Files written by :func:`write_report` into ``out_dir``:
 
 - ``summary.json``: the dataset metrics, the raw sums (to merge sharded runs with ``IMQAccumulator.from_dict``),
-  the number of problems, and the config.
+  the number of problems, and the config; with ``--bootstrap`` also ``intervals`` ({key: {low, high}}) and
+  ``bootstrap`` ({resamples, seed, level}); with ``--breakdown`` also ``breakdown``
+  (:mod:`himbench.evaluation.breakdown`).
 - ``summary.csv``: the dataset metrics as one row.
 - ``per_image.json`` / ``per_image.csv``: one record per ground-truth image (the JSON adds each image's matches).
 - ``problems.csv``: every bad input, ``file,message``.
@@ -25,12 +27,16 @@ from himbench.io.csvcells import escape_cell
 from himbench.metrics import IMQ_ERRORS, INSTANCE_ERRORS
 
 __all__ = [
+    "format_breakdown",
     "format_classic_table",
     "format_instance_table",
     "format_problems",
     "format_summary_table",
     "write_report",
 ]
+
+
+_LIST_FIELDS = {"matches", "gt_area", "gt_occlusion"}
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -54,7 +60,8 @@ def write_report(
     the predictions: model, checkpoint hash, options, from ``predictions.json``) is recorded in summary.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    flat_records = [{k: v for k, v in r.items() if k != "matches"} for r in result.records]
+    # the CSV holds the scalar fields; per-person lists (matches, gt_area, gt_occlusion) are in per_image.json
+    flat_records = [{k: v for k, v in r.items() if k not in _LIST_FIELDS} for r in result.records]
     columns: list[str] = []
     for record in flat_records:
         columns.extend(k for k in record if k not in columns)
@@ -72,6 +79,12 @@ def write_report(
         "num_problems": len(result.problems),
         "config": result.config.to_dict(),
     }
+    # getattr: a caller may hand any object with the result's older fields
+    if getattr(result, "intervals", None) is not None:  # 95% bootstrap intervals over images of every summary number
+        summary_doc["intervals"] = result.intervals
+        summary_doc["bootstrap"] = result.bootstrap
+    if getattr(result, "breakdown", None) is not None:
+        summary_doc["breakdown"] = result.breakdown
     if result.units is not None:  # a single-matte benchmark: its own errors, in its evaluator's units
         summary_doc["convention"] = result.config.convention
         summary_doc["units"] = result.units
@@ -135,3 +148,28 @@ def format_problems(problems: list, limit: int = 20) -> str:
     if len(problems) > limit:
         lines.append(f"... and {len(problems) - limit} more (all listed in problems.csv)")
     return "\n".join(lines)
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(int(value)) if key.startswith("num_") or key == "matched" else f"{value:.2f}"
+
+
+def format_breakdown(breakdown: dict[str, Any]) -> str:
+    """The breakdown (:mod:`himbench.evaluation.breakdown`) as one small table per stratum."""
+    blocks = []
+    for stratum, data in breakdown.items():
+        if not data.get("available"):
+            blocks.append(f"{stratum}: not available ({data.get('reason', 'no data')})")
+            continue
+        buckets = data["buckets"]
+        if stratum == "people":
+            tag = next((k.split("@")[1] for k in buckets[0] if k.startswith("RQ@")), "0.5")
+            keys = ["num_images", "num_gt", f"IMQ_mad@{tag}", f"RQ@{tag}", f"MQ_mad@{tag}"]
+        else:
+            keys = ["num_gt", "recall@0.5", "recall@0.75", "matched", "MAD", "MSE", "Grad", "Conn"]
+        header = [f"{stratum}", *keys]
+        rows = [[b["label"], *(_cell(k, b.get(k)) for k in keys)] for b in buckets]
+        blocks.append(_table(header, rows))
+    return "\n\n".join(blocks)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from himbench.engines import map_tasks
 from himbench.evaluation.ground_truth import (
     FolderItem,
@@ -35,7 +37,7 @@ from himbench.io import InputError, is_inside
 from himbench.io import max_pixels as default_max_pixels
 from himbench.layouts import SingleMatteItem
 from himbench.metrics import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS, ImageInstanceStats, IMQAccumulator
-from himbench.metrics.imq import evaluate_instances
+from himbench.metrics.imq import evaluate_instances, similarity
 
 __all__ = [
     "EvaluationConfig",
@@ -114,10 +116,15 @@ class EvaluationResult:
     accumulator: IMQAccumulator
     stats: dict[str, ImageInstanceStats] = field(default_factory=dict)
     units: dict[str, str] | None = None  # single-matte benchmarks: unit of each classic error in ``summary``
+    # filled in by himbench.evaluation.breakdown.add_statistics (evaluate --breakdown / --bootstrap)
+    breakdown: dict[str, Any] | None = None
+    intervals: dict[str, dict[str, float]] | None = None
+    bootstrap: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------------------------------- per image
-def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tuple[str, ...], thresholds) -> dict:
+def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tuple[str, ...], thresholds,
+            gt_alphas: np.ndarray | None = None, occlusion: tuple[float, ...] | None = None) -> dict:
     record: dict[str, Any] = {"stem": stem, "status": status}
     if stats is None:
         return record
@@ -128,6 +135,10 @@ def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tup
         tag = f"{threshold:g}"
         for key in ("TP", "FP", "FN", "RQ", *(f"IMQ_{n}" for n in IMQ_ERRORS)):
             record[f"{key}@{tag}"] = summary[f"{key}@{tag}"]
+        # the similarity sums themselves, so that resampling (himbench.metrics.bootstrap) needs no division back
+        positives = stats.true_positives(threshold)
+        for name in IMQ_ERRORS:
+            record[f"sim_{name}@{tag}"] = sum(similarity(p.imq_error(name)) for p in positives)
     record["mean_iou"] = sum(p.iou for p in stats.pairs) / len(stats.pairs) if stats.pairs else 0.0
     for name in INSTANCE_ERRORS:
         record[f"inst_{name}"] = summary[f"inst_{name}"]
@@ -136,6 +147,14 @@ def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tup
         | {n: getattr(p, n) for n in INSTANCE_ERRORS}
         for p in stats.pairs
     ]
+    # per ground-truth person, for the breakdowns (himbench.evaluation.breakdown): its share of the image (alpha > 0,
+    # as matching counts it) and how hidden it is (None where the ground truth does not record it)
+    if gt_alphas is not None and len(gt_alphas) == stats.num_gt:
+        pixels = max(1, stats.height * stats.width)
+        areas = np.count_nonzero(gt_alphas > 0, axis=(1, 2)) / pixels if len(gt_alphas) else []
+        record["gt_area"] = [float(a) for a in areas]
+        fits = occlusion is not None and len(occlusion) == stats.num_gt
+        record["gt_occlusion"] = [float(o) for o in occlusion] if fits else None
     return record
 
 
@@ -177,7 +196,7 @@ def _evaluate_single(item: SingleMatteItem, pred_path: str | None, config: Evalu
     )
     # the one (merged) prediction is named by its file, or by its folder when instances were merged
     name = files[0] if len(files) == 1 and path is not None and path.is_file() else f"{item.stem}/ (merged)"
-    record = _record(item.stem, status, stats, (name,) * len(single), config.thresholds)
+    record = _record(item.stem, status, stats, (name,) * len(single), config.thresholds, gt_alphas)
     record.update(classic)
     return ImageOutcome(item.stem, record, stats, tuple(problems), classic)
 
@@ -218,7 +237,8 @@ def evaluate_image(item: ShardItem | FolderItem, pred_folder: str | None, config
     stats = evaluate_instances(
         pred_alphas, gt_alphas, sigma=config.grad_sigma, conn_step=config.conn_step, conn_theta=config.conn_theta
     )
-    return ImageOutcome(item.stem, _record(item.stem, status, stats, files, config.thresholds), stats, tuple(problems))
+    record = _record(item.stem, status, stats, files, config.thresholds, gt_alphas, getattr(item, "occlusion", None))
+    return ImageOutcome(item.stem, record, stats, tuple(problems))
 
 
 def failed_outcome(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig,

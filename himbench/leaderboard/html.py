@@ -12,8 +12,11 @@ from himbench.leaderboard.tables import (
     DEFAULT_MAX_ROWS,
     INSTANCE_COLUMNS,
     RANK_METRIC,
+    UNSEPARATED_MARK,
+    UNSEPARATED_NOTE,
     TableView,
-    _format,
+    _format_with_interval,
+    _has_intervals,
     _number,
     _trained,
     method_spec,
@@ -174,10 +177,14 @@ def render_html(
                                       (command_link(row, name), None, True, False), (_esc(protocol), None, True, False)]
                 for column, _ in columns:
                     value = _number(row.get(column))
-                    cells.append((_esc(_format(column, row.get(column))), value, False, i in best[column]))
+                    mark = UNSEPARATED_MARK if i in view.near.get(column, ()) else ""
+                    cells.append((_esc(_format_with_interval(column, row) + mark), value, False, i in best[column]))
                 rows.append(("measured", cells))
             parts.append(f"<p class=\"note\">{_esc(caption)}.</p>")
             parts.append(_html_table(f"measured-{g}-{t}", headers, rows))
+            if _has_intervals(group, shown, columns):
+                note = _esc(UNSEPARATED_NOTE).format(lo="<code>IMQ_mad@0.5_lo</code>", hi="<code>IMQ_mad@0.5_hi</code>")
+                parts.append(f'<p class="note">{note}</p>')
     if published:
         parts.append("<h2>Compare with the papers</h2>")
         parts.append('<p class="note">Published rows are numbers printed in papers, with their source; measured rows '

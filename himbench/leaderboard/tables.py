@@ -7,6 +7,12 @@ Large CSVs: best values come from one pass over the rows (:func:`best_by_column`
 ``max_rows`` rows shows only the best ``max_rows`` by :data:`RANK_METRIC` plus each column's best row
 (:func:`shown_indices`), saying how many it left out; everything is linear (or n log k) in the number of rows.
 
+Intervals: a row whose CSV has ``<metric>_lo`` and ``<metric>_hi`` (``himbench bench --bootstrap``: the 95% bootstrap
+interval over images) shows ``value ± half-width`` in that column, and a value whose interval overlaps the interval
+of the column's best value is marked ``‡`` (the intervals do not separate it from the best;
+:func:`unseparated_by_column`, vectorised like :func:`best_by_column`). Rows without the two columns (published
+numbers, older rows) are shown as before.
+
 The helpers ``_number``, ``_trained``, ``_format``, ``_markdown_escape`` and ``_latex_escape`` are shared with the
 sibling modules of :mod:`himbench.leaderboard` (package-internal, not part of the public API).
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,7 +44,15 @@ __all__ = [
     "render_markdown",
     "shown_indices",
     "table_views",
+    "unseparated_by_column",
 ]
+
+UNSEPARATED_MARK = "‡"
+# {lo} / {hi}: the column names, as code (Markdown, HTML) or plain escaped text (LaTeX)
+UNSEPARATED_NOTE = ("± is half the width of the 95% bootstrap interval over images (its bounds are in results.csv, "
+                    "e.g. {lo} and {hi}). ‡: the value's interval overlaps the interval of the column's best value, "
+                    "so the two are not separated (not shown to differ). Rows without intervals (published numbers, "
+                    "older rows) are shown without ±.")
 
 # (CSV column, header) of the two tables; the instance-error table follows MaGGIe's per-instance convention.
 ACCURACY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -143,6 +157,43 @@ def best_by_column(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, se
     return result
 
 
+def unseparated_by_column(
+    rows: Sequence[dict], columns: Sequence[str], best: dict[str, set[int]] | None = None
+) -> dict[str, set[int]]:
+    """For every column, the rows (other than its best rows) whose ``<column>_lo``..``<column>_hi`` interval
+    overlaps the interval of the best value (the hull of the best rows' intervals, when they have one): values the
+    intervals do not separate from the best. Empty for a column whose best rows have no interval; rows without an
+    interval, and untrained rows in accuracy columns (never best), are never marked. A few array operations per
+    column; columns without ``_lo``/``_hi`` in any row cost one membership test each."""
+    best = best_by_column(rows, columns) if best is None else best
+    result: dict[str, set[int]] = {column: set() for column in columns}
+    if not rows:
+        return result
+    keys = set(rows[0])  # CSV rows share one header: the first row's keys usually settle it
+    trained = None
+    for column in columns:
+        top = best.get(column)
+        if not top or metric_direction(column) is None:
+            continue
+        low_key, high_key = f"{column}_lo", f"{column}_hi"
+        if low_key not in keys and not any(low_key in row for row in rows):
+            continue
+        low, high = _numbers(rows, low_key), _numbers(rows, high_key)
+        top_index = np.fromiter(top, dtype=np.int64, count=len(top))
+        top_low, top_high = low[top_index], high[top_index]
+        has = ~(np.isnan(top_low) | np.isnan(top_high))
+        if not has.any():
+            continue
+        overlap = (low <= top_high[has].max()) & (high >= top_low[has].min())  # NaN compares False
+        if not column.startswith(_COST):
+            if trained is None:
+                trained = _trained_mask(rows)
+            overlap &= trained
+        overlap[top_index] = False
+        result[column] = set(np.flatnonzero(overlap).tolist())
+    return result
+
+
 def best_indices(rows: Sequence[dict], column: str) -> set[int]:
     """Indices of the rows holding the best value of ``column`` (all of them on a tie); empty if no direction.
     Accuracy columns ignore untrained rows."""
@@ -180,6 +231,7 @@ class TableView:
     best: dict[str, set[int]]
     shown: list[int]
     max_rows: int | None
+    near: dict[str, set[int]] = field(default_factory=dict)  # :func:`unseparated_by_column`: marked ``‡``
 
 
 def table_views(rows: Sequence[dict], max_rows: int | None = DEFAULT_MAX_ROWS) -> list[TableView]:
@@ -187,8 +239,10 @@ def table_views(rows: Sequence[dict], max_rows: int | None = DEFAULT_MAX_ROWS) -
     renders the same rows several times (Markdown, LaTeX, HTML) computes it once and passes ``views=``."""
     views = []
     for key, group in group_rows(rows).items():
-        best = best_by_column(group, [c for c, _ in (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)])
-        views.append(TableView(key, group, best, shown_indices(group, max_rows, best), max_rows))
+        columns = [c for c, _ in (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)]
+        best = best_by_column(group, columns)
+        views.append(TableView(key, group, best, shown_indices(group, max_rows, best), max_rows,
+                               unseparated_by_column(group, columns, best)))
     return views
 
 
@@ -228,6 +282,23 @@ def method_spec(row: dict) -> dict[str, Any]:
         return {}
 
 
+def _half_width(row: dict, column: str) -> float | None:
+    """Half the width of the row's ``<column>_lo``..``_hi`` interval, or None when it has no (finite) interval."""
+    low, high = _number(row.get(f"{column}_lo")), _number(row.get(f"{column}_hi"))
+    return None if low is None or high is None or high < low else (high - low) / 2.0
+
+
+def _format_with_interval(column: str, row: dict) -> str:
+    """The cell text: the value, then `` ± half-width`` where the row has an interval for ``column``."""
+    text = _format(column, row.get(column))
+    half = _half_width(row, column) if _number(row.get(column)) is not None else None
+    return text if half is None else f"{text} ± {_format(column, half)}"
+
+
+def _has_intervals(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]]) -> bool:
+    return any(_half_width(rows[i], c) is not None for i in indices for c, _ in columns)
+
+
 def _format(column: str, value: Any) -> str:
     number = _number(value)
     if number is None:
@@ -257,6 +328,8 @@ _LATEX = {
     ord("<"): r"\textless{}",
     ord(">"): r"\textgreater{}",
     ord("†"): r"$^\dagger$",
+    ord("‡"): r"$^\ddagger$",
+    ord("±"): r"$\pm$",
 }
 
 
@@ -291,15 +364,18 @@ def _cells(
     best: dict[str, set[int]],
     escape,
     bold,
+    near: dict[str, set[int]] | None = None,
 ) -> list[list[str]]:
     """Escaped cells of the rows at ``indices``; ``bold`` wraps an escaped best value (so markup is never escaped
-    and text never escapes it)."""
+    and text never escapes it); a value in ``near`` (not separated from the best) gets the ``‡`` mark."""
+    near = near or {}
     table = []
     for i in indices:
         row = rows[i]
         cells = [escape(str(row.get("method", "?")) + ("" if _trained(row) else " †"))]
         for column, _ in columns:
-            text = escape(_format(column, row.get(column)))
+            mark = UNSEPARATED_MARK if i in near.get(column, ()) else ""
+            text = escape(_format_with_interval(column, row) + mark)
             cells.append(bold(text) if i in best[column] else text)
         table.append(cells)
     return table
@@ -311,11 +387,11 @@ def _omitted_note(shown: int, total: int, max_rows: int | None) -> str:
 
 
 def _markdown_table(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]],
-                    best: dict[str, set[int]]) -> str:
+                    best: dict[str, set[int]], near: dict[str, set[int]] | None = None) -> str:
     header = ["Method", *(title for _, title in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
     lines += ["| " + " | ".join(cells) + " |"
-              for cells in _cells(rows, indices, columns, best, _markdown_escape, lambda t: f"**{t}**")]
+              for cells in _cells(rows, indices, columns, best, _markdown_escape, lambda t: f"**{t}**", near)]
     return "\n".join(lines)
 
 
@@ -337,10 +413,12 @@ def render_markdown(
             "Instance-aware quality (x100, IoU 0.5 unless marked; higher is better) and cost (lower is better). "
             "Bold: best in column.\n"
         )
-        parts.append(_markdown_table(group, shown, ACCURACY_COLUMNS, best) + "\n")
+        parts.append(_markdown_table(group, shown, ACCURACY_COLUMNS, best, view.near) + "\n")
         parts.append("Per-instance errors of matched instances (whole image; SAD/1000, MSE x1000, MAD x1000, "
                      "Grad/1000, Conn/1000; lower is better).\n")
-        parts.append(_markdown_table(group, shown, INSTANCE_COLUMNS, best) + "\n")
+        parts.append(_markdown_table(group, shown, INSTANCE_COLUMNS, best, view.near) + "\n")
+        if _has_intervals(group, shown, (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)):
+            parts.append(UNSEPARATED_NOTE.format(lo="`IMQ_mad@0.5_lo`", hi="`IMQ_mad@0.5_hi`") + "\n")
         if any(group[i].get("guidance") for i in shown):
             parts.append(
                 "Mask-guided rows (guidance not empty) are handed masks made from the ground truth (`gt`: binarised "
@@ -354,10 +432,12 @@ def render_markdown(
 
 
 def _latex_table(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]],
-                 best: dict[str, set[int]], caption: str) -> str:
+                 best: dict[str, set[int]], caption: str, near: dict[str, set[int]] | None = None) -> str:
     header = " & ".join(["Method", *(_latex_escape(title) for _, title in columns)]) + r" \\"
     body = [" & ".join(cells) + r" \\"
-            for cells in _cells(rows, indices, columns, best, _latex_escape, lambda t: rf"\textbf{{{t}}}")]
+            for cells in _cells(rows, indices, columns, best, _latex_escape, lambda t: rf"\textbf{{{t}}}", near)]
+    if _has_intervals(rows, indices, columns):
+        caption += " " + UNSEPARATED_NOTE.format(lo="IMQ_mad@0.5_lo", hi="IMQ_mad@0.5_hi")
     return "\n".join(
         [
             r"\begin{table}[t]",
@@ -387,7 +467,7 @@ def render_latex(
         if len(shown) < len(group):
             where += f"; {len(shown)} of {len(group)} rows shown, all in results.csv"
         parts.append(_latex_table(group, shown, ACCURACY_COLUMNS, best,
-                                  f"Instance matting quality and cost ({where})."))
+                                  f"Instance matting quality and cost ({where}).", view.near))
         parts.append(_latex_table(group, shown, INSTANCE_COLUMNS, best,
-                                  f"Per-instance errors of matched instances ({where})."))
+                                  f"Per-instance errors of matched instances ({where}).", view.near))
     return "\n\n".join(parts) + "\n"

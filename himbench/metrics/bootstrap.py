@@ -26,12 +26,12 @@ that", not zero.
 
 Where the sufficient statistics come from: the records of ``per_image.json`` as
 :func:`himbench.evaluation.runner.evaluate_folder` writes them. Per image and threshold ``t`` they hold ``TP@t``,
-``FP@t``, ``FN@t`` and the per-image ``IMQ_<err>@t = 100 * S / D`` with ``D = TP + FP/2 + FN/2``; the similarity
-sum ``S`` is not stored, so it is recovered as ``IMQ * D / 100`` (exact up to float rounding; ``S = 0`` when
-``D = 0``). PQ's IoU sum is the sum of the ``TP@t`` largest IoUs in ``matches`` (a pair is a TP exactly when its
-IoU reaches ``t``), and the per-instance error sums come from ``matches`` too. Records without ``num_gt`` (an image
-whose ground truth was bad or whose scoring failed) were not scored and are left out, as the accumulator leaves
-them out.
+``FP@t``, ``FN@t``, the per-image ``IMQ_<err>@t = 100 * S / D`` with ``D = TP + FP/2 + FN/2``, and (evaluations
+since the breakdowns) the similarity sum ``S`` itself as ``sim_<err>@t``, used as is. Older records lack it, so
+there ``S`` is recovered as ``IMQ * D / 100`` (exact up to float rounding; ``S = 0`` when ``D = 0``). PQ's IoU sum
+is the sum of the ``TP@t`` largest IoUs in ``matches`` (a pair is a TP exactly when its IoU reaches ``t``), and
+the per-instance error sums come from ``matches`` too. Records without ``num_gt`` (an image whose ground truth was
+bad or whose scoring failed) were not scored and are left out, as the accumulator leaves them out.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
         columns += [f"TP@{tag}", f"FP@{tag}", f"FN@{tag}", *(f"sim_{n}@{tag}" for n in IMQ_ERRORS), f"iou@{tag}"]
     columns += ["inst_count", *(f"inst_sum_{n}" for n in INSTANCE_ERRORS)]
     derived = {f"{k}@{t}" for t in tags for k in ("RQ", *(f"IMQ_{n}" for n in IMQ_ERRORS))}
-    derived |= {f"inst_{n}" for n in INSTANCE_ERRORS}
+    derived |= {f"inst_{n}" for n in INSTANCE_ERRORS} | {f"sim_{n}@{t}" for t in tags for n in IMQ_ERRORS}
     mean_fields = tuple(
         key for key, value in scored[0].items()
         if key not in _NON_MEAN_FIELDS and key not in derived and key not in columns
@@ -181,6 +181,9 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
             row[index[f"TP@{tag}"]], row[index[f"FP@{tag}"]], row[index[f"FN@{tag}"]] = tp, fp, fn
             denominator = tp + 0.5 * fp + 0.5 * fn
             for name in IMQ_ERRORS:
+                if f"sim_{name}@{tag}" in record:  # stored by newer evaluations: exact
+                    row[index[f"sim_{name}@{tag}"]] = _number(record, f"sim_{name}@{tag}", source)
+                    continue
                 imq = _number(record, f"IMQ_{name}@{tag}", source)
                 # per-image IMQ = 100 * S / D, so S = IMQ * D / 100 (the record does not store S itself)
                 row[index[f"sim_{name}@{tag}"]] = imq * denominator / 100.0 if denominator else 0.0
