@@ -200,7 +200,9 @@ def _plain_cell(name: str, value: Any, source: str) -> Any:
     return value
 
 
-_OPTIONAL_COLUMNS = frozenset({"foregrounds", "background"})  # null in a row stored without layers
+# null in a row stored without layers; occlusion (and the layers' amodal_alphas) are null in shards written before
+# those columns or by another tool: the row is still scored, occlusion is then "not available".
+_OPTIONAL_COLUMNS = frozenset({"foregrounds", "background", "occlusion", "amodal_alphas"})
 _POSITIVE_COLUMNS = frozenset({"width", "height"})
 
 

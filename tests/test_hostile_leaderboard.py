@@ -156,7 +156,8 @@ def test_evaluation_csvs_quote_text_cells(tmp_path):
     config = SimpleNamespace(to_dict=lambda: {"threshold": 0.5})
     result = SimpleNamespace(records=records, summary={"IMQ_mad@0.5": -1.0},
                              accumulator=SimpleNamespace(to_dict=lambda: {}), config=config,
-                             problems=[SimpleNamespace(file="+evil.png", message="-bad")])
+                             problems=[SimpleNamespace(file="+evil.png", message="-bad")],
+                             units=None, intervals=None, breakdown=None, bootstrap=None)
     paths = write_report(result, tmp_path / "report")
     per_image = _raw_cells(paths["per_image_csv"])
     assert per_image[0]["image"] == "'=cmd|' /C calc'!A0" and per_image[0]["delta"] == "-3.25"

@@ -79,11 +79,10 @@ def write_report(
         "num_problems": len(result.problems),
         "config": result.config.to_dict(),
     }
-    # getattr: a caller may hand any object with the result's older fields
-    if getattr(result, "intervals", None) is not None:  # 95% bootstrap intervals over images of every summary number
+    if result.intervals is not None:  # 95% bootstrap intervals over images of every summary number
         summary_doc["intervals"] = result.intervals
         summary_doc["bootstrap"] = result.bootstrap
-    if getattr(result, "breakdown", None) is not None:
+    if result.breakdown is not None:
         summary_doc["breakdown"] = result.breakdown
     if result.units is not None:  # a single-matte benchmark: its own errors, in its evaluator's units
         summary_doc["convention"] = result.config.convention
