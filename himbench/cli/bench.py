@@ -97,7 +97,7 @@ def parse_method_options(
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 @click.option("--bootstrap", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Bootstrap resamples over images: adds <metric>_lo/<metric>_hi (95%% interval) columns to the "
+              help="Bootstrap resamples over images: adds <metric>_lo/<metric>_hi (95% interval) columns to the "
               "results, shown as ± by the leaderboard. 0: none.")
 @click.option("--breakdown", "breakdown_spec", default=None, metavar="STRATA",
               help="Also score by stratum (occlusion,people,size or all, as `himbench evaluate --breakdown`); "

@@ -172,7 +172,7 @@ def _check_writable(folder: Path) -> None:
     type=click.IntRange(min=0),
     default=1000,
     show_default=True,
-    help="Bootstrap resamples over images for the 95%% interval of every number in summary.json; 0: none.",
+    help="Bootstrap resamples over images for the 95% interval of every number in summary.json; 0: none.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
 def command(
