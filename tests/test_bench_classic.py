@@ -164,3 +164,17 @@ def test_evaluate_without_gt_refuses_a_benchmark_folder_that_moved_or_no_longer_
     gone = runner.invoke(main, ["evaluate", str(pred), "--out", str(tmp_path / "b"), "--quiet"])
     assert gone.exit_code == 2
     assert "predictions.json" in gone.output and "not there any more" in gone.output
+
+
+# ------------------------------------------------------------------------------- the qualitative grid's photo
+def test_the_default_grid_photo_ships_in_the_repository_with_its_ground_truth(realdata):
+    from himbench.cli.leaderboard import GROUP_PHOTO, default_photo, photo_ground_truth
+
+    assert default_photo() == GROUP_PHOTO and "realdata/group/" in GROUP_PHOTO.replace("\\", "/")
+    truth = photo_ground_truth(GROUP_PHOTO)
+    image = read_image(GROUP_PHOTO)
+    mattes = [read_alpha(path, expected_shape=image.shape[:2]) for path in sorted(truth.glob("*.png"))]
+    assert len(mattes) == 3 and all(m.max() == 1 for m in mattes)
+    assert (np.sum(mattes, axis=0) <= 1 + 1e-6).all()  # visible mattes of one photo sum to at most 1
+    plain = realdata / "P3M" / "demo" / "imgs" / "original" / "p_51c916fc.jpg"
+    assert photo_ground_truth(plain) is None  # a plain photo has none
