@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["command", "default_photo", "photo_ground_truth", "qualitative_panels"]
+__all__ = ["DATA_NOTES", "command", "default_photo", "photo_ground_truth", "qualitative_panels", "with_data_notes"]
 
 _REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata"
 # The qualitative grid's default photo: a group composited by `himbench build-dataset` from real P3M portraits (MIT)
@@ -16,6 +16,33 @@ _REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata"
 GROUP_PHOTO = str(_REALDATA / "group" / "images" / "test" / "p3m_group.jpg")
 # Fallback when the group folder is absent (a trimmed checkout): an MIT-licensed P3M portrait.
 REPO_PHOTO = str(_REALDATA / "P3M" / "demo" / "imgs" / "original" / "p_51c916fc.jpg")
+
+
+# What a reader must know about a data set's table that its name does not say (size, licence, what the ground truth
+# is), printed under that table's heading in README.md.
+DATA_NOTES: dict[str, str] = {
+    "P3M-500-NP-sample": (
+        "**Real photographs**: the 12 portraits of P3M's demo folder (JizhiziLi/P3M, MIT), one person each, at "
+        "640 px on the long side, laid out as P3M-500-NP with trimaps (`tests/data/realdata/P3M-500-NP-sample`). "
+        "The ground truth is the matte P3M ships with them, itself a published model's output: good pseudo ground "
+        "truth, not a human annotation. The benchmark's own errors, in P3M's evaluator's units, are the `p3m_*` "
+        "columns of results.csv and appear under \"Compare with the papers\". `mask-cf@trimap` solves closed-form "
+        "matting on the benchmark's trimap; `oracle:gt` rows are handed masks made from the ground truth."
+    ),
+}
+
+
+def with_data_notes(markdown: str, notes: dict[str, str] | None = None) -> str:
+    """``markdown`` with each data set's note (:data:`DATA_NOTES`) under the heading of each of its tables."""
+    notes = DATA_NOTES if notes is None else notes
+    lines = markdown.split("\n")
+    out = []
+    for line in lines:
+        out.append(line)
+        for data, note in notes.items():
+            if line.startswith(f"### {data} / "):
+                out += ["", note]
+    return "\n".join(out)
 
 
 def default_photo() -> str:
@@ -187,7 +214,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         "data, split and environment). Do not edit by hand.\n\n"
         "![accuracy versus latency](accuracy_vs_latency.png) ![latency versus instances](latency_vs_instances.png)\n\n"
     )
-    markdown = header + render_markdown(rows, max_rows, views)
+    markdown = header + with_data_notes(render_markdown(rows, max_rows, views))
     latex = render_latex(rows, max_rows, views)
     if published:
         markdown += "\n" + render_comparison_markdown(published, shown)
