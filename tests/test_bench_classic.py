@@ -178,3 +178,14 @@ def test_the_default_grid_photo_ships_in_the_repository_with_its_ground_truth(re
     assert (np.sum(mattes, axis=0) <= 1 + 1e-6).all()  # visible mattes of one photo sum to at most 1
     plain = realdata / "P3M" / "demo" / "imgs" / "original" / "p_51c916fc.jpg"
     assert photo_ground_truth(plain) is None  # a plain photo has none
+
+
+def test_a_data_sets_note_goes_under_its_own_table_only():
+    from himbench.cli.leaderboard import DATA_NOTES, with_data_notes
+
+    page = "### him-test-640 / test on `cpu`\n\ntable A\n### P3M-500-NP-sample / test on `cpu`\n\ntable B\n"
+    out = with_data_notes(page)
+    synthetic, real = out.split("### P3M-500-NP-sample")
+    assert synthetic == page.split("### P3M-500-NP-sample")[0]  # the synthetic table is unchanged
+    assert DATA_NOTES["P3M-500-NP-sample"] in real and real.index("MIT") < real.index("table B")
+    assert "640 px" in real and "12 portraits" in real and "pseudo ground truth" in real
