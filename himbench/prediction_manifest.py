@@ -17,9 +17,11 @@ that produced the files it scored::
     }
 
 ``source.kind`` is ``shards`` (a built shard folder: ground truth known), ``hub`` (a Hub dataset id and revision) or
-``images`` (image files: no ground truth). The ground truth is checked when it is used: a folder that moved, or that
-now holds a different build (its fingerprint or its shard files changed), is an :class:`InputError`, never a silent
-score against other data. Predicting several splits into one folder merges their names into ``splits``; a second
+``images`` (image files: no ground truth, unless ``inputs`` is one benchmark folder and ``layouts`` the one layout
+of :mod:`himbench.layouts` it was read as, e.g. P3M-500-NP: then that folder is the ground truth). The ground truth
+is checked when it is used: a folder that moved, that no longer fits its layout, or that now holds a different build
+(its fingerprint or its shard files changed), is an :class:`InputError`, never a silent score against other data.
+Predicting several splits into one folder merges their names into ``splits``; a second
 model or another source into the same folder is refused.
 """
 
@@ -257,6 +259,9 @@ def ground_truth_of(pred_dir: str | Path, manifest: PredictionManifest) -> Path:
     pred_dir = Path(pred_dir)
     where = pred_dir / MANIFEST_NAME
     kind = manifest.source.get("kind")
+    layout_folder = _layout_folder(where, manifest.source) if kind == "images" else None
+    if layout_folder is not None:
+        return layout_folder
     if kind != "shards":
         what = {"hub": "a Hub dataset", "mixed": "several sources"}.get(str(kind), "image files without ground truth")
         raise InputError(
@@ -278,4 +283,32 @@ def ground_truth_of(pred_dir: str | Path, manifest: PredictionManifest) -> Path:
                 f"{before} then, {now.get(key)} now): it was rebuilt or replaced. Predict again, or pass --gt "
                 "to score against it anyway"
             )
+    return folder.resolve()
+
+
+def _layout_folder(where: Path, source: dict[str, Any]) -> Path | None:
+    """The benchmark folder ``himbench predict`` read (``source.inputs`` = one folder, ``source.layouts`` = the one
+    layout of :mod:`himbench.layouts` it was read as), checked to still fit that layout; None when the predictions
+    were not made from exactly one benchmark folder (then there is no ground truth to name)."""
+    inputs, layouts = source.get("inputs"), source.get("layouts")
+    if not (isinstance(inputs, list) and isinstance(layouts, list) and len(inputs) == 1 and len(layouts) == 1
+            and _is_text(inputs[0]) and _is_text(layouts[0])):
+        return None
+    from himbench.layouts import detect_layout, get_layout
+
+    try:
+        layout = get_layout(layouts[0])
+    except KeyError:
+        raise InputError(where, f"the predictions name an unknown data layout {layouts[0]!r}; pass --gt") from None
+    if "ground_truth" not in layout.roles:
+        return None
+    folder = Path(inputs[0])
+    if not folder.is_dir():
+        raise InputError(where, f"the ground truth it names ({folder}, a {layout.name} folder) is not there any more "
+                                "(moved or deleted?); pass --gt with its new location")
+    try:
+        detect_layout(folder, "ground_truth", layout.name)
+    except InputError as err:
+        raise InputError(where, f"the ground truth it names no longer fits layout {layout.name}: {err.problem}; "
+                                "pass --gt") from err
     return folder.resolve()

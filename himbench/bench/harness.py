@@ -51,7 +51,9 @@ __all__ = [
     "BenchConfig",
     "MethodResult",
     "SizeProtocol",
+    "CLASSIC_PREFIX",
     "bench_method",
+    "classic_columns",
     "find_mask_sets",
     "maggie_pairs",
     "mean_std_row",
@@ -63,6 +65,11 @@ __all__ = [
 ]
 
 MASK_SET_PREFIX = "masks_matched_"
+# Column prefix of a classic benchmark's own errors, per convention (himbench.metrics.classic.CONVENTIONS); the
+# same prefixes as himbench.leaderboard.published.CLASSIC_MEASURED_COLUMNS, so measured rows join published tables.
+CLASSIC_PREFIX: dict[str, str] = {"p3m": "p3m_", "dim": "dim_"}
+TRIMAP_GUIDANCE = "trimap"  # guidance of a method that solved on the benchmark's own trimap
+ORACLE_PREFIX = "oracle:"  # guidance made from the ground truth of a benchmark (not a built data set's spec)
 
 
 @dataclass(frozen=True)
@@ -209,8 +216,10 @@ def bench_method(
     """Build one method (inside the memory probe), score it on ``samples`` (HIMSample-like: id, image, alphas),
     then probe its latency versus instance count."""
     from himbench.evaluation.breakdown import breakdown, image_record
+    from himbench.evaluation.predictions import merge_instances
     from himbench.guidance import guidance_masks
     from himbench.metrics import IMQAccumulator, evaluate_instances
+    from himbench.metrics.classic import ClassicStat, classic_errors
     from himbench.metrics.paper_units import MaggieAccumulator
 
     if config.size_protocol not in SIZE_PROTOCOLS:
@@ -230,21 +239,31 @@ def bench_method(
     latencies: list[float] = []
     failures: list[str] = []
     count = 0
+    classic = ClassicStat()
+    conventions: set[str] = set()
+    used_trimap = used_masks = False
+    takes_trimap = hasattr(method, "predict_with_trimap")
     iterator = progress(samples, method.name) if progress else samples
     warmed = False
     records: list[dict[str, Any]] = []
     for sample in iterator:
         count += 1
         empty = np.zeros((0, *sample.image.shape[:2]), dtype=np.float32)
+        trimap = getattr(sample, "trimap", None)
         try:
-            masks = (
-                guidance_masks(method.guidance, sample.id, sample.alphas, config.split) if method.needs_masks else None
-            )
+            if takes_trimap and trimap is not None:  # the benchmark's own trimap (no resizing: solved at full size)
+                masks, run = None, partial(method.predict_with_trimap, sample.image, trimap)
+                used_trimap = True
+            else:
+                masks = (guidance_masks(method.guidance, sample.id, sample.alphas, config.split)
+                         if method.needs_masks else None)
+                run = partial(predict, sample.image, masks)
+                used_masks = used_masks or masks is not None
             if not warmed:  # first call pays one-off costs (JIT, cuDNN autotune): keep it out of the mean
                 for _ in range(config.warmup):
-                    predict(sample.image, masks)
+                    run()
                 warmed = True
-            prediction, seconds = timed(partial(predict, sample.image, masks), device)
+            prediction, seconds = timed(run, device)
             latencies.append(seconds)
             pred_alphas = quantise_8bit(prediction.alphas)
         except Exception as err:  # one bad image must not end the benchmark
@@ -259,6 +278,11 @@ def bench_method(
         if config.bootstrap or config.breakdown:  # per-image records for the intervals and strata
             records.append(image_record(sample.id, stats, accumulator.thresholds, sample.alphas,
                                         getattr(sample, "occlusion", None)))
+        convention = getattr(sample, "convention", "")
+        if convention:  # a classic benchmark: its own errors of the merged matte
+            conventions.add(convention)
+            merged = merge_instances(pred_alphas, sample.image.shape[:2])
+            classic.update(classic_errors(merged, sample.alphas[0], trimap, convention))
         if config.paper_metrics:
             by_index = masks is not None and len(masks) == len(sample.alphas)
             paper.add(maggie_pairs(pred_alphas, sample.alphas, by_index), sample.alphas)
@@ -283,10 +307,17 @@ def bench_method(
     description = method.describe()
     del method
     gc.collect()
+    label = method_label(description["name"], description["guidance"])
+    if used_trimap and not used_masks:
+        description["guidance"] = TRIMAP_GUIDANCE
+        label = f"{description['name']}@{TRIMAP_GUIDANCE}"
+    elif used_masks and conventions:  # masks from the very ground truth being scored: an oracle first stage
+        description["guidance"] = ORACLE_PREFIX + description["guidance"]
     return MethodResult(
-        label=method_label(description["name"], description["guidance"]),
+        label=label,
         description=description,
-        metrics=accumulator.summary() | (paper.summary() if config.paper_metrics else {}),
+        metrics=accumulator.summary() | (paper.summary() if config.paper_metrics else {})
+        | classic_columns(classic, conventions),
         n_images=count,
         failures=failures,
         latency_s=latencies,
@@ -344,7 +375,20 @@ def result_row(result: MethodResult, config: BenchConfig, env: Environment, date
 
 
 def _data_kind(config: BenchConfig) -> str:
-    return "shards" if (Path(config.data) / "data").is_dir() else "him2k"
+    """The ground truth's layout name (himbench.layouts decides what a folder is): "shards", "him2k", "p3m-500-np"..."""
+    from himbench.layouts import find_layout
+
+    layout = find_layout(config.data)
+    return layout.name if layout is not None else "unknown"
+
+
+def classic_columns(stat: Any, conventions: set[str]) -> dict[str, float]:
+    """The mean classic errors of a run as ``p3m_<key>`` / ``dim_<key>`` columns (empty when the data is not a
+    classic benchmark; ``images`` is left out, ``n_images`` says it)."""
+    if len(conventions) != 1 or not stat.images:
+        return {}
+    prefix = CLASSIC_PREFIX[next(iter(conventions))]
+    return {f"{prefix}{key}": value for key, value in stat.result().items() if key != "images"}
 
 
 @dataclass(frozen=True)
@@ -352,10 +396,13 @@ class _FolderSample:
     id: str
     image: np.ndarray
     alphas: np.ndarray
+    trimap: np.ndarray | None = None  # a classic benchmark's own trimap (uint8 0/128/255), when it ships one
+    convention: str = ""  # a classic benchmark's error convention (himbench.metrics.classic), else empty
 
 
 def _folder_samples(root: Path, split: str) -> Iterable[_FolderSample]:
-    """Samples of a HIM-2K / M-HIM2K folder (``images/<split>/<stem>.jpg``, ``alphas/<split>/<stem>/<k>.png``)."""
+    """Samples of a HIM-2K / M-HIM2K folder (``images/<split>/<stem>.jpg``, ``alphas/<split>/<stem>/<k>.png``) or
+    of a single-matte benchmark folder (with its trimap and convention)."""
     from himbench.evaluation.ground_truth import open_ground_truth
     from himbench.io import InputError, read_image
 
@@ -367,7 +414,13 @@ def _folder_samples(root: Path, split: str) -> Iterable[_FolderSample]:
         alphas, problems = item.load()
         if alphas is None:
             raise InputError(problems[0].source if problems else item.stem, problems[0].problem if problems else "")
-        yield _FolderSample(item.stem, image, alphas)
+        trimap, convention = None, ""
+        if hasattr(item, "load_trimap"):  # himbench.layouts.SingleMatteItem
+            trimap, trimap_problems = item.load_trimap(alphas.shape[1:])
+            if trimap_problems:  # a bad trimap would silently change mask-cf's input and the trimap errors
+                raise InputError(trimap_problems[0].source, trimap_problems[0].problem)
+            convention = item.convention
+        yield _FolderSample(item.stem, image, alphas, trimap, convention)
 
 
 def _samples(config: BenchConfig) -> Iterable[Any]:

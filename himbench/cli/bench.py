@@ -54,8 +54,11 @@ def parse_method_options(
                    "seg-tiny, seg-refine, e2ehim-official, mgm (mask-guided), seg-mgm (need the authors' weights: "
                    "--checkpoint METHOD=DIR from `himbench import-checkpoint`), or any model of `himbench models`.")
 @click.option("--data", "-d", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Built shard folder (himbench build-dataset output) or a HIM-2K / M-HIM2K folder "
-                   "(images/<split>/, alphas/<split>/<stem>/) holding the split to score.")
+              help="Built shard folder (himbench build-dataset output), a HIM-2K / M-HIM2K folder "
+                   "(images/<split>/, alphas/<split>/<stem>/) holding the split to score, or a classic benchmark "
+                   "folder (P3M-500-P/NP, AIM-500, PPM-100, Composition-1k; split test): its rows also carry the "
+                   "benchmark's own errors (p3m_* / dim_* columns), mask-cf solves on its trimap (mask-cf@trimap) "
+                   "and mask-guided methods' ground-truth masks are marked oracle:gt.")
 @click.option("--split", default="test", show_default=True,
               help="Split of --data to score; a comma list scores each in turn with its own rows (M-HIM2K: "
                    "--split comp,natural for the composite and natural subsets).")

@@ -7,21 +7,57 @@ from pathlib import Path
 
 import click
 
-__all__ = ["command", "default_photo", "qualitative_panels"]
+__all__ = ["DATA_NOTES", "command", "default_photo", "photo_ground_truth", "qualitative_panels", "with_data_notes"]
 
-# A group photo beside the repository when there is one (MaGGIe's, CC BY-NC: never copied in; HIMBENCH_REALDATA
-# overrides); else an MIT-licensed P3M portrait from the repository's own test data (present in any clone).
-_REALDATA = os.environ.get("HIMBENCH_REALDATA", "../shared/realdata")
-GROUP_PHOTO = os.path.join(_REALDATA, "MaGGIe", "demo", "examples", "group1.jpg")
-REPO_PHOTO = str(
-    Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata" / "P3M" / "demo" / "imgs" / "original"
-    / "p_51c916fc.jpg"
-)
+_REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata"
+# The qualitative grid's default photo: a group composited by `himbench build-dataset` from real P3M portraits (MIT)
+# onto pymatting's beach photo, kept in the repository with its mattes in the HIM-2K layout (tests/data/realdata/
+# group/PROVENANCE.txt says how it was made). Never a non-commercial photo: the rendered grid is committed.
+GROUP_PHOTO = str(_REALDATA / "group" / "images" / "test" / "p3m_group.jpg")
+# Fallback when the group folder is absent (a trimmed checkout): an MIT-licensed P3M portrait.
+REPO_PHOTO = str(_REALDATA / "P3M" / "demo" / "imgs" / "original" / "p_51c916fc.jpg")
+
+
+# What a reader must know about a data set's table that its name does not say (size, licence, what the ground truth
+# is), printed under that table's heading in README.md.
+DATA_NOTES: dict[str, str] = {
+    "P3M-500-NP-sample": (
+        "**Real photographs**: the 12 portraits of P3M's demo folder (JizhiziLi/P3M, MIT), one person each, at "
+        "640 px on the long side, laid out as P3M-500-NP with trimaps (`tests/data/realdata/P3M-500-NP-sample`). "
+        "The ground truth is the matte P3M ships with them, itself a published model's output: good pseudo ground "
+        "truth, not a human annotation. The benchmark's own errors, in P3M's evaluator's units, are the `p3m_*` "
+        "columns of results.csv and appear under \"Compare with the papers\". `mask-cf@trimap` solves closed-form "
+        "matting on the benchmark's trimap; `oracle:gt` rows are handed masks made from the ground truth."
+    ),
+}
+
+
+def with_data_notes(markdown: str, notes: dict[str, str] | None = None) -> str:
+    """``markdown`` with each data set's note (:data:`DATA_NOTES`) under the heading of each of its tables."""
+    notes = DATA_NOTES if notes is None else notes
+    lines = markdown.split("\n")
+    out = []
+    for line in lines:
+        out.append(line)
+        for data, note in notes.items():
+            if line.startswith(f"### {data} / "):
+                out += ["", note]
+    return "\n".join(out)
 
 
 def default_photo() -> str:
     """The qualitative grid's photo when --photo is not given (see the comment above)."""
     return GROUP_PHOTO if Path(GROUP_PHOTO).is_file() else REPO_PHOTO
+
+
+def photo_ground_truth(photo: str | os.PathLike) -> Path | None:
+    """The mattes of a photo in the HIM-2K layout (``ROOT/images/<split>/<stem>.jpg`` beside
+    ``ROOT/alphas/<split>/<stem>/<k>.png``), or None when it has none (a plain photo)."""
+    photo = Path(photo)
+    if photo.parent.parent.name != "images":
+        return None
+    folder = photo.parent.parent.parent / "alphas" / photo.parent.name / photo.stem
+    return folder if folder.is_dir() and any(folder.glob("*.png")) else None
 
 
 def _photo_masks(photo_masks: str | None, image, segmenter_checkpoint: str | None, device: str):
@@ -109,11 +145,15 @@ def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, de
 @click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False),
               help="Folder for README.md, leaderboard.tex and the PNG plots.")
 @click.option("--photo", default=None,
-              help="Real photograph for the qualitative grid (run through every method of the CSV). Default: MaGGIe's "
-                   "group1.jpg beside the repository if present, else a P3M portrait from tests/data/realdata.")
+              help="Real photograph for the qualitative grid (run through every method of the CSV). Default: "
+                   "tests/data/realdata/group/images/test/p3m_group.jpg, three real P3M portraits (MIT) composited "
+                   "onto a beach photo (pymatting) by `himbench build-dataset`, with its ground truth. A photo in the "
+                   "HIM-2K layout (ROOT/images/<split>/<stem>.jpg + ROOT/alphas/<split>/<stem>/) gets a ground-truth "
+                   "panel and its mattes as guidance masks.")
 @click.option("--photo-masks", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Folder of <k>.png masks for --photo, given to mask-guided methods. Default: the masks of the "
-                   "seg-tiny segmenter (shipped or seg-refine's checkpoint), so they show a real two-stage pipeline.")
+              help="Folder of <k>.png masks for --photo, given to mask-guided methods. Default: the photo's "
+                   "ground-truth mattes when it has them (an oracle, as in the tables), else the masks of the "
+                   "seg-tiny segmenter (shipped or seg-refine's checkpoint), a real two-stage pipeline.")
 @click.option("--no-qualitative", is_flag=True, help="Skip the qualitative grid (it runs every method once).")
 @click.option("--metric", default="IMQ_mad@0.5", show_default=True, help="Accuracy axis of the scatter plot.")
 @click.option("--device", default="cpu", show_default=True, help="Device for the qualitative grid's methods.")
@@ -174,7 +214,7 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         "data, split and environment). Do not edit by hand.\n\n"
         "![accuracy versus latency](accuracy_vs_latency.png) ![latency versus instances](latency_vs_instances.png)\n\n"
     )
-    markdown = header + render_markdown(rows, max_rows, views)
+    markdown = header + with_data_notes(render_markdown(rows, max_rows, views))
     latex = render_latex(rows, max_rows, views)
     if published:
         markdown += "\n" + render_comparison_markdown(published, shown)
@@ -188,21 +228,35 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
     elif not photo_path.is_file():
         click.echo(f"note: {photo} not found; qualitative grid skipped", err=True)
     else:
+        truth = photo_ground_truth(photo_path)
         try:
             image = read_image(photo_path)
+            gt_alphas = _read_mattes(truth, image.shape[:2]) if truth is not None else None
         except InputError as err:
             raise click.ClickException(str(err)) from err
+        masks_from = photo_masks or (str(truth) if truth is not None else None)
         panels = qualitative_panels(
-            rows, image, photo_path.stem, photo_masks, device, lambda m: click.echo(f"error: {m}", err=True),
+            rows, image, photo_path.stem, masks_from, device, lambda m: click.echo(f"error: {m}", err=True),
             limit=plot_rows, metric=metric,
         )
+        if gt_alphas is not None:
+            panels.insert(0, ("ground truth", gt_alphas, ""))
         written.append(plot_qualitative(image, panels, out / "qualitative.png"))
-        source = f"the masks in `{photo_masks}`" if photo_masks else "the seg-tiny segmenter's masks"
-        markdown += (
-            f"\n### Qualitative: `{photo_path.name}`\n\n![qualitative](qualitative.png)\n\n"
-            f"Each colour is one predicted instance. Mask-guided methods get {source} (perturbed as their row "
-            "says), since a real photo has no ground truth.\n"
-        )
+        markdown += f"\n### Qualitative: `{photo_path.name}`\n\n![qualitative](qualitative.png)\n\n"
+        if photo_path == Path(GROUP_PHOTO):
+            markdown += (
+                "The photo: three real P3M portraits (MIT; their faces are blurred in P3M's own release) composited "
+                "onto a beach photo from pymatting by `himbench build-dataset` (`tests/data/realdata/group/"
+                "PROVENANCE.txt` has the command), so its ground truth (second panel) is exact. "
+            )
+        if photo_masks:
+            source = f"the masks in `{photo_masks}`"
+        elif truth is not None:
+            source = "the ground-truth mattes binarised at 0.5 (an oracle, as in the tables)"
+        else:
+            source = "the seg-tiny segmenter's masks, since a plain photo has no ground truth"
+        markdown += (f"Each colour is one predicted instance. Mask-guided methods get {source}, perturbed as their "
+                     "row says.\n")
     written.insert(0, atomic_write_text(out / "README.md", markdown))
     if html_out:
         names = ("accuracy_vs_latency.png", "latency_vs_instances.png", "qualitative.png")
@@ -211,3 +265,12 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         written.append(atomic_write_text(html_out, page))
     for path in written:
         click.echo(f"wrote {path}")
+
+
+def _read_mattes(folder: Path, shape: tuple[int, int]):
+    """The ``<k>.png`` mattes of ``folder`` (sorted by name) as (N, H, W) float32; InputError on a bad file."""
+    import numpy as np
+
+    from himbench.io import read_alpha
+
+    return np.stack([read_alpha(f, expected_shape=shape) for f in sorted(folder.glob("*.png"))])
