@@ -148,7 +148,8 @@ def test_evaluate_without_gt_finds_the_benchmark_folder_the_predictions_were_mad
     assert named.exit_code == 0, named.output
     a = json.loads((tmp_path / "a" / "summary.json").read_text())["summary"]
     b = json.loads((tmp_path / "b" / "summary.json").read_text())["summary"]
-    assert a == b and a["classic_images"] == 2
+    # P3M's Grad sums in float32 (as its evaluator does): the two runs agree to float32 rounding, not bit for bit
+    assert a == pytest.approx(b, rel=1e-6) and a["classic_images"] == 2
     expected = _independent_means(pred, p3m_np, "p3m")
     assert a["SAD_trimap"] == pytest.approx(expected["SAD_trimap"], rel=1e-6)
 
