@@ -6,9 +6,9 @@ each other, with 95% bootstrap intervals.
 
 Each preset is its own build (one occlusion setting per build: `--occlusion easy|medium|hard`, 2-10 people, 640 px,
 seed 777), scored on its first 16 images with `himbench bench --bootstrap 1000 --breakdown all`. The rows go to
-leaderboard/crowd.csv (never into the main leaderboard), the breakdowns to bench-results/crowd/. The figure has three
-panels: IMQ_mad@0.5 and RQ@0.5 per preset (image level), and recall@0.5 per occlusion bucket of the ground-truth
-people (person level), every number with its interval.
+leaderboard/crowd.csv (never into the main leaderboard), the breakdowns to bench-results/crowd/. The figure has four
+panels: IMQ_mad@0.5 and RQ@0.5 per preset (image level), recall@0.5 per occlusion bucket of the ground-truth people
+(person level) and RQ@0.5 per crowd size (image level), every number with its interval.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def plot(out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     rows, breakdowns = _rows(), _breakdowns()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     table = ["| method | preset | images | IMQ_mad@0.5 (95% CI) | RQ@0.5 (95% CI) |", "| --- | --- | --- | --- | --- |"]
     for offset, method in zip((-0.12, 0.12), METHODS, strict=True):
         colour = COLOURS[method]
@@ -102,6 +102,20 @@ def plot(out: Path) -> list[str]:
                                  yerr=[[value - low], [high - value]], fmt=marker, color=colour, capsize=2,
                                  label=f"{method}, {preset}")
                 axes[2].set_xticks(range(len(buckets)), [b["label"] for b in buckets])
+        # Image level: RQ@0.5 by crowd size (people per image), one marker per preset.
+        for marker, preset in zip("o^s", PRESETS, strict=True):
+            buckets = breakdowns.get(preset, {}).get(method, {}).get("people", {}).get("buckets", [])
+            for x, bucket in enumerate(buckets):
+                value, interval = bucket.get("RQ@0.5"), bucket.get("intervals", {}).get("RQ@0.5")
+                if not bucket.get("num_images") or value is None or interval is None:
+                    continue
+                axes[3].errorbar([x + offset + (PRESETS.index(preset) - 1) * 0.05], [value],
+                                 yerr=[[value - interval["low"]], [interval["high"] - value]], fmt=marker,
+                                 color=colour, capsize=2)
+                axes[3].set_xticks(range(len(buckets)), [b["label"] for b in buckets])
+    axes[3].set_title("RQ@0.5 by people per image")
+    axes[3].set_xlabel("people per image (markers: presets)")
+    axes[3].set_ylim(0, 105)
     for panel, title in enumerate(("IMQ_mad@0.5 by preset", "RQ@0.5 by preset")):
         axes[panel].set_xticks(range(len(PRESETS)), PRESETS)
         axes[panel].set_title(title)
