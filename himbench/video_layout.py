@@ -140,7 +140,7 @@ def list_frames(root: str | os.PathLike, split: str, video: str) -> list[str]:
     if not folder.is_dir():
         raise InputError(folder, "video has no frame folder")
     names = sorted(entry.name[: -len(FRAME_SUFFIX)] for entry in os.scandir(folder)
-                   if entry.name.lower().endswith(FRAME_SUFFIX) and len(entry.name) > len(FRAME_SUFFIX))
+                   if entry.name.endswith(FRAME_SUFFIX) and len(entry.name) > len(FRAME_SUFFIX))
     if not names:
         raise InputError(folder, f"video has no {FRAME_SUFFIX} frame")
     return names
