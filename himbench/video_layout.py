@@ -237,6 +237,11 @@ def load_clip(
         if not (alpha_root / name).is_dir():
             problems.append(Problem(str(alpha_root / name), "ground truth: frame has no matte folder; its "
                                                             "instances are scored as empty"))
+    known = set(frame_names)
+    for entry in sorted(os.scandir(alpha_root), key=lambda e: e.name):
+        if entry.is_dir() and entry.name not in known:
+            problems.append(Problem(entry.path, f"ground truth: matte folder without a {FRAME_SUFFIX} frame in "
+                                                f"{FRAME_DIR}/; ignored"))
     height, width = _clip_shape(frame_paths, split_dir)
     count, length = len(instance_names), len(frame_names)
     alphas = np.zeros((count, length, height, width), dtype=np.float32)

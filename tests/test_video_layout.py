@@ -146,9 +146,10 @@ def test_missing_frame_folder_and_bad_frame_are_counted(vhim):
         (split / "pha" / "00000" / "00002" / name).unlink()
     (split / "pha" / "00000" / "00002").rmdir()
     (split / "fgr" / "00000" / "00001.jpg").write_bytes(b"\xff\xd8garbage")
+    (split / "pha" / "00000" / "00009").mkdir()  # mattes of a frame that is not there
     loaded = load_clip(root, "comp_easy", "00000")
     files = sorted(Path(p.file).relative_to(split).as_posix() for p in loaded.problems)
-    assert files == ["fgr/00000/00001.jpg", "pha/00000/00002"]
+    assert files == ["fgr/00000/00001.jpg", "pha/00000/00002", "pha/00000/00009"]
     assert not loaded.alphas[:, 2].any() and not loaded.present[:, 2].any()
     assert not loaded.frames[1].any() and loaded.frames[0].any()
     np.testing.assert_array_equal(loaded.alphas[:, 3], quantised(clip.alphas)[:, 3])
