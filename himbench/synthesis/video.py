@@ -1,0 +1,434 @@
+"""Video synthesis: clips of people moving over a background, with exact visible mattes in every frame.
+
+A clip reuses the image engine (:mod:`himbench.synthesis.sampler`, :mod:`himbench.synthesis.compose`): the same
+cut-outs, colour jitter, placement (decided once, at the clip's middle frame, by the image engine's placement with
+its ``min_visible`` rule or ``occlusion_range``), the same 8-bit visible mattes rounded through cumulative coverage
+(SPEC s.1) and the same integer compositing of exactly those 8-bit mattes. So every frame's composite equals the
+8-bit mattes' composite to rounding, as for images.
+
+Motion. Each person gets a smooth, seeded trajectory around its placement at the middle frame: a linear drift of
+its bottom-centre (up to ``motion`` of the canvas width over the clip), a geometric change of its height (up to
+``scale_drift``, walking towards or away from the camera), a slow small rotation about its feet (up to
+``rotation_degrees``) and a gait-like sway: the lower 45% of the body is sheared sideways by up to ``gait`` of its
+height, with a period of 10-16 frames, plus a small vertical bob. The sway is an image warp of the cut-out, not a
+re-posed figure: redrawing the procedural people with other leg angles would re-run their hair simulation and
+painting for every frame (a figure costs far more than a frame), so the engine does not give true articulation
+cheaply. Backgrounds are static or pan slowly: a clip's background is drawn ``pan`` wider (a share of the width,
+drawn per clip in [0, pan]) and each frame is an integer-pixel window sliding across it.
+
+Identity and depth. Person k of a clip is the same cut-out in every frame, and the depth order (back to front, the
+order of ``alphas``) is fixed per clip, as decided at the middle frame.
+
+Occlusion. A clip is accepted when every frame keeps the image rules for every person: at least ``min_in_frame`` of
+its alpha inside the canvas, and either the ``min_visible`` rule (no ``occlusion_range``) or, with a range
+[LO, HI], the clip rule: the most-hidden person's hidden fraction taken over the whole clip (its maximum over all
+frames and people) lies in [LO, HI]. So no person is ever more than HI hidden, and somebody is at least LO hidden in
+some frame. A clip that misses is placed again with new trajectories, with the motion halved every second try and
+the last try static (the image engine's case); the try closest to the rules is kept otherwise and counted.
+
+Determinism. Everything random comes from :func:`clip_rng` (seed, split, index): a clip's bytes do not depend on
+which worker makes it or in which order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from himbench.geometry import Box, tight_box
+from himbench.io import InputError, encode_png
+from himbench.synthesis.compose import Layer, composite_crops, jitter_matrix, layer_geometry, visible_mattes_crops
+from himbench.synthesis.config import BuildConfig
+from himbench.synthesis.sampler import (
+    DROP_NO_PLACEMENT,
+    DROP_NO_PLACEMENT_IN_RANGE,
+    _drawable,
+    _embedded_height,
+    _pick,
+    _pick_foregrounds,
+    _place_people,
+    _place_people_in_range,
+    encode_composite,
+    occlusion_fractions,
+    prepared_cap,
+)
+from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, load_background, load_foreground
+
+__all__ = [
+    "MAX_FRAMES",
+    "VIDEO_ENGINE_VERSION",
+    "ClipResult",
+    "RenderedClip",
+    "VideoConfig",
+    "clip_id",
+    "clip_rng",
+    "clip_seed",
+    "refuse_video_folders",
+    "render_clip",
+    "synthesize_clip",
+]
+
+# Frames per clip: V-HIM60 clips have 30; a thousand is a typo (a clip is one Parquet row held in memory).
+MAX_FRAMES = 1000
+# Bumped whenever the same config makes other bytes (part of the video build's fingerprint).
+VIDEO_ENGINE_VERSION = 1
+# Mixed into every clip's seed so that clip k and image k of one seed draw unrelated numbers.
+_VIDEO_TAG = 0x56494430  # "VID0"
+# Motion factor of each try (see the module docstring): halved every second try, the last try static.
+_TRY_MOTION = (1.0, 1.0, 0.5, 0.5, 0.25, 0.0)
+_GAIT_PERIOD = (10.0, 16.0)  # frames per gait cycle
+_LEG_START = 0.55  # the sway shears the body below this share of its height
+_BOB = 0.25  # vertical bob, as a share of the sway amplitude
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """A video build: ``build`` gives the canvas, sources, people, placement rules, seed and splits (the counts are
+    clips; ``images_per_shard`` is clips per shard); the rest is the motion. Amplitudes are maxima: each person
+    draws its own in [-A, A]."""
+
+    build: BuildConfig
+    frames: int = 30
+    motion: float = 0.15  # drift of a person's bottom-centre over the clip, share of the canvas width
+    scale_drift: float = 0.15  # relative change of a person's height over the clip
+    rotation_degrees: float = 3.0
+    gait: float = 0.04  # sway of the feet relative to the hips, share of the person's height
+    pan: float = 0.1  # background pan over the clip, share of the canvas width
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.build, BuildConfig):
+            problems.append("build must be a BuildConfig")
+        frames = self.frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 1 <= frames <= MAX_FRAMES:
+            problems.append(f"frames must be an integer from 1 to {MAX_FRAMES} (got {frames!r})")
+        limits = {"motion": 1.0, "scale_drift": 0.9, "rotation_degrees": 45.0, "gait": 0.3, "pan": 1.0}
+        for name, top in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top:
+                problems.append(f"{name} must be a number in [0, {top:g}] (got {value!r})")
+        if problems:
+            raise ValueError("invalid video config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "build"}
+        return {"build": self.build.to_dict(), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VideoConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown video config keys: {sorted(unknown)}")
+        return cls(**{**data, "build": BuildConfig.from_dict(data["build"])})
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+
+        data = {**self.to_dict(), "build": self.build.fingerprinted(), "video_engine_version": VIDEO_ENGINE_VERSION}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ClipResult:
+    row: dict
+    problems: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    asked: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    in_range: bool = True  # False when no try kept every rule (the closest try is kept)
+
+
+def clip_id(split: str, index: int) -> str:
+    return f"{split}_v{index:06d}"
+
+
+def clip_seed(config: VideoConfig, split: str, index: int) -> int:
+    entropy = [config.build.seed, zlib.crc32(split.encode()), index, _VIDEO_TAG]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def clip_rng(config: VideoConfig, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng(clip_seed(config, split, index))
+
+
+@dataclass(frozen=True)
+class _Trajectory:
+    """One person's motion; ``pose(t)`` gives (height factor, dx, dy, rotation radians, sway share) at frame t."""
+
+    drift: float  # px over the whole clip
+    growth: float  # height factor at the last frame relative to the first, as log
+    rotation: float  # radians (amplitude)
+    rotation_period: float
+    rotation_phase: float
+    gait: float  # share of height (amplitude)
+    gait_period: float
+    gait_phase: float
+    frames: int
+
+    def pose(self, t: int) -> tuple[float, float, float, float, float]:
+        s = (t - (self.frames - 1) / 2) / max(self.frames - 1, 1)  # -0.5 .. 0.5, 0 at the middle frame
+        phase = 2 * math.pi * t / self.gait_period + self.gait_phase
+        sway = self.gait * math.sin(phase)
+        bob = _BOB * self.gait * abs(math.cos(phase))
+        rotation = self.rotation * math.sin(2 * math.pi * t / self.rotation_period + self.rotation_phase)
+        return math.exp(self.growth * s), self.drift * s, bob, rotation, sway
+
+
+def _trajectory(video: VideoConfig, rng: np.random.Generator, factor: float) -> _Trajectory:
+    width, frames = video.build.width, video.frames
+    return _Trajectory(
+        drift=factor * video.motion * width * rng.uniform(-1, 1),
+        growth=factor * math.log1p(video.scale_drift * rng.uniform(-1, 1)),
+        rotation=factor * math.radians(video.rotation_degrees) * rng.uniform(-1, 1),
+        rotation_period=float(rng.uniform(frames, 2 * frames)),
+        rotation_phase=float(rng.uniform(0, 2 * math.pi)),
+        gait=factor * video.gait * rng.uniform(0.5, 1.0),
+        gait_period=float(rng.uniform(*_GAIT_PERIOD)),
+        gait_phase=float(rng.uniform(0, 2 * math.pi)),
+        frames=frames,
+    )
+
+
+_EMPTY = Layer(np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), 0, 0, 0.0)
+
+
+def _render_posed(
+    cut: Cutout, base: Box, flip: bool, matrix: np.ndarray, pose: tuple, canvas_hw: tuple[int, int]
+) -> Layer:
+    """The layer of a person at one frame: the cut-out resized once to its drawn size (area averaging when
+    shrinking, as :func:`compose.render_layer`), mirrored, then rotated about its feet and swayed by one bilinear
+    remap onto the part of the canvas it can reach; colour-mapped after. ``base`` is its box at the middle frame."""
+    grow, dx, bob, rotation, sway = pose
+    height = base.shape[0] * grow
+    centre_x, bottom_y = (base.x0 + base.x1) / 2 + dx, base.y1 - bob * height
+    geometry = layer_geometry(cut.shape, height, centre_x, bottom_y)
+    new_h, new_w = geometry.shape
+    interp = cv2.INTER_AREA if new_h < cut.shape[0] else cv2.INTER_LINEAR
+    resized = cv2.resize(cut.rgba16, (new_w, new_h), interpolation=interp)
+    if flip:
+        resized = cv2.flip(resized, 1)
+    total = float(resized[:, :, 3].sum(dtype=np.float64))
+    sway_px = sway * new_h
+    # Where the warped person can be: the drawn box's corners swayed and rotated about the feet, plus a pixel.
+    pivot = np.array([new_w / 2, new_h], np.float64)
+    cos, sin = math.cos(rotation), math.sin(rotation)
+    corners = np.array([[0, 0], [new_w, 0], [-abs(sway_px), new_h], [new_w + abs(sway_px), new_h]], np.float64)
+    turned = (corners - pivot) @ np.array([[cos, sin], [-sin, cos]]) + pivot
+    reach = Box(
+        geometry.x0 + math.floor(turned[:, 0].min()) - 1, geometry.y0 + math.floor(turned[:, 1].min()) - 1,
+        geometry.x0 + math.ceil(turned[:, 0].max()) + 1, geometry.y0 + math.ceil(turned[:, 1].max()) + 1,
+    )
+    on_canvas = reach.clip(canvas_hw)
+    if on_canvas.is_empty or total <= 0:
+        return _EMPTY
+    # Inverse map of each canvas pixel to the resized cut-out: undo the rotation about the feet, then the sway
+    # (a shear that depends on the row only, so it inverts exactly). Pixel centres are integer coordinates.
+    ys, xs = np.mgrid[on_canvas.y0 : on_canvas.y1, on_canvas.x0 : on_canvas.x1].astype(np.float32)
+    qx, qy = xs - np.float32(geometry.x0 + pivot[0]), ys - np.float32(geometry.y0 + pivot[1])
+    px = np.float32(cos) * qx + np.float32(sin) * qy + np.float32(pivot[0])
+    py = -np.float32(sin) * qx + np.float32(cos) * qy + np.float32(pivot[1])
+    legs = np.clip((py - np.float32(_LEG_START * new_h)) / np.float32((1 - _LEG_START) * new_h), 0, 1)
+    px -= np.float32(sway_px) * legs
+    # One transparent pixel around the cut-out, its colour replicated: bilinear taps outside it then fade the alpha
+    # without darkening the edge colours.
+    padded = cv2.copyMakeBorder(resized, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    padded[0, :, 3] = padded[-1, :, 3] = padded[:, 0, 3] = padded[:, -1, 3] = 0
+    warped = cv2.remap(padded, px + 1, py + 1, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    red, green, blue, alpha16 = cv2.split(warped)
+    alpha = alpha16.astype(np.float32) * np.float32(1.0 / 65535.0)
+    kept = tight_box(alpha16 > 0)
+    if kept is None:
+        return _EMPTY
+    fg = cv2.convertScaleAbs(cv2.merge((red, green, blue)), alpha=1.0 / 257.0)
+    fg = cv2.transform(np.ascontiguousarray(fg[kept.slices]), matrix)
+    share = min(1.0, float(alpha16.sum(dtype=np.float64)) / total)
+    return Layer(fg, np.ascontiguousarray(alpha[kept.slices]), on_canvas.y0 + kept.y0, on_canvas.x0 + kept.x0, share)
+
+
+def _frame_layers(cutouts, placements, matrices, trajectories, t, canvas_hw) -> list[Layer]:
+    return [
+        _render_posed(cutouts[p.source], p.geometry, p.flip, matrices[p.source], traj.pose(t), canvas_hw)
+        for p, traj in zip(placements, trajectories, strict=True)
+    ]
+
+
+def _try_clip(video: VideoConfig, cutouts, matrices, rng, factor: float, best_miss: float):
+    """One placement with new trajectories: (miss, placements, trajectories, per-frame (layers, visible, fractions))
+    or None when it is already worse than ``best_miss`` (a violation only grows as frames are added)."""
+    config = video.build
+    canvas_hw = (config.height, config.width)
+    if config.occlusion_range is None:
+        placements = _place_people(config, cutouts, rng)
+    else:
+        placements = _place_people_in_range(config, cutouts, rng)
+    trajectories = [_trajectory(video, rng, factor) for _ in placements]
+    excess, worst, frames = 0.0, 0.0, []
+    high = 1.0 - config.min_visible if config.occlusion_range is None else config.occlusion_range[1]
+    for t in range(video.frames):
+        layers = _frame_layers(cutouts, placements, matrices, trajectories, t, canvas_hw)
+        visible = visible_mattes_crops(layers, canvas_hw)
+        fractions = occlusion_fractions(layers, visible)
+        for layer, hidden in zip(layers, fractions, strict=True):
+            excess += max(0.0, config.min_in_frame - layer.in_frame_share) + max(0.0, hidden - high)
+        worst = max([worst, *fractions])
+        if excess > best_miss:
+            return None
+        frames.append((layers, visible, fractions))
+    low = 0.0 if config.occlusion_range is None else config.occlusion_range[0]
+    miss = excess + max(0.0, low - float(np.float32(worst)))
+    if miss > best_miss:
+        return None
+    return miss, placements, trajectories, frames
+
+
+def _video_cap(config: BuildConfig, video: VideoConfig) -> tuple[int, int]:
+    # Cut-outs are prepared at the largest height they can grow to, so that growth never upsamples.
+    grown = min(2.0, config.scale_max * (1 + video.scale_drift))
+    return prepared_cap(dataclasses.replace(config, scale_max=max(grown, config.scale_min)))
+
+
+@dataclass
+class RenderedClip:
+    """A clip before encoding: per frame the composite, the background window, the layers (back to front, one per
+    person, possibly empty) and their 8-bit visible mattes (crops over each layer's box), and the hidden fractions."""
+
+    images: list[np.ndarray]
+    backgrounds: list[np.ndarray]
+    layers: list[list[Layer]]
+    visible: list[list[np.ndarray]]
+    occlusion: list[list[float]]
+    labels: list[str]
+    bg_label: str
+    problems: list[str]
+    asked: int
+    dropped: dict[str, int]
+    in_range: bool
+    seconds: dict[str, float]
+
+
+def render_clip(
+    config: VideoConfig,
+    split: str,
+    index: int,
+    fg_refs: list[ForegroundRef],
+    bg_refs: list[BackgroundRef],
+    bad: dict | None = None,
+) -> RenderedClip:
+    """Clip ``index`` of ``split`` as arrays (see :class:`RenderedClip`); :func:`synthesize_clip` encodes it."""
+    build = config.build
+    bad = {} if bad is None else bad
+    rng = clip_rng(config, split, index)
+    problems: list[str] = []
+    seconds = {"decode": 0.0, "composite": 0.0, "encode": 0.0}
+    tic = time.perf_counter()
+    cap, embedded_height = _video_cap(build, config), _embedded_height(build)
+    picked = _pick_foregrounds(
+        build, rng, fg_refs, lambda r: _drawable(load_foreground(r, cap, embedded_height), r, build), bad, problems
+    )
+    pan_px = round(config.pan * build.width * rng.uniform(0, 1))
+    bg_ref, background = _pick(
+        bg_refs, rng, lambda r: load_background(r, build.height, build.width + pan_px, rng), bad, problems,
+        "background",
+    )
+    pan_left = bool(rng.random() < 0.5)
+    seconds["decode"] += time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    cutouts = [cut for _, cut in picked]
+    # Colour jitter per person, drawn before placement as for images; fixed over the clip.
+    matrices = [
+        jitter_matrix(cut.mean_colour, rng, build.brightness, build.contrast, build.saturation, build.hue_degrees)
+        for cut in cutouts
+    ]
+    best = None
+    for factor in _TRY_MOTION:
+        found = _try_clip(config, cutouts, matrices, rng, factor, math.inf if best is None else best[0])
+        if found is not None:
+            best = found
+            if found[0] == 0:
+                break
+    miss, placements, _, frames = best
+    images, windows = [], []
+    for t, (layers, visible, _) in enumerate(frames):
+        offset = round(pan_px * t / max(config.frames - 1, 1))
+        x0 = pan_px - offset if pan_left else offset
+        window = np.ascontiguousarray(background[:, x0 : x0 + build.width])
+        windows.append(window)
+        images.append(composite_crops(window, layers, visible))
+    unplaced = DROP_NO_PLACEMENT if build.occlusion_range is None else DROP_NO_PLACEMENT_IN_RANGE
+    dropped = {unplaced: len(cutouts) - len(placements)} if len(cutouts) > len(placements) else {}
+    seconds["composite"] += time.perf_counter() - tic
+    return RenderedClip(
+        images, windows, [f[0] for f in frames], [f[1] for f in frames], [f[2] for f in frames],
+        [picked[p.source][0].label for p in placements], bg_ref.label, problems, len(picked), dropped, miss == 0,
+        seconds,
+    )
+
+
+def synthesize_clip(
+    config: VideoConfig,
+    split: str,
+    index: int,
+    fg_refs: list[ForegroundRef],
+    bg_refs: list[BackgroundRef],
+    bad: dict | None = None,
+) -> ClipResult:
+    """Make clip ``index`` of ``split``: the encoded shard row (see :mod:`himbench.video_shards`), problems met,
+    time per stage, and whether the occlusion rules held."""
+    clip = render_clip(config, split, index, fg_refs, bg_refs, bad)
+    build = config.build
+    tic = time.perf_counter()
+    canvas_hw = (build.height, build.width)
+    frames, people = range(config.frames), range(len(clip.labels))
+    row = {
+        "id": clip_id(split, index),
+        "seed": clip_seed(config, split, index),
+        "frames": [encode_composite(image, build) for image in clip.images],
+        "alphas": [[_encode_matte(clip.layers[t][k], clip.visible[t][k], canvas_hw, build.png_compression)
+                    for t in frames] for k in people],
+        "boxes": [[_matte_box(clip.layers[t][k], clip.visible[t][k]) for t in frames] for k in people],
+        "occlusion": [[float(clip.occlusion[t][k]) for t in frames] for k in people],
+        "depth_order": list(people),
+        "fg_sources": clip.labels,
+        "bg_source": clip.bg_label,
+        "width": build.width,
+        "height": build.height,
+        "num_frames": config.frames,
+        "num_instances": len(clip.labels),
+    }
+    seconds = {**clip.seconds, "encode": time.perf_counter() - tic}
+    return ClipResult(row, clip.problems, seconds, clip.asked, clip.dropped, clip.in_range)
+
+
+def _matte_box(layer: Layer, vis: np.ndarray) -> list[int]:
+    """[x0, y0, x1, y1) of the visible matte > 0 on the canvas; [0, 0, 0, 0] when it is empty in this frame."""
+    box = tight_box(vis)
+    if box is None:
+        return [0, 0, 0, 0]
+    return list(box.translate(layer.x0, layer.y0).as_tuple())
+
+
+def _encode_matte(layer: Layer, vis: np.ndarray, canvas_hw: tuple[int, int], compression: int) -> bytes:
+    canvas = np.zeros(canvas_hw, np.uint8)
+    if vis.size:
+        canvas[layer.box.slices] = vis
+    return encode_png(canvas, compression)
+
+
+def refuse_video_folders(specs) -> None:
+    """InputError for a VideoMatte240K-style folder (``fgr/`` + ``pha/``) given as --fg: real video cut-outs are
+    not supported yet, and read as still cut-outs they would be silently wrong."""
+    from pathlib import Path
+
+    for spec in specs:
+        if spec != "embedded" and (Path(spec) / "fgr").is_dir() and (Path(spec) / "pha").is_dir():
+            raise InputError(spec, "VideoMatte240K-style video cut-outs (fgr/ + pha/) are not supported by "
+                                   "--video yet; give still cut-outs (fg/ + alpha/, RGBA PNGs) or 'embedded'")
