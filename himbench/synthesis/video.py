@@ -36,7 +36,9 @@ import dataclasses
 import math
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -66,11 +68,13 @@ __all__ = [
     "ClipResult",
     "RenderedClip",
     "VideoConfig",
+    "build_video_dataset",
     "clip_id",
     "clip_rng",
     "clip_seed",
     "refuse_video_folders",
     "render_clip",
+    "render_video_card",
     "synthesize_clip",
 ]
 
@@ -432,3 +436,196 @@ def refuse_video_folders(specs) -> None:
         if spec != "embedded" and (Path(spec) / "fgr").is_dir() and (Path(spec) / "pha").is_dir():
             raise InputError(spec, "VideoMatte240K-style video cut-outs (fgr/ + pha/) are not supported by "
                                    "--video yet; give still cut-outs (fg/ + alpha/, RGBA PNGs) or 'embedded'")
+
+
+# ------------------------------------------------------------------------------------------------- the build
+_FINGERPRINT_KEY = "himbench_video_fingerprint"
+_REPORT_FILE = "build_report.json"
+_CARD_FILE = "README.md"
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    config: dict  # VideoConfig.to_dict(), so the job pickles plainly
+    split: str
+    index: int
+    total: int
+    start: int
+    stop: int
+    path: str
+
+
+def _plan(config: VideoConfig, data_dir: Path) -> list[_ShardJob]:
+    from himbench.shards import shard_name
+
+    jobs = []
+    per = config.build.images_per_shard
+    for split in sorted(config.build.splits):
+        count, total = config.build.splits[split], config.build.num_shards(split)
+        for k in range(total):
+            path = data_dir / shard_name(split, k, total)
+            jobs.append(_ShardJob(config.to_dict(), split, k, total, k * per, min(count, (k + 1) * per), str(path)))
+    return jobs
+
+
+def _shard_done(job: _ShardJob, fingerprint: str) -> bool:
+    from himbench.shards import read_shard_metadata
+
+    path = Path(job.path)
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        rows, meta = read_shard_metadata(path)
+    except Exception:  # noqa: BLE001 - a half-written or foreign file is simply made again
+        return False
+    return rows == job.stop - job.start and meta.get(_FINGERPRINT_KEY) == fingerprint
+
+
+def _make_shard(job: _ShardJob, fg_refs: list[ForegroundRef], bg_refs: list[BackgroundRef]) -> dict:
+    """Make and atomically write one shard; returns its report. A pure function of its arguments and the sources."""
+    from himbench.video_shards import write_video_shard
+
+    config = VideoConfig.from_dict(job.config)
+    bad: dict = {}
+    rows, problems, out_of_range, dropped = [], [], 0, Counter()
+    for index in range(job.start, job.stop):
+        result = synthesize_clip(config, job.split, index, fg_refs, bg_refs, bad)
+        rows.append(result.row)
+        problems += [p for p in result.problems if p not in problems]
+        out_of_range += not result.in_range
+        dropped.update(result.dropped)
+    write_video_shard(rows, job.path, {_FINGERPRINT_KEY: config.fingerprint()})
+    return {"shard": Path(job.path).name, "clips": len(rows), "frames": len(rows) * config.frames,
+            "problems": problems, "occlusion_out_of_range": out_of_range, "people_dropped": dict(dropped)}
+
+
+def _prepare_out(config: VideoConfig, out_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out that holds something else (files not written by a video build, or another configuration's
+    build) unless ``overwrite``; then only the files a video build writes are replaced."""
+    import json
+
+    from himbench.io import read_json
+    from himbench.video_shards import VIDEO_CONFIG_FILE
+
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise InputError(out_dir, "--out must be a folder (not a file or a symbolic link)")
+    config_path = out_dir / VIDEO_CONFIG_FILE
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        if not config_path.is_file():
+            raise InputError(out_dir, "is not empty and holds no video build; choose another --out or pass "
+                                      "--overwrite to write the build into it (only the files a build writes are "
+                                      "replaced)")
+        try:
+            same = VideoConfig.from_dict(read_json(config_path)).fingerprint() == config.fingerprint()
+        except (InputError, ValueError, TypeError, KeyError):
+            same = False
+        if not same:
+            raise InputError(config_path, "holds a video build with a different configuration; choose another "
+                                          "--out or pass --overwrite to replace it")
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    from himbench.io.atomic import atomic_write_text
+
+    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def build_video_dataset(
+    config: VideoConfig,
+    out_dir: str | Path,
+    workers: int | None = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Build the clips of ``config`` into ``out_dir`` (layout: :mod:`himbench.video_shards`); returns the report
+    (also written to build_report.json). Shards are written atomically and carry the build's fingerprint: a rerun
+    keeps finished shards and makes the rest. The bytes do not depend on ``workers``."""
+    import json
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from himbench.io.atomic import atomic_write_text
+    from himbench.synthesis.sources import scan_backgrounds, scan_foregrounds
+
+    build = config.build
+    if build.store_layers:
+        raise ValueError("--store-layers is not supported with --video")
+    refuse_video_folders(build.fg_sources)
+    fg_refs, listing_problems = scan_foregrounds(build.fg_sources)
+    bg_refs = scan_backgrounds(build.bg_sources)
+    if not fg_refs or not bg_refs:
+        raise InputError(", ".join(build.fg_sources if not fg_refs else build.bg_sources),
+                         "no usable cut-outs" if not fg_refs else "no usable backgrounds")
+    out_dir = Path(out_dir)
+    _prepare_out(config, out_dir, overwrite)
+    fingerprint = config.fingerprint()
+    jobs = _plan(config, out_dir / "data")
+    todo = [job for job in jobs if not _shard_done(job, fingerprint)]
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    reports = []
+    tic = time.perf_counter()
+    if workers == 1:
+        reports = [_make_shard(job, fg_refs, bg_refs) for job in todo]
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            reports = list(pool.map(_make_shard, todo, [fg_refs] * len(todo), [bg_refs] * len(todo)))
+    problems = list(listing_problems)
+    for shard in reports:
+        problems += [p for p in shard["problems"] if p not in problems]
+    report = {
+        "fingerprint": fingerprint,
+        "num_clips": sum(build.splits.values()),
+        "num_frames": sum(build.splits.values()) * config.frames,
+        "num_shards": len(jobs),
+        "resumed_shards": len(jobs) - len(todo),
+        "occlusion_out_of_range": sum(s["occlusion_out_of_range"] for s in reports),
+        "people_dropped": dict(sum((Counter(s["people_dropped"]) for s in reports), Counter())),
+        "problems": problems,
+        "seconds": round(time.perf_counter() - tic, 3),
+    }
+    atomic_write_text(out_dir / _REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out_dir / _CARD_FILE, render_video_card(config))
+    return report
+
+
+def render_video_card(config: VideoConfig) -> str:
+    """The dataset card: YAML ``configs:`` so ``datasets.load_dataset(DIR)`` finds the splits, and what the
+    columns and the motion mean."""
+    build = config.build
+    files = "\n".join(f"  - split: {split}\n    path: data/{split}-*.parquet" for split in sorted(build.splits))
+    occlusion = ("the min_visible rule (every person keeps "
+                 f"{build.min_visible:.0%} of its in-frame alpha visible in every frame)"
+                 if build.occlusion_range is None else
+                 f"the most-hidden person's hidden fraction over the clip (its maximum over frames and people) in "
+                 f"[{build.occlusion_range[0]:g}, {build.occlusion_range[1]:g}]")
+    counts = ", ".join(f"{split}: {n} clips" for split, n in sorted(build.splits.items()))
+    return f"""---
+configs:
+- config_name: default
+  data_files:
+{files}
+tags:
+- human-instance-matting
+- video-matting
+- synthetic
+---
+
+# Synthetic video human instance matting clips (himbench)
+
+Made by `himbench build-dataset --video` ({counts}; {config.frames} frames of {build.width}x{build.height} px,
+{build.min_instances}-{build.max_instances} people per clip, seed {build.seed}). One row per clip.
+
+```python
+from datasets import load_dataset
+clips = load_dataset("parquet", data_files="data/*.parquet", streaming=True)
+```
+
+- `frames`: the composites; `alphas[k][t]`: person k's 8-bit visible matte in frame t (person k is the same person in
+  every frame, back to front); `boxes[k][t]`, `occlusion[k][t]` (hidden fraction of its own in-frame alpha).
+- Every frame's composite equals `sum_k F_k a_k + B (1 - sum_k a_k)` with the stored 8-bit mattes, to rounding
+  ({'lossless PNG' if build.image_format == 'png' else f'JPEG quality {build.jpeg_quality}: lossy'}).
+- Motion per person: drift up to {config.motion:g} of the width over the clip, height change up to
+  {config.scale_drift:g}, rotation up to {config.rotation_degrees:g} degrees, lower-body sway up to
+  {config.gait:g} of the height; background pan up to {config.pan:g} of the width.
+- Occlusion rule: {occlusion}.
+
+Configuration: `video_config.json`; what the build did: `build_report.json`. See docs/video.md in himbench.
+"""
