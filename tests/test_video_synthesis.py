@@ -198,8 +198,49 @@ def test_cli_builds_clips_and_bad_options_exit_2(tmp_path):
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     again = _cli("--out", str(out), "--video", "--frames", "4", "--splits", "test=1", "--size", "96x64")
     assert again.exit_code == 2 and "holds a video build with a different configuration" in again.output
-    clips = tmp_path / "vm240k"
-    (clips / "fgr" / "0000").mkdir(parents=True)
-    (clips / "pha" / "0000").mkdir(parents=True)
-    bad = _cli("--out", str(tmp_path / "y"), "--video", "--fg", str(clips), "--size", "96x64")
-    assert bad.exit_code == 2 and f"{clips}: VideoMatte240K-style video cut-outs" in bad.output
+    short = _videomatte(tmp_path / "short", {"only": 2})
+    bad = _cli("--out", str(tmp_path / "y"), "--video", "--frames", "4", "--fg", str(short), "--size", "96x64")
+    assert bad.exit_code == 2 and "video cut-out has 2 frames; a clip needs 4" in bad.output
+    assert str(short / "fgr" / "only") in bad.output
+
+
+def _videomatte(root, clips: dict[str, int]):
+    """A VideoMatte240K-style folder: per clip, frames of an ellipse "person" walking right (fgr/ + grey pha/)."""
+    import cv2
+
+    for clip, count in clips.items():
+        (root / "fgr" / clip).mkdir(parents=True)
+        (root / "pha" / clip).mkdir(parents=True)
+        for t in range(count):
+            matte = np.zeros((60, 80), np.uint8)
+            cv2.ellipse(matte, (25 + 3 * t, 34), (9 + t % 2, 24), 0, 0, 360, 255, -1)
+            matte = cv2.GaussianBlur(matte, (5, 5), 0)
+            colour = np.full((60, 80, 3), (40 + 20 * t, 90, 160), np.uint8)
+            cv2.imwrite(str(root / "fgr" / clip / f"{t:05d}.jpg"), colour)
+            cv2.imwrite(str(root / "pha" / clip / f"{t:05d}.jpg"), matte)
+    return root
+
+
+def test_video_cutouts_move_by_themselves(tmp_path):
+    from himbench.synthesis.video import scan_video_cutouts
+
+    folder = _videomatte(tmp_path / "vm", {"walk": 8, "short": 2})
+    fg, problems = scan_video_cutouts(str(folder))
+    assert [r.label.rsplit(":", 1)[1] for r in fg] == ["short", "walk"] and problems == []
+    build = BuildConfig(splits={"test": 2}, width=W, height=H, min_instances=1, max_instances=2,
+                        fg_sources=(str(folder),), brightness=0, contrast=0, saturation=0, hue_degrees=0)
+    video = VideoConfig(build, frames=4, motion=0, scale_drift=0, rotation_degrees=0, gait=0, pan=0)
+    clip = render_clip(video, "test", 0, fg, scan_backgrounds(("embedded",)))
+    assert all(label.endswith(":walk") for label in clip.labels)
+    assert any("video cut-out has 2 frames; a clip needs 4" in p for p in clip.problems)
+    # no trajectory, no pan: the frames change only because the source person moves
+    assert not np.array_equal(clip.images[0], clip.images[3])
+    first = _canvas(clip.layers[0][0], clip.visible[0][0])
+    last = _canvas(clip.layers[3][0], clip.visible[3][0])
+    assert first.any() and last.any() and not np.array_equal(first, last)
+    for t, image in enumerate(clip.images):  # still exact
+        vis = np.stack([_canvas(lay, v) for lay, v in zip(clip.layers[t], clip.visible[t], strict=True)])
+        fgs = np.stack([_canvas(lay, lay.fg) for lay in clip.layers[t]])
+        v = vis.astype(np.float64)[..., None] / 255
+        expected = (fgs * v).sum(axis=0) + clip.backgrounds[t] * (1 - v.sum(axis=0))
+        assert np.array_equal(image, np.rint(expected).astype(np.uint8))

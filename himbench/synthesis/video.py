@@ -72,7 +72,9 @@ __all__ = [
     "clip_id",
     "clip_rng",
     "clip_seed",
-    "refuse_video_folders",
+    "VIDEO_KIND",
+    "is_video_folder",
+    "scan_video_cutouts",
     "render_clip",
     "render_video_card",
     "synthesize_clip",
@@ -258,10 +260,12 @@ def _render_posed(
 
 
 def _frame_layers(cutouts, placements, matrices, trajectories, t, canvas_hw) -> list[Layer]:
-    return [
-        _render_posed(cutouts[p.source], p.geometry, p.flip, matrices[p.source], traj.pose(t), canvas_hw)
-        for p, traj in zip(placements, trajectories, strict=True)
-    ]
+    layers = []
+    for p, traj in zip(placements, trajectories, strict=True):
+        cut = cutouts[p.source]
+        cut = cut.frames[t] if isinstance(cut, _ClipCutout) else cut  # a source video moves by itself too
+        layers.append(_render_posed(cut, p.geometry, p.flip, matrices[p.source], traj.pose(t), canvas_hw))
+    return layers
 
 
 def _try_clip(video: VideoConfig, cutouts, matrices, rng, factor: float, best_miss: float):
@@ -334,9 +338,18 @@ def render_clip(
     seconds = {"decode": 0.0, "composite": 0.0, "encode": 0.0}
     tic = time.perf_counter()
     cap, embedded_height = _video_cap(build, config), _embedded_height(build)
-    picked = _pick_foregrounds(
-        build, rng, fg_refs, lambda r: _drawable(load_foreground(r, cap, embedded_height), r, build), bad, problems
-    )
+    seed = clip_seed(config, split, index)
+
+    def load(ref: ForegroundRef) -> Cutout:
+        if ref.kind == VIDEO_KIND:
+            return _drawable(_load_video_cutout(ref, config.frames, seed, cap), ref, build)
+        return _drawable(load_foreground(ref, cap, embedded_height), ref, build)
+
+    # Bad video cut-outs are remembered for this clip only: whether one loads depends on the frames the clip draws,
+    # so remembering it for later clips would make them depend on which clips a worker made before.
+    memory = dict(bad)
+    picked = _pick_foregrounds(build, rng, fg_refs, load, memory, problems)
+    bad.update({ref: problem for ref, problem in memory.items() if ref.kind != VIDEO_KIND})
     pan_px = round(config.pan * build.width * rng.uniform(0, 1))
     bg_ref, background = _pick(
         bg_refs, rng, lambda r: load_background(r, build.height, build.width + pan_px, rng), bad, problems,
@@ -427,15 +440,113 @@ def _encode_matte(layer: Layer, vis: np.ndarray, canvas_hw: tuple[int, int], com
     return encode_png(canvas, compression)
 
 
-def refuse_video_folders(specs) -> None:
-    """InputError for a VideoMatte240K-style folder (``fgr/`` + ``pha/``) given as --fg: real video cut-outs are
-    not supported yet, and read as still cut-outs they would be silently wrong."""
-    from pathlib import Path
+# ------------------------------------------------------------------------------------------- video cut-outs
+VIDEO_KIND = "video"  # ForegroundRef.kind of a clip of a VideoMatte240K-style folder
+# A pha frame stored as colour JPEG (VideoMatte240K's are JPEG) is read as its luma when its channels differ by at
+# most this much (chroma noise of a grey picture); more is a colour image, refused.
+_PHA_CHROMA_TOLERANCE = 16
 
-    for spec in specs:
-        if spec != "embedded" and (Path(spec) / "fgr").is_dir() and (Path(spec) / "pha").is_dir():
-            raise InputError(spec, "VideoMatte240K-style video cut-outs (fgr/ + pha/) are not supported by "
-                                   "--video yet; give still cut-outs (fg/ + alpha/, RGBA PNGs) or 'embedded'")
+
+def is_video_folder(spec: str) -> bool:
+    """True for a folder laid out as VideoMatte240K: ``fgr/<clip>/<frame>`` + ``pha/<clip>/<frame>``."""
+    if spec == "embedded":
+        return False
+    root = Path(spec)
+    return all((root / sub).is_dir() and not (root / sub).is_symlink() for sub in ("fgr", "pha"))
+
+
+def scan_video_cutouts(folder: str) -> tuple[list[ForegroundRef], list[str]]:
+    """One ref per clip of a VideoMatte240K-style folder (its frames paired by stem, in stem order), and the
+    problems met listing it (a clip with no pha/ folder, a frame with no matte). Symbolic links are not followed."""
+    from himbench.synthesis.sources import IMAGE_SUFFIXES
+
+    root = Path(folder)
+    label = "/".join(root.resolve().parts[-2:])
+    refs, problems = [], []
+
+    def frames_of(directory: Path) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(directory.iterdir())
+                if p.is_file() and not p.is_symlink() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+    for clip in sorted(p for p in (root / "fgr").iterdir() if p.is_dir() and not p.is_symlink()):
+        mattes_dir = root / "pha" / clip.name
+        if not mattes_dir.is_dir() or mattes_dir.is_symlink():
+            problems.append(f"{clip}: no matching folder {mattes_dir} (clip skipped)")
+            continue
+        colours, mattes = frames_of(clip), frames_of(mattes_dir)
+        missing = sorted(set(colours) ^ set(mattes))
+        if missing:
+            problems.append(f"{clip}: {len(missing)} frame(s) without a partner in fgr/ or pha/, e.g. "
+                            f"{missing[0]!r} (those frames skipped)")
+        stems = sorted(set(colours) & set(mattes))
+        if stems:
+            paths = tuple(str(path) for stem in stems for path in (colours[stem], mattes[stem]))
+            refs.append(ForegroundRef(f"{label}:{clip.name}", VIDEO_KIND, paths))
+    return refs, problems
+
+
+def _read_pha(path: str, shape: tuple[int, int]) -> np.ndarray:
+    from himbench.io import read_file_bytes
+    from himbench.io.images import decode_raw
+
+    raw, _ = decode_raw(read_file_bytes(path), path, shape, what="matte")
+    if raw.ndim == 3:
+        planes = raw[:, :, :3].astype(np.int16)
+        if int(np.abs(planes - planes[:, :, :1]).max()) > _PHA_CHROMA_TOLERANCE:
+            raise InputError(path, "expected a grey matte, got a colour image")
+        raw = cv2.cvtColor(np.ascontiguousarray(raw[:, :, :3]), cv2.COLOR_BGR2GRAY)
+    if raw.dtype != np.uint8:
+        raise InputError(path, f"expected an 8-bit matte, got {raw.dtype}")
+    return raw.astype(np.float32) / np.float32(255.0)
+
+
+class _ClipCutout(Cutout):
+    """A person from a source video: one prepared cut-out per frame of the clip, all of one size (every frame is
+    cropped to the union of the alpha boxes over the clip, as MaGGIe's script does, so the person's scale does not
+    jump). Placement sees the middle frame's."""
+
+    def __init__(self, frames: list[Cutout], cut_at_bottom: bool) -> None:
+        reference = frames[len(frames) // 2]
+        self.rgba16 = reference.rgba16
+        self.cut_at_bottom = cut_at_bottom
+        self._small = {}
+        self.frames = frames
+
+
+def _load_video_cutout(ref: ForegroundRef, frames: int, seed: int, cap: tuple[int, int]) -> _ClipCutout:
+    """``frames`` consecutive frames of a source clip from a start drawn from ``seed`` (the clip's) and the ref,
+    cropped to their union box and scaled down to ``cap``. InputError naming the file or folder otherwise."""
+    from himbench.io import read_image
+    from himbench.synthesis.sources import MIN_CUTOUT_SIDE
+
+    pairs = list(zip(ref.paths[0::2], ref.paths[1::2], strict=True))
+    folder = str(Path(ref.paths[0]).parent)
+    if len(pairs) < frames:
+        raise InputError(folder, f"video cut-out has {len(pairs)} frames; a clip needs {frames}")
+    start = int(np.random.default_rng([seed, zlib.crc32(ref.label.encode())]).integers(len(pairs) - frames + 1))
+    images, alphas = [], []
+    for colour, matte in pairs[start : start + frames]:
+        image = read_image(colour)
+        images.append(image)
+        alphas.append(_read_pha(matte, image.shape[:2]))  # the matte's size is checked before it is decoded
+    if any(a.shape != alphas[0].shape for a in alphas):
+        raise InputError(folder, "video cut-out frames differ in size")
+    box = tight_box(np.maximum.reduce(alphas))
+    if box is None or min(box.shape) < MIN_CUTOUT_SIDE:
+        raise InputError(folder, f"video cut-out has no person of at least {MIN_CUTOUT_SIDE} px in frames "
+                                 f"{start}-{start + frames - 1}")
+    cut_at_bottom = any(bool((a[-1] > 0.5).mean() > 0.02) for a in alphas)
+    prepared = []
+    for image, alpha in zip(images, alphas, strict=True):
+        fg, alpha = image[box.slices], alpha[box.slices]
+        h, w = alpha.shape
+        scale = min(cap[0] / h, cap[1] / w, 1.0)
+        if scale < 1:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            fg, alpha = (cv2.resize(fg, size, interpolation=cv2.INTER_AREA),
+                         cv2.resize(alpha, size, interpolation=cv2.INTER_AREA))
+        prepared.append(Cutout(np.ascontiguousarray(fg), np.ascontiguousarray(alpha), cut_at_bottom))
+    return _ClipCutout(prepared, cut_at_bottom)
 
 
 # ------------------------------------------------------------------------------------------------- the build
@@ -548,8 +659,12 @@ def build_video_dataset(
     build = config.build
     if build.store_layers:
         raise ValueError("--store-layers is not supported with --video")
-    refuse_video_folders(build.fg_sources)
-    fg_refs, listing_problems = scan_foregrounds(build.fg_sources)
+    stills = tuple(spec for spec in build.fg_sources if not is_video_folder(spec))
+    fg_refs, listing_problems = scan_foregrounds(stills) if stills else ([], [])
+    for spec in build.fg_sources:
+        if is_video_folder(spec):
+            refs, problems = scan_video_cutouts(spec)
+            fg_refs, listing_problems = fg_refs + refs, listing_problems + problems
     bg_refs = scan_backgrounds(build.bg_sources)
     if not fg_refs or not bg_refs:
         raise InputError(", ".join(build.fg_sources if not fg_refs else build.bg_sources),
