@@ -198,6 +198,20 @@ def test_cli_builds_clips_and_bad_options_exit_2(tmp_path):
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     again = _cli("--out", str(out), "--video", "--frames", "4", "--splits", "test=1", "--size", "96x64")
     assert again.exit_code == 2 and "holds a video build with a different configuration" in again.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "data").symlink_to(elsewhere)
+    bad = _cli("--out", str(linked), "--video", "--frames", "2", "--size", "96x64", "--splits", "test=1")
+    assert bad.exit_code == 2 and f"{linked / 'data'}: must be a folder (not a file or a symbolic link)" in bad.output
+    assert not any(elsewhere.iterdir())
+    # --overwrite replaces the build's own files only, and drops the shards of splits no longer built
+    (out / "mine.txt").write_text("kept")
+    again = _cli("--out", str(out), "--video", "--frames", "2", "--splits", "val=1", "--size", "96x64", "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["val-00000-of-00001.parquet"]
+    assert (out / "mine.txt").read_text() == "kept"
     short = _videomatte(tmp_path / "short", {"only": 2})
     bad = _cli("--out", str(tmp_path / "y"), "--video", "--frames", "4", "--fg", str(short), "--size", "96x64")
     assert bad.exit_code == 2 and "video cut-out has 2 frames; a clip needs 4" in bad.output

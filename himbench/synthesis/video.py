@@ -610,6 +610,23 @@ def _make_shard(job: _ShardJob, fg_refs: list[ForegroundRef], bg_refs: list[Back
             "problems": problems, "occlusion_out_of_range": out_of_range, "people_dropped": dict(dropped)}
 
 
+def _remove_stale_shards(data_dir: Path, planned: set[str]) -> None:
+    """Remove the shards an earlier video build wrote (shard names whose footer carries a video fingerprint) that
+    this build does not plan, so an --overwrite build never leaves another configuration's splits behind. Files
+    this project did not write are left alone."""
+    from himbench.shards import is_shard_name, read_shard_metadata
+
+    for path in sorted(data_dir.glob("*.parquet")):
+        if path.name in planned or not is_shard_name(path.name) or path.is_symlink() or not path.is_file():
+            continue
+        try:
+            ours = _FINGERPRINT_KEY in read_shard_metadata(path)[1]
+        except Exception:  # noqa: BLE001 - unreadable: not provably ours, so kept
+            ours = False
+        if ours:
+            path.unlink()
+
+
 def _prepare_out(config: VideoConfig, out_dir: Path, overwrite: bool) -> None:
     """Refuse an --out that holds something else (files not written by a video build, or another configuration's
     build) unless ``overwrite``; then only the files a video build writes are replaced."""
@@ -618,8 +635,9 @@ def _prepare_out(config: VideoConfig, out_dir: Path, overwrite: bool) -> None:
     from himbench.io import read_json
     from himbench.video_shards import VIDEO_CONFIG_FILE
 
-    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise InputError(out_dir, "--out must be a folder (not a file or a symbolic link)")
+    for path in (out_dir, out_dir / "data"):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise InputError(path, "must be a folder (not a file or a symbolic link): a build writes only inside --out")
     config_path = out_dir / VIDEO_CONFIG_FILE
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         if not config_path.is_file():
@@ -673,6 +691,8 @@ def build_video_dataset(
     _prepare_out(config, out_dir, overwrite)
     fingerprint = config.fingerprint()
     jobs = _plan(config, out_dir / "data")
+    if overwrite:
+        _remove_stale_shards(out_dir / "data", {Path(job.path).name for job in jobs})
     todo = [job for job in jobs if not _shard_done(job, fingerprint)]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     reports = []
