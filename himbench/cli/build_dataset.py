@@ -251,6 +251,10 @@ def _parse_scale(value: str) -> tuple[float, float]:
     "anything else in the folder is left alone.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--video", is_flag=True, help="Build clips instead of images (V-HIM style; the --splits counts are "
+              "clips, --images-per-shard is clips per shard, default 4). See docs/video.md.")
+@click.option("--frames", default=None, type=click.IntRange(1, 1000),
+              help="Frames per clip with --video.  [default: 30]")
 def command(
     out_dir,
     splits,
@@ -281,6 +285,8 @@ def command(
     png_compression,
     overwrite,
     no_progress,
+    video,
+    frames,
 ) -> None:
     """Composite person cut-outs onto backgrounds into HIM-100K-style Parquet shards.
 
@@ -351,6 +357,8 @@ def command(
             png_compression=png_compression,
             occlusion_range=occlusion_limits,
         )
+        if video or frames is not None:
+            return _build_video(config, out_dir, frames, workers, overwrite, engine)
         report = build_dataset(
             config,
             out_dir,
@@ -396,3 +404,27 @@ def command(
             click.echo(f"  {problem}", err=True)
         if len(report.problems) > 20:
             click.echo(f"  ... and {len(report.problems) - 20} more (see build_report.json)", err=True)
+
+
+def _build_video(config, out_dir, frames, workers, overwrite, engine) -> None:
+    """The --video build (issue 23): clips from :func:`himbench.synthesis.video.build_video_dataset`."""
+    from dataclasses import replace
+
+    from himbench.synthesis.video import VideoConfig, build_video_dataset
+
+    if frames is not None and not click.get_current_context().params.get("video"):
+        raise _UserError("--frames applies to --video builds only")
+    if engine != "local":
+        raise _UserError("--video builds run on the local engine only")
+    source = click.get_current_context().get_parameter_source("images_per_shard")
+    if source is None or source.name != "COMMANDLINE":  # a clip is tens of images: fewer rows per shard
+        config = replace(config, images_per_shard=4)
+    video = VideoConfig(config, frames=30 if frames is None else frames)
+    report = build_video_dataset(video, out_dir, workers=workers, overwrite=overwrite)
+    click.echo(f"built {report['num_clips']} clips ({report['num_frames']} frames) in {report['num_shards']} shards "
+               f"({report['resumed_shards']} kept from an earlier run) -> {out_dir}")
+    if report["occlusion_out_of_range"]:
+        click.echo(f"{report['occlusion_out_of_range']} clip(s) could not be placed within the occlusion rules and "
+                   "were kept with the closest placement found (see the occlusion column)", err=True)
+    for problem in report["problems"][:20]:
+        click.echo(f"  skipped: {problem}", err=True)
