@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.io import InputError, decode_raw, max_pixels, read_alpha, read_file_bytes, read_image_size
+from himbench.io import InputError, Problem, decode_raw, max_pixels, read_alpha, read_file_bytes, read_image_size
 
 __all__ = [
     "LAYOUTS",
@@ -229,8 +229,6 @@ class SingleMatteItem:
         return (self.alpha_path,)
 
     def load(self, limit: int | None = None) -> tuple[np.ndarray | None, list]:
-        from himbench.evaluation.ground_truth import Problem
-
         limit = max_pixels() if limit is None else limit
         try:
             matte = read_alpha(self.alpha_path, None, limit)
@@ -249,8 +247,6 @@ class SingleMatteItem:
 
     def load_trimap(self, shape: tuple[int, int], limit: int | None = None) -> tuple[np.ndarray | None, list]:
         """The uint8 trimap (None when the benchmark ships none for this sample) and problems."""
-        from himbench.evaluation.ground_truth import Problem
-
         if not self.trimap_path:
             return None, []
         try:
@@ -304,8 +300,6 @@ def _matte_for(layout: Layout, root: Path, stem: str, mattes: dict[str, dict[str
 def list_samples(layout: Layout, path: str | os.PathLike) -> tuple[list[SingleMatteItem], list]:
     """The samples of a single-matte folder, sorted by stem, and the problems found while listing (a photo without
     a matte, a matte without a photo, two photos with one stem): those samples are left out and reported."""
-    from himbench.evaluation.ground_truth import Problem
-
     if not layout.single:
         raise ValueError(f"layout {layout.name} is not a single-matte layout")
     root = Path(path)
