@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from himbench.io import InputError, Problem, decode_raw, max_pixels, read_alpha, read_file_bytes, read_image_size
+from himbench.shards import DATA_DIR, ShardFolder
 
 __all__ = [
     "LAYOUTS",
@@ -107,8 +108,6 @@ class Layout:
         """The splits of a folder in this layout."""
         root = Path(path)
         if self.name == "shards":
-            from himbench.shards import ShardFolder
-
             return ShardFolder(root).splits()
         if self.name == "him2k":
             return sorted(entry.name for entry in os.scandir(root / "alphas") if entry.is_dir())
@@ -126,7 +125,7 @@ def _entry(name: str, looks_for: str, source: str, required: tuple[str, ...], **
 
 LAYOUTS: tuple[Layout, ...] = (
     _entry("shards", "data/*.parquet (a folder built by `himbench build-dataset`)", "himbench (SPEC s.4)",
-           ("data",), roles=_EVAL),
+           (DATA_DIR,), roles=_EVAL),
     _entry("him2k", "alphas/<split>/<stem>/<k>.png [+ images/<split>/<stem>.jpg]",
            "nowsyn/InstMatt README (HIM-2K)", ("alphas",), roles=_EVAL),
     _entry("P3M-500-P", "blurred_image/ + mask/ [+ trimap/]", "JizhiziLi/P3M core/config.py, core/test.py",

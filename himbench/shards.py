@@ -20,9 +20,10 @@ and ``amodal_alphas`` (List of Image: each person's own 8-bit alpha, hidden part
 equation and the occlusion can be re-checked exactly.
 
 :class:`ShardFolder` is the one reader of such a folder (layout, splits, the shard files, the two JSON files, column
-subsets of a row group, id lookup): no other module builds the path of ``data/`` or reads ``build_config.json``
+subsets of a row group, id lookup): no other reader builds the path of ``data/`` or reads ``build_config.json``
 itself. The writer (:mod:`himbench.synthesis.build`) places its files with :func:`shard_dir`, :func:`shard_name`,
-:data:`CONFIG_FILE` and :data:`REPORT_FILE` from here. The schema of ``build_config.json`` is
+:data:`CONFIG_FILE` and :data:`REPORT_FILE` from here (and reads back its own config and report only to decide
+whether an interrupted build may resume). The schema of ``build_config.json`` is
 :class:`himbench.build_config.BuildConfig` (a standard-library module below this one). Rows are encoded by
 :func:`write_shard` and unwrapped on reading through the same ``datasets`` Features, so Image cells come back as plain
 PNG bytes and no other module knows their Arrow layout.
