@@ -34,6 +34,7 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
+from himbench.build_config import BuildConfig
 from himbench.io import InputError, is_inside
 from himbench.io.atomic import atomic_write_text
 from himbench.shards import CONFIG_FILE, DATA_DIR, REPORT_FILE, ShardFolder, is_shard_name
@@ -58,7 +59,7 @@ def _require_inside(root: Path, path: Path) -> None:
         )
 
 
-def _read_config(folder: ShardFolder):
+def _read_config(folder: ShardFolder) -> BuildConfig:
     if folder.config_path.is_file():  # checked before it is read: a link out could point at anything
         _require_inside(folder.root, folder.config_path)
     return folder.config()
@@ -73,15 +74,13 @@ def plan_upload(dataset_dir: str | os.PathLike) -> list[tuple[Path, str]]:
     root = Path(dataset_dir)
     if not root.is_dir():
         raise InputError(root, "not a folder")
-    if not ShardFolder.is_shard_folder(root) or not any(
-        p.is_file() and not p.name.startswith(".") for p in ShardFolder(root).parquet_files()
-    ):
+    folder = ShardFolder(root) if ShardFolder.is_shard_folder(root) else None
+    if folder is None or not any(p.is_file() and not p.name.startswith(".") for p in folder.parquet_files()):
         raise InputError(root, "no shards to upload (expected data/*.parquet; build it with `himbench build-dataset`)")
     card = root / "README.md"
     if not card.is_file():
         raise InputError(root, "no dataset card README.md (rerun `himbench build-dataset` to write one)")
     _require_inside(root, card)
-    folder = ShardFolder(root)
     config = _read_config(folder)
     tasks = plan_shards(config)
     for task in tasks:  # before any shard is opened: a link out could point at anything (a device, a secret)
