@@ -44,6 +44,7 @@ __all__ = [
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
+
 @dataclass(frozen=True)
 class ShardItem:
     stem: str
