@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from himbench.build_config import BuildConfig
 from himbench.shards import list_shards
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.synthesis import build_dataset
 
 
 def _digest(folder: Path) -> dict[str, str]:

@@ -41,7 +41,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.build_config import BuildConfig
+from himbench.synthesis import build_dataset
 from himbench.synthesis.build import _BAD_SOURCES
 from himbench.synthesis.compose import composite_crops, render_layer, visible_mattes_crops
 from himbench.synthesis.sampler import _embedded_height, _place_people, image_rng, prepared_cap, synthesize_image

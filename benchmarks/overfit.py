@@ -41,8 +41,9 @@ def main() -> int:
     args = parser.parse_args()
 
     from himbench.bench.harness import score_method
+    from himbench.build_config import BuildConfig
     from himbench.methods import create_method
-    from himbench.synthesis import BuildConfig, build_dataset
+    from himbench.synthesis import build_dataset
     from himbench.training import TrainConfig, train
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="himbench-overfit-"))

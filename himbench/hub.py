@@ -34,13 +34,15 @@ import stat
 from dataclasses import replace
 from pathlib import Path
 
-from himbench.io import InputError, is_inside, read_json
+from himbench.build_config import BuildConfig
+from himbench.io import InputError, is_inside
 from himbench.io.atomic import atomic_write_text
+from himbench.shards import CONFIG_FILE, DATA_DIR, REPORT_FILE, ShardFolder, is_shard_name
 
 __all__ = ["STAGING_DIR", "PushError", "card_for_repo", "plan_upload", "push_to_hub", "stage_upload"]
 
 STAGING_DIR = Path(".cache") / "himbench-push"
-_METADATA_FILES = ("build_config.json", "build_report.json")
+_METADATA_FILES = (CONFIG_FILE, REPORT_FILE)
 
 
 class PushError(RuntimeError):
@@ -57,17 +59,10 @@ def _require_inside(root: Path, path: Path) -> None:
         )
 
 
-def _read_config(root: Path):
-    from himbench.synthesis.config import BuildConfig
-
-    config_path = root / "build_config.json"
-    if not config_path.is_file():
-        raise InputError(root, "no build_config.json: not a folder written by `himbench build-dataset`")
-    _require_inside(root, config_path)
-    try:
-        return BuildConfig.from_dict(read_json(config_path))
-    except (ValueError, TypeError) as err:
-        raise InputError(config_path, f"cannot read the build config ({err})") from err
+def _read_config(folder: ShardFolder) -> BuildConfig:
+    if folder.config_path.is_file():  # checked before it is read: a link out could point at anything
+        _require_inside(folder.root, folder.config_path)
+    return folder.config()
 
 
 def plan_upload(dataset_dir: str | os.PathLike) -> list[tuple[Path, str]]:
@@ -79,26 +74,27 @@ def plan_upload(dataset_dir: str | os.PathLike) -> list[tuple[Path, str]]:
     root = Path(dataset_dir)
     if not root.is_dir():
         raise InputError(root, "not a folder")
-    if not any(p.is_file() and not p.name.startswith(".") for p in (root / "data").glob("*.parquet")):
+    folder = ShardFolder(root) if ShardFolder.is_shard_folder(root) else None
+    if folder is None or not any(p.is_file() and not p.name.startswith(".") for p in folder.parquet_files()):
         raise InputError(root, "no shards to upload (expected data/*.parquet; build it with `himbench build-dataset`)")
     card = root / "README.md"
     if not card.is_file():
         raise InputError(root, "no dataset card README.md (rerun `himbench build-dataset` to write one)")
     _require_inside(root, card)
-    config = _read_config(root)
+    config = _read_config(folder)
     tasks = plan_shards(config)
     for task in tasks:  # before any shard is opened: a link out could point at anything (a device, a secret)
-        shard = root / "data" / task.filename
+        shard = folder.data_dir / task.filename
         if shard.exists() or shard.is_symlink():
             _require_inside(root, shard)
-    unfinished = [t.filename for t in tasks if not shard_is_complete(root / "data" / t.filename, t, config)]
+    unfinished = [t.filename for t in tasks if not shard_is_complete(folder.data_dir / t.filename, t, config)]
     if unfinished:
         raise InputError(
             root,
             f"unfinished build: {len(unfinished)} of {len(tasks)} shards missing or from another config "
             f"(first: data/{unfinished[0]}); rerun the same `himbench build-dataset` command to finish it",
         )
-    plan = [(root / "data" / name, f"data/{name}") for name in sorted(t.filename for t in tasks)]
+    plan = [(folder.data_dir / name, f"{DATA_DIR}/{name}") for name in sorted(t.filename for t in tasks)]
     plan.append((card, "README.md"))
     plan += [(root / name, name) for name in _METADATA_FILES if (root / name).is_file()]
     for local, _ in plan:
@@ -111,13 +107,14 @@ def card_for_repo(dataset_dir: str | os.PathLike, repo_id: str) -> str:
     from himbench.synthesis.card import card_statistics, command_line, render_dataset_card
 
     root = Path(dataset_dir)
-    config = _read_config(root)
-    report_path = root / "build_report.json"
+    folder = ShardFolder(root)
+    config = _read_config(folder)
+    report_path = folder.report_path
     num_problems = 0
     if report_path.is_file():
         _require_inside(root, report_path)
         try:
-            report = read_json(report_path)
+            report = folder.report()
             num_problems = int(report.get("skipped_sources", 0))
             # build_config.json is written with sorted keys; the report lists shards in the build's split order,
             # which the card (first split, YAML order, command line) follows.
@@ -182,12 +179,10 @@ def _checked_staging(root: Path) -> Path:
 
 def _is_staged_name(relative: str) -> bool:
     """A path (relative to the staging folder) at which himbench stages files; only such files are ever cleaned."""
-    from himbench.shards import is_shard_name
-
     if relative == "README.md" or relative in _METADATA_FILES:
         return True
     folder, _, name = relative.partition("/")
-    return folder == "data" and "/" not in name and is_shard_name(name)
+    return folder == DATA_DIR and "/" not in name and is_shard_name(name)
 
 
 def stage_upload(dataset_dir: str | os.PathLike, repo_id: str) -> list[tuple[Path, str]]:

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.io import InputError, decode_raw, max_pixels, read_alpha, read_file_bytes, read_image_size
+from himbench.io import InputError, Problem, decode_raw, max_pixels, read_alpha, read_file_bytes, read_image_size
+from himbench.shards import DATA_DIR, ShardFolder
 
 __all__ = [
     "LAYOUTS",
@@ -107,8 +108,6 @@ class Layout:
         """The splits of a folder in this layout."""
         root = Path(path)
         if self.name == "shards":
-            from himbench.shards import ShardFolder
-
             return ShardFolder(root).splits()
         if self.name == "him2k":
             return sorted(entry.name for entry in os.scandir(root / "alphas") if entry.is_dir())
@@ -126,7 +125,7 @@ def _entry(name: str, looks_for: str, source: str, required: tuple[str, ...], **
 
 LAYOUTS: tuple[Layout, ...] = (
     _entry("shards", "data/*.parquet (a folder built by `himbench build-dataset`)", "himbench (SPEC s.4)",
-           ("data",), roles=_EVAL),
+           (DATA_DIR,), roles=_EVAL),
     _entry("him2k", "alphas/<split>/<stem>/<k>.png [+ images/<split>/<stem>.jpg]",
            "nowsyn/InstMatt README (HIM-2K)", ("alphas",), roles=_EVAL),
     _entry("P3M-500-P", "blurred_image/ + mask/ [+ trimap/]", "JizhiziLi/P3M core/config.py, core/test.py",
@@ -229,8 +228,6 @@ class SingleMatteItem:
         return (self.alpha_path,)
 
     def load(self, limit: int | None = None) -> tuple[np.ndarray | None, list]:
-        from himbench.evaluation.ground_truth import Problem
-
         limit = max_pixels() if limit is None else limit
         try:
             matte = read_alpha(self.alpha_path, None, limit)
@@ -249,8 +246,6 @@ class SingleMatteItem:
 
     def load_trimap(self, shape: tuple[int, int], limit: int | None = None) -> tuple[np.ndarray | None, list]:
         """The uint8 trimap (None when the benchmark ships none for this sample) and problems."""
-        from himbench.evaluation.ground_truth import Problem
-
         if not self.trimap_path:
             return None, []
         try:
@@ -304,8 +299,6 @@ def _matte_for(layout: Layout, root: Path, stem: str, mattes: dict[str, dict[str
 def list_samples(layout: Layout, path: str | os.PathLike) -> tuple[list[SingleMatteItem], list]:
     """The samples of a single-matte folder, sorted by stem, and the problems found while listing (a photo without
     a matte, a matte without a photo, two photos with one stem): those samples are left out and reported."""
-    from himbench.evaluation.ground_truth import Problem
-
     if not layout.single:
         raise ValueError(f"layout {layout.name} is not a single-matte layout")
     root = Path(path)

@@ -19,9 +19,14 @@ in-frame alpha hidden by the people in front; null in shards written before it e
 and ``amodal_alphas`` (List of Image: each person's own 8-bit alpha, hidden parts included), so the compositing
 equation and the occlusion can be re-checked exactly.
 
-:class:`ShardFolder` is the one reader of such a folder (layout, splits, the two JSON files, column subsets of a row
-group, id lookup); rows are encoded by :func:`write_shard` and unwrapped on reading through the same ``datasets``
-Features, so Image cells come back as plain PNG bytes and no other module knows their Arrow layout.
+:class:`ShardFolder` is the one reader of such a folder (layout, splits, the shard files, the two JSON files, column
+subsets of a row group, id lookup): no other reader builds the path of ``data/`` or reads ``build_config.json``
+itself. The writer (:mod:`himbench.synthesis.build`) places its files with :func:`shard_dir`, :func:`shard_name`,
+:data:`CONFIG_FILE` and :data:`REPORT_FILE` from here (and reads back its own config and report only to decide
+whether an interrupted build may resume). The schema of ``build_config.json`` is
+:class:`himbench.build_config.BuildConfig` (a standard-library module below this one). Rows are encoded by
+:func:`write_shard` and unwrapped on reading through the same ``datasets`` Features, so Image cells come back as plain
+PNG bytes and no other module knows their Arrow layout.
 """
 
 from __future__ import annotations
@@ -34,18 +39,17 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from himbench.build_config import BuildConfig
 from himbench.io import InputError, decode_alpha, decode_image, read_json, safe_name
 from himbench.io.atomic import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from himbench.synthesis.config import BuildConfig
-
 __all__ = [
     "CONFIG_FILE",
+    "DATA_DIR",
     "REPORT_FILE",
     "HIMSample",
     "RowGroup",
@@ -62,11 +66,13 @@ __all__ = [
     "read_shard_metadata",
     "read_split",
     "row_problem",
+    "shard_dir",
     "shard_name",
     "splits_in",
     "write_shard",
 ]
 
+DATA_DIR = "data"  # the sub-folder of the shards, as the Hub's own Parquet datasets name it
 CONFIG_FILE = "build_config.json"
 REPORT_FILE = "build_report.json"
 # Five digits or more: names are zero-padded to five (as the Hub's own shards), and a split of 100,000 shards or more
@@ -104,6 +110,12 @@ class RowLocation(NamedTuple):
     path: Path
     group: int
     row: int
+
+
+def shard_dir(root: str | os.PathLike) -> Path:
+    """The folder of the shards of the shard folder ``root`` (``root/data``), whether or not it exists yet: the
+    build creates it; readers open the folder with :class:`ShardFolder`."""
+    return Path(root) / DATA_DIR
 
 
 def shard_name(split: str, index: int, total: int) -> str:
@@ -418,7 +430,7 @@ class RowGroup:
 # ------------------------------------------------------------------------------------------------ the folder
 class ShardFolder:
     """A built shard folder: ``root/data/<split>-NNNNN-of-NNNNN.parquet``, ``build_config.json``,
-    ``build_report.json``. Every read of shards goes through here.
+    ``build_report.json``. Every read of the folder goes through here (see the module docstring).
 
     Raises :class:`InputError` naming the folder when ``root/data`` is missing; every unreadable file is an
     InputError naming that file. Picklable (open file handles stay with the process that opened them).
@@ -426,7 +438,7 @@ class ShardFolder:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
-        self.data_dir = self.root / "data"
+        self.data_dir = shard_dir(self.root)
         if not self.data_dir.is_dir():
             raise InputError(root, "not a himbench shard folder (no data/ sub-folder)")
         self._files: OrderedDict[Path, Any] = OrderedDict()
@@ -439,6 +451,12 @@ class ShardFolder:
         state = dict(self.__dict__)
         state["_files"] = OrderedDict()
         return state
+
+    @staticmethod
+    def is_shard_folder(root: str | os.PathLike) -> bool:
+        """True when ``root`` has the ``data/`` sub-folder that makes it a shard folder (what the constructor
+        requires), without opening anything."""
+        return shard_dir(root).is_dir()
 
     # ----------------------------------------------------------------------------------------------- layout
     @property
@@ -465,6 +483,12 @@ class ShardFolder:
             raise InputError(self.root, f"no shards for split {split!r} (found splits: {self.splits() or 'none'})")
         return found
 
+    def parquet_files(self) -> list[Path]:
+        """Every ``data/*.parquet`` entry, sorted by path, whatever its name (hidden files and names that are not
+        shard names included): what the upload check and the folder's identity digest (the prediction manifest)
+        have always covered. Readers of samples use :meth:`shards`."""
+        return sorted(self.data_dir.glob("*.parquet"))
+
     def splits(self) -> list[str]:
         """Names of the splits that have shards, sorted."""
         return sorted({self.split_of(path) for path in self.shards()})
@@ -487,8 +511,6 @@ class ShardFolder:
     # ------------------------------------------------------------------------------------ build_*.json
     def config(self) -> BuildConfig:
         """The build's configuration (``build_config.json``, size- and depth-limited)."""
-        from himbench.synthesis.config import BuildConfig
-
         if not self.config_path.is_file():
             raise InputError(self.root, f"no {CONFIG_FILE}: not a folder written by `himbench build-dataset`")
         data = read_json(self.config_path)

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from himbench.build_config import BuildConfig
 from himbench.cli import main
 from himbench.engines import map_tasks
 from himbench.evaluation import evaluate_folder
@@ -36,7 +37,7 @@ from himbench.io import (
     write_alpha_png,
 )
 from himbench.shards import boxes_from_alphas, list_shards, read_shard_metadata, read_split, shard_name, write_shard
-from himbench.synthesis import BuildConfig, build_dataset, export_him2k
+from himbench.synthesis import build_dataset, export_him2k
 from himbench.synthesis.build import FINGERPRINT_KEY, LOCK_FILE
 
 SHAPE = (40, 60)
@@ -429,12 +430,12 @@ def test_build_dataset_option_errors_exit_2(tmp_path, args, message):
 
 
 def test_cli_option_limits_match_the_library():
+    from himbench import build_config
     from himbench.cli import build_dataset as cli_build
     from himbench.cli import train as cli_train
-    from himbench.synthesis import config as synthesis_config
     from himbench.training import MAX_TRAIN_SIZE
 
-    assert (cli_build.MAX_SIDE, cli_build.MAX_INSTANCES) == (synthesis_config.MAX_SIDE, synthesis_config.MAX_INSTANCES)
+    assert (cli_build.MAX_SIDE, cli_build.MAX_INSTANCES) == (build_config.MAX_SIDE, build_config.MAX_INSTANCES)
     assert cli_train.MAX_TRAIN_SIZE == MAX_TRAIN_SIZE
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from himbench.build_config import MAX_SHARDS_PER_SPLIT, MAX_SPLIT_IMAGES, BuildConfig
 from himbench.cli import main
 from himbench.shards import list_shards, read_split
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.synthesis import build_dataset
 from himbench.synthesis.build import REPORT_FILE, SOURCES_FILE
-from himbench.synthesis.config import MAX_SHARDS_PER_SPLIT, MAX_SPLIT_IMAGES
 
 TINY = ["--size", "96x64", "--instances", "1-2", "--images-per-shard", "1", "-j", "1", "--no-progress"]
 

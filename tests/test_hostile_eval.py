@@ -23,7 +23,7 @@ from himbench.cli import main
 from himbench.evaluation import evaluate_folder
 from himbench.evaluation.runner import EvaluationConfig, unreadable_ground_truth
 from himbench.io import InputError, encode_alpha_png, write_alpha_png
-from himbench.prediction_manifest import FORMAT, MANIFEST_NAME, merged_manifest, new_manifest, read_manifest
+from himbench.predictions.manifest import FORMAT, MANIFEST_NAME, merged_manifest, new_manifest, read_manifest
 from himbench.shards import ShardFolder, boxes_from_alphas, is_shard_name, read_split, shard_name, write_shard
 
 SHAPE = (40, 60)

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 from huggingface_hub import HfApi
 
+from himbench.build_config import BuildConfig
 from himbench.cli.push_to_hub import command as push_command
 from himbench.hub import STAGING_DIR, PushError, plan_upload, push_to_hub, stage_upload
 from himbench.io import InputError
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.synthesis import build_dataset
 
 REPO = "someone/him-tiny"
 SHARD = "data/test-00000-of-00002.parquet"

@@ -12,10 +12,11 @@ from click.testing import CliRunner
 from huggingface_hub import HfApi
 from huggingface_hub.utils import filter_repo_objects
 
+from himbench.build_config import BuildConfig
 from himbench.cli.push_to_hub import command as push_command
 from himbench.hub import STAGING_DIR, plan_upload, push_to_hub, stage_upload
 from himbench.io import InputError
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.synthesis import build_dataset
 
 REPO = "someone/him-tiny"
 SHARDS = ["data/test-00000-of-00001.parquet", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet"]

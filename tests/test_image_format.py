@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from himbench.build_config import BuildConfig
 from himbench.cli import main
 from himbench.io import probe_image, read_alpha, write_alpha_png
 from himbench.shards import ShardFolder
-from himbench.synthesis import BuildConfig, build_dataset, export_him2k
+from himbench.synthesis import build_dataset, export_him2k
 from himbench.synthesis.card import command_line
 
 TINY = dict(splits={"train": 3}, width=112, height=96, images_per_shard=2, min_instances=1, max_instances=3, seed=4)

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from himbench.build_config import OCCLUSION_PRESETS, BuildConfig
 from himbench.cli import main
 from himbench.io import decode_alpha
 from himbench.shards import ShardFolder, read_split
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.synthesis import build_dataset
 from himbench.synthesis.card import card_statistics, command_line, occlusion_histogram
 from himbench.synthesis.compose import Layer
-from himbench.synthesis.config import OCCLUSION_PRESETS
 from himbench.synthesis.sampler import occlusion_fractions
 
 SMALL = ["--size", "128x96", "--splits", "test=5", "--images-per-shard", "5", "-j", "1", "--no-progress"]

@@ -153,7 +153,7 @@ def test_predict_with_a_method_name_runs_its_model(tmp_path):
     import cv2
 
     from himbench.io import write_alpha_png
-    from himbench.prediction_manifest import read_manifest
+    from himbench.predictions.manifest import read_manifest
 
     image = np.full((48, 64, 3), 90, np.uint8)
     image[10:40, 20:44] = (200, 160, 120)

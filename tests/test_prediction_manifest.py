@@ -12,7 +12,7 @@ from test_data import make_toy_dataset
 from himbench.checkpoints import save_checkpoint
 from himbench.cli import main
 from himbench.io import InputError
-from himbench.prediction_manifest import MANIFEST_NAME, read_manifest
+from himbench.predictions.manifest import MANIFEST_NAME, read_manifest
 from himbench.registry import create_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -20,11 +20,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from himbench.build_config import BuildConfig  # noqa: E402
 from himbench.engines import map_tasks  # noqa: E402
 from himbench.io import write_alpha_png  # noqa: E402
 from himbench.shards import list_shards, read_split  # noqa: E402
-from himbench.synthesis import BuildConfig, build_dataset  # noqa: E402
 from himbench.synthesis import build as build_module  # noqa: E402
+from himbench.synthesis import build_dataset  # noqa: E402
 
 CONFIG = BuildConfig(splits={"train": 4}, width=128, height=96, images_per_shard=1, seed=5)
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from himbench.build_config import BuildConfig
 from himbench.cli import main
 from himbench.io import InputError, encode_alpha_png
 from himbench.shards import ShardFolder, read_split, shard_name, write_shard
-from himbench.synthesis import BuildConfig, build_dataset
+from himbench.synthesis import build_dataset
 from himbench.synthesis.card import command_line
 
 CONFIG = BuildConfig(

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
+from himbench.build_config import BuildConfig
 from himbench.io import InputError, read_alpha
 from himbench.shards import boxes_from_alphas, list_shards, read_split
-from himbench.synthesis import BuildConfig, build_dataset, export_him2k
+from himbench.synthesis import build_dataset, export_him2k
 from himbench.synthesis.compose import visible_mattes_u8
 
 SMALL = dict(width=160, height=128, images_per_shard=2, min_instances=2, max_instances=4)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from himbench.build_config import BuildConfig
 from himbench.shards import list_shards
-from himbench.synthesis import BuildConfig, build_dataset, build_shard, plan_shards
+from himbench.synthesis import build_dataset, build_shard, plan_shards
 from himbench.synthesis.fgcache import read_entry
 from himbench.synthesis.sampler import prepared_cap
 from himbench.synthesis.sources import load_foreground, scan_backgrounds, scan_foregrounds

@@ -216,11 +216,11 @@ def bench_method(
     """Build one method (inside the memory probe), score it on ``samples`` (HIMSample-like: id, image, alphas),
     then probe its latency versus instance count."""
     from himbench.evaluation.breakdown import breakdown, image_record
-    from himbench.evaluation.predictions import merge_instances
     from himbench.guidance import guidance_masks
     from himbench.metrics import IMQAccumulator, evaluate_instances
     from himbench.metrics.classic import ClassicStat, classic_errors
     from himbench.metrics.paper_units import MaggieAccumulator
+    from himbench.predictions.reader import merge_instances
 
     if config.size_protocol not in SIZE_PROTOCOLS:
         raise ValueError(f"unknown size protocol {config.size_protocol!r}; choose from {', '.join(SIZE_PROTOCOLS)}")

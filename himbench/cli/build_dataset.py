@@ -8,7 +8,7 @@ import click
 
 __all__ = ["command"]
 
-# Mirrors himbench.synthesis.config (not imported here, so that `--help` stays light).
+# Mirrors himbench.build_config (not imported here, so that `--help` stays light).
 MAX_SIDE = 8192
 MAX_INSTANCES = 20
 MAX_SPLIT_IMAGES = 10_000_000
@@ -307,9 +307,9 @@ def command(
     """
     from concurrent.futures.process import BrokenProcessPool
 
+    from himbench.build_config import BuildConfig
     from himbench.io import InputError
     from himbench.synthesis.build import build_dataset
-    from himbench.synthesis.config import BuildConfig
 
     if no_fg_cache and fg_cache:
         raise click.BadParameter("give --fg-cache or --no-fg-cache, not both", param_hint="--no-fg-cache")

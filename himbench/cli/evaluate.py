@@ -1,7 +1,7 @@
 """``himbench evaluate PRED_DIR [--gt GT]``: score a prediction folder and write the report files.
 
 Without ``--gt`` the ground truth is the one named by ``PRED_DIR/predictions.json`` (written by ``himbench predict``,
-see :mod:`himbench.prediction_manifest`), checked to be unchanged; an explicit ``--gt`` always wins.
+see :mod:`himbench.predictions.manifest`), checked to be unchanged; an explicit ``--gt`` always wins.
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None, t
     """``--gt`` if given, else the checked ground truth of PRED_DIR's manifest; plus the manifest's provenance, and
     (file, message) of a bad manifest that an explicit ``--gt`` made harmless (reported as a problem)."""
     from himbench.io import InputError
-    from himbench.prediction_manifest import MANIFEST_NAME, ground_truth_of, read_manifest
+    from himbench.predictions.manifest import MANIFEST_NAME, ground_truth_of, read_manifest
 
     try:
         manifest = read_manifest(pred_dir)

@@ -26,22 +26,6 @@ class _UserError(click.ClickException):
     exit_code = 2
 
 
-def _earlier_mattes(folder: Path) -> list[Path]:
-    """The mattes an earlier predict wrote here: the ``<k>.png`` its ``scores.json`` lists. Anything else in the
-    folder (a user's own files, or a ``scores.json`` that is not ours) is left alone: predict deletes only what it
-    wrote."""
-    from himbench.io import InputError, read_json
-
-    try:
-        scores = read_json(folder / "scores.json", max_bytes=1 << 20) if (folder / "scores.json").is_file() else {}
-    except InputError:
-        return []
-    if not isinstance(scores, dict):
-        return []
-    names = [f"{key}.png" for key in scores if isinstance(key, str) and key.isdigit() and len(key) <= 4]
-    return [folder / name for name in names if (folder / name).is_file() and not (folder / name).is_symlink()]
-
-
 def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str, str, object]]:
     """Expand IMAGES into (split, stem, source) items; source is a Path or a shard dataset index.
 
@@ -190,16 +174,13 @@ def command(
     refused, since they would share one output folder.
 
     Mask-guided models (mgm, mask-refine-*) need guidance: --masks DIR (any input) or --guidance for shard folders."""
-    import json
-
-    import numpy as np
     import torch
     from tqdm import tqdm
 
     from himbench.checkpoints import load_model
     from himbench.device import resolve_device
-    from himbench.io import InputError, read_image, resolve_inside, safe_name, write_alpha_png
-    from himbench.io.atomic import atomic_write_text
+    from himbench.io import InputError, read_image, safe_name
+    from himbench.predictions.writer import write_prediction
 
     if split is not None:
         try:
@@ -268,25 +249,13 @@ def command(
             else:
                 results = [model.predict_instances(img, entry[3]) for img, entry in zip(images_, batch, strict=True)]
         for (item_split, stem, image, _, _, single), (alphas, scores) in zip(batch, results, strict=True):
+            # A single-matte benchmark also gets OUT/<stem>.png, the instances merged (clipped sum).
             try:
-                folder = resolve_inside(out, item_split, stem)  # ids from shards are names, never paths
-            except InputError as err:
+                write_prediction(out, item_split, stem, alphas, scores, image.shape[:2] if single else None)
+            except InputError as err:  # ids from shards are names, never paths
                 failures.append(str(err))
                 click.echo(f"skipped: {err}", err=True)
                 continue
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in _earlier_mattes(folder):  # a re-run must not leave mattes of an earlier run behind
-                stale.unlink()
-            for k, alpha in enumerate(alphas):
-                write_alpha_png(folder / f"{k:02d}.png", alpha)
-            scores_map = {f"{k:02d}": float(s) for k, s in enumerate(np.asarray(scores, dtype=np.float64))}
-            atomic_write_text(folder / "scores.json", json.dumps(scores_map, indent=1) + "\n")
-            if single:  # a single-matte benchmark: also OUT/<stem>.png, the instances merged (clipped sum)
-                from himbench.evaluation.predictions import merge_instances
-
-                merged = merge_instances(np.asarray(alphas, dtype=np.float32).reshape(-1, *image.shape[:2]),
-                                         image.shape[:2])
-                write_alpha_png(resolve_inside(out, f"{stem}.png"), merged)
             written += 1
 
     pending = []
@@ -302,7 +271,7 @@ def command(
             pending = []
     flush(pending)
     if written:
-        from himbench.prediction_manifest import write_manifest
+        from himbench.predictions.manifest import write_manifest
 
         write_manifest(out, manifest)
     click.echo(f"wrote predictions for {written} image(s) to {out}" + (f"; {len(failures)} failed" if failures else ""))
@@ -429,10 +398,11 @@ def _manifest(out: Path, inputs: tuple[str, ...], items, model, model_name: str,
     """predictions.json: the source (a shard folder's path relative to OUT and its identity), model, weights;
     merged with the folder's existing manifest now, so that a refusal (another model) comes before any write."""
     from himbench.io import InputError
-    from himbench.prediction_manifest import merged_manifest, new_manifest, shard_source
+    from himbench.predictions.manifest import merged_manifest, new_manifest, shard_source
     from himbench.registry import config_to_dict
+    from himbench.shards import ShardFolder
 
-    shard_inputs = [raw for raw in inputs if (Path(raw) / "data").is_dir()]
+    shard_inputs = [raw for raw in inputs if ShardFolder.is_shard_folder(raw)]
     if len(inputs) == 1 and shard_inputs:
         source = shard_source(shard_inputs[0], out)
     else:

@@ -7,7 +7,6 @@ Bad inputs never abort a run: each one is a :class:`Problem` ``(file, message)``
 """
 
 from himbench.evaluation.ground_truth import GroundTruth, Problem, available_splits, open_ground_truth
-from himbench.evaluation.predictions import PredictionFolder, read_prediction_folder
 from himbench.evaluation.report import (
     format_classic_table,
     format_instance_table,
@@ -23,6 +22,7 @@ from himbench.evaluation.runner import (
     evaluate_image,
     resolve_split,
 )
+from himbench.predictions.reader import PredictionFolder, read_prediction_folder
 
 __all__ = [
     "EvaluationConfig",

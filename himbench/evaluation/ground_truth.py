@@ -17,11 +17,20 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from himbench.io import InputError, decode_alpha, decode_image, max_pixels, read_alpha, read_image, read_image_size
+from himbench.io import (
+    MATTE_SUFFIXES,
+    InputError,
+    Problem,
+    decode_alpha,
+    decode_image,
+    max_pixels,
+    read_alpha,
+    read_image,
+    read_image_size,
+)
 from himbench.layouts import detect_layout, get_layout, list_samples
 from himbench.shards import ShardFolder, check_sample_id
 
@@ -34,14 +43,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MATTE_SUFFIXES = (".png", ".tif", ".tiff")
-
-
-class Problem(NamedTuple):
-    """A bad input found during evaluation: the file (or folder) and what is wrong with it."""
-
-    file: str
-    message: str
 
 
 @dataclass(frozen=True)

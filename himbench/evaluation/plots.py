@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from himbench.evaluation.ground_truth import GroundTruth, open_ground_truth
-from himbench.evaluation.predictions import read_prediction_folder
 from himbench.evaluation.runner import EvaluationResult
 from himbench.plotting import new_figure, save_figure
+from himbench.predictions.reader import read_prediction_folder
 
 __all__ = ["instance_colour_map", "write_plots"]
 

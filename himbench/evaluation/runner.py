@@ -26,18 +26,18 @@ from himbench.evaluation.ground_truth import (
     available_splits,
     open_ground_truth,
 )
-from himbench.evaluation.predictions import (
+from himbench.io import InputError, is_inside
+from himbench.io import max_pixels as default_max_pixels
+from himbench.layouts import SingleMatteItem
+from himbench.metrics import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS, ImageInstanceStats, IMQAccumulator
+from himbench.metrics.imq import evaluate_instances, similarity
+from himbench.predictions.reader import (
     merge_instances,
     outside_link_problem,
     read_prediction_folder,
     read_single_prediction,
     single_prediction_files,
 )
-from himbench.io import InputError, is_inside
-from himbench.io import max_pixels as default_max_pixels
-from himbench.layouts import SingleMatteItem
-from himbench.metrics import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS, ImageInstanceStats, IMQAccumulator
-from himbench.metrics.imq import evaluate_instances, similarity
 
 __all__ = [
     "EvaluationConfig",

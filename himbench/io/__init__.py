@@ -4,6 +4,7 @@ from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 from himbench.io.images import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    MATTE_SUFFIXES,
     ImageHeader,
     InputError,
     check_header,
@@ -25,12 +26,15 @@ from himbench.io.images import (
 )
 from himbench.io.jsonfile import parse_json, read_json
 from himbench.io.paths import is_inside, require_empty_folder, resolve_inside, safe_name, sha256_file
+from himbench.io.problems import Problem
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "MATTE_SUFFIXES",
     "ImageHeader",
     "InputError",
+    "Problem",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_header",

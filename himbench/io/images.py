@@ -49,6 +49,7 @@ from himbench.io.atomic import atomic_write_bytes
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "MATTE_SUFFIXES",
     "ImageHeader",
     "InputError",
     "check_header",
@@ -69,6 +70,9 @@ __all__ = [
     "write_alpha_png",
 ]
 
+# Suffixes of the matte files of an instance-matte folder ``<split>/<stem>/<k>.png`` (SPEC s.4): HIM-2K ground truth
+# and prediction folders alike. One list, so that a prediction is read from the same files as the ground truth.
+MATTE_SUFFIXES = (".png", ".tif", ".tiff")
 
 class InputError(ValueError):
     """A bad input file. ``str(err)`` reads ``<file>: <problem>``."""

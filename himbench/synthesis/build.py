@@ -39,11 +39,20 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from himbench.build_config import BuildConfig
 from himbench.engines import map_tasks
 from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_text
-from himbench.shards import is_shard_name, read_shard_metadata, shard_name, write_shard
-from himbench.synthesis.config import BuildConfig
+from himbench.shards import (
+    CONFIG_FILE,
+    DATA_DIR,
+    REPORT_FILE,
+    is_shard_name,
+    read_shard_metadata,
+    shard_dir,
+    shard_name,
+    write_shard,
+)
 from himbench.synthesis.digest import compare_listings, source_listings
 from himbench.synthesis.sources import BackgroundRef, ForegroundRef, scan_backgrounds, scan_foregrounds
 
@@ -63,8 +72,6 @@ FINGERPRINT_KEY = "himbench_fingerprint"
 LOCK_FILE = ".himbench-build.lock"
 PROGRESS_FILE = ".himbench-build-progress.json"
 SOURCES_FILE = ".himbench-build-sources.json"
-CONFIG_FILE = "build_config.json"
-REPORT_FILE = "build_report.json"
 CARD_FILE = "README.md"
 _STALE_EMPTY_LOCK_S = 30.0  # a lock file with no pid yet is being written, unless older than this
 
@@ -194,7 +201,7 @@ def build_shard(
     from himbench.synthesis.sampler import synthesize_image
 
     cv2.setNumThreads(1)  # parallelism comes from processes; threads inside would oversubscribe the cores
-    path = Path(out_dir) / "data" / task.filename
+    path = shard_dir(out_dir) / task.filename
     rows, problems, seconds, dropped = [], [], Counter(), Counter()
     short = below_min = off_range = 0
     for index in range(task.start, task.stop):
@@ -280,7 +287,7 @@ def _foreign_entries(out_dir: Path) -> list[str]:
     for entry in sorted(os.scandir(out_dir), key=lambda e: e.name):
         if entry.name in (LOCK_FILE, PROGRESS_FILE, SOURCES_FILE):
             continue
-        if entry.name == "data" and entry.is_dir(follow_symlinks=False) and not any(
+        if entry.name == DATA_DIR and entry.is_dir(follow_symlinks=False) and not any(
             not name.startswith(".") for name in os.listdir(entry.path)
         ):
             continue
@@ -291,7 +298,7 @@ def _foreign_entries(out_dir: Path) -> list[str]:
 def _remove_own_shards(out_dir: Path, keep: set[str] = frozenset(), only_fingerprinted: bool = False) -> None:
     """Delete the shard files (``data/<split>-NNNNN-of-NNNNN.parquet``) not in ``keep``; any other file stays.
     ``only_fingerprinted``: delete only shards whose footer says a himbench build wrote them."""
-    data_dir = out_dir / "data"
+    data_dir = shard_dir(out_dir)
     if not data_dir.is_dir():
         return
     for path in data_dir.glob("*.parquet"):
@@ -446,8 +453,8 @@ def _build_locked(
     fg_refs, listing_problems, bg_refs, listings = sources
     fg_refs = _with_fg_cache(fg_refs, fg_cache)
     same = _prepare_out_dir(config, out_dir, overwrite, listings)
-    (out_dir / "data").mkdir(exist_ok=True)
-    _remove_partial_writes(out_dir / "data")  # of a crashed earlier run
+    shard_dir(out_dir).mkdir(exist_ok=True)
+    _remove_partial_writes(shard_dir(out_dir))  # of a crashed earlier run
     tasks = plan_shards(config)
     expected = {task.filename for task in tasks}
     # Shards of another split size cannot belong to this build (only shard files a build wrote are removed).
@@ -457,7 +464,7 @@ def _build_locked(
     reports: list[ShardReport] = []
     todo = []
     for task in tasks:
-        path = out_dir / "data" / task.filename
+        path = shard_dir(out_dir) / task.filename
         if shard_is_complete(path, task, config):
             kept = earlier.get(task.filename)
             if kept is None:  # no record of it (a damaged progress file): its bad sources are not known again
@@ -478,7 +485,7 @@ def _build_locked(
         partial = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)
         atomic_write_text(out_dir / PROGRESS_FILE, json.dumps(partial.to_dict()) + "\n")
     bar.close()
-    _remove_partial_writes(out_dir / "data")  # of workers killed mid-write (their shards were redone)
+    _remove_partial_writes(shard_dir(out_dir))  # of workers killed mid-write (their shards were redone)
     # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
     report = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from himbench.build_config import ENGINE_VERSION, OCCLUSION_PRESETS, BuildConfig
 from himbench.io.atomic import atomic_write_text
 from himbench.shards import ShardFolder
-from himbench.synthesis.config import ENGINE_VERSION, OCCLUSION_PRESETS, BuildConfig
 
 __all__ = ["card_statistics", "command_line", "occlusion_histogram", "render_dataset_card", "write_dataset_card"]
 

@@ -36,9 +36,9 @@ def export_him2k(
     id is not a plain file name or appears twice in a split.
     """
 
+    from himbench.build_config import IMAGE_FORMATS
     from himbench.io import safe_name
     from himbench.shards import ShardFolder, check_sample_id
-    from himbench.synthesis.config import IMAGE_FORMATS
 
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from himbench.build_config import BuildConfig
 from himbench.geometry import Box, tight_box
 from himbench.io import InputError, encode_jpeg, encode_png
 from himbench.synthesis.compose import (
@@ -30,7 +31,6 @@ from himbench.synthesis.compose import (
     union_box,
     visible_mattes_crops,
 )
-from himbench.synthesis.config import BuildConfig
 from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, load_background, load_foreground
 
 __all__ = [

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.evaluation.ground_truth import MATTE_SUFFIXES, Problem
-from himbench.io import InputError, is_inside, read_alpha, read_json
+from himbench.io import MATTE_SUFFIXES, InputError, Problem, is_inside, read_alpha, read_json
 
 __all__ = [
     "MAX_SCORES_BYTES",
+    "SCORES_FILE",
     "PredictionFolder",
     "merge_instances",
     "outside_link_problem",

@@ -1,4 +1,9 @@
-"""The typed build configuration, saved as ``build_config.json`` beside the shards it produced."""
+"""The typed build configuration, saved as ``build_config.json`` beside the shards it produced, and the limits of
+the shard format it declares.
+
+A core module (standard library only): :class:`himbench.shards.ShardFolder` reads ``build_config.json`` into a
+:class:`BuildConfig`, :mod:`himbench.synthesis` builds from one, and importing it loads no image library.
+"""
 
 from __future__ import annotations
 

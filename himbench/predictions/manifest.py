@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from himbench.io import InputError, sha256_file
+from himbench.io import InputError, read_json, sha256_file
 from himbench.io.atomic import atomic_write_text
+from himbench.shards import ShardFolder
 
 __all__ = [
     "FORMAT",
@@ -83,22 +84,16 @@ class PredictionManifest:
 
 def shard_folder_identity(folder: str | Path) -> dict[str, str]:
     """``build_fingerprint`` (from build_config.json, when there is one) and ``shards_digest`` (names, sizes and
-    footers of data/*.parquet) of a built shard folder: what must still hold when its predictions are scored."""
-    folder = Path(folder)
+    footers of data/*.parquet) of a built shard folder: what must still hold when its predictions are scored.
+    Raises :class:`InputError` naming the folder when it has no ``data/`` (not a shard folder)."""
+    shards = ShardFolder(folder)
     identity: dict[str, str] = {}
-    config_path = folder / "build_config.json"
-    if config_path.is_file():
-        from himbench.io import read_json
-        from himbench.synthesis.config import BuildConfig
-
-        try:
-            identity["build_fingerprint"] = BuildConfig.from_dict(read_json(config_path)).fingerprint()
-        except (OSError, ValueError, TypeError) as err:
-            raise InputError(config_path, f"cannot read the build config ({err})") from err
+    if shards.config_path.is_file():
+        identity["build_fingerprint"] = shards.config().fingerprint()
     # Name, size and the Parquet footer (row-group offsets and column statistics) of every shard: any rebuild that
     # changes a row changes the footer, and reading 64 KiB per shard keeps this instant on large datasets.
     digest = hashlib.sha256()
-    for shard in sorted((folder / "data").glob("*.parquet")):
+    for shard in shards.parquet_files():
         size = shard.stat().st_size
         digest.update(f"{shard.name}\0{size}\n".encode())
         with open(shard, "rb") as handle:
@@ -145,8 +140,6 @@ def new_manifest(
 
 def read_manifest(pred_dir: str | Path) -> PredictionManifest | None:
     """The manifest of a prediction folder, or None when it has none (predictions made elsewhere)."""
-    from himbench.io import read_json
-
     path = Path(pred_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
@@ -269,7 +262,7 @@ def ground_truth_of(pred_dir: str | Path, manifest: PredictionManifest) -> Path:
         )
     recorded = str(manifest.source.get("path", ""))
     folder = Path(recorded) if Path(recorded).is_absolute() else (pred_dir / recorded)
-    if not (folder / "data").is_dir():
+    if not ShardFolder.is_shard_folder(folder):
         raise InputError(
             where, f"the ground truth it names ({recorded}, i.e. {folder.resolve()}) is not a shard folder any more "
             "(moved or deleted?); pass --gt with its new location"
