@@ -176,22 +176,27 @@ def _pattern(metric: Metric) -> re.Pattern[str]:
 _PATTERNS: tuple[tuple[Metric, re.Pattern[str]], ...] = tuple((m, _pattern(m)) for m in METRICS)
 
 
-@lru_cache(maxsize=4096)
-def parse_key(key: str) -> tuple[Metric, dict[str, str]] | None:
-    """``(entry, fields)`` of a reported key (``"IMQ_mad@0.5"`` -> IMQ, ``{"err": "mad", "tag": "0.5"}``); a
-    ``<key>_lo`` / ``<key>_hi`` bound resolves as ``<key>``. None for a key the table does not describe."""
+@lru_cache(maxsize=4096)  # the leaderboard asks once per column, bootstrap once per key: parse each key once
+def _parse(key: str) -> tuple[Metric, tuple[tuple[str, str], ...]] | None:
     for metric, pattern in _PATTERNS:
         match = pattern.fullmatch(key)
         if match:
-            return metric, {k: v for k, v in match.groupdict().items() if v is not None}
+            return metric, tuple((k, v) for k, v in match.groupdict().items() if v is not None)
     if key.endswith(_INTERVAL_SUFFIXES):
-        return parse_key(key[:-3])
+        return _parse(key[:-3])
     return None
+
+
+def parse_key(key: str) -> tuple[Metric, dict[str, str]] | None:
+    """``(entry, fields)`` of a reported key (``"IMQ_mad@0.5"`` -> IMQ, ``{"err": "mad", "tag": "0.5"}``); a
+    ``<key>_lo`` / ``<key>_hi`` bound resolves as ``<key>``. None for a key the table does not describe."""
+    parsed = _parse(key)
+    return (parsed[0], dict(parsed[1])) if parsed else None
 
 
 def resolve(key: str) -> Metric | None:
     """The :data:`METRICS` entry describing ``key`` (None when none does)."""
-    parsed = parse_key(key)
+    parsed = _parse(key)
     return parsed[0] if parsed else None
 
 
