@@ -144,8 +144,9 @@ def test_every_key_of_a_real_evaluation_is_described(evaluation):
     assert not undescribed
     for stratum in evaluation.breakdown.values():
         for bucket in stratum["buckets"]:
-            keys = [k for k in bucket if k not in ("label", "low", "high")]
+            keys = [k for k, v in bucket.items() if k not in ("label", "low", "high", "intervals")]
             assert keys and all(resolve(k) is not None for k in keys), keys
+            assert set(bucket["intervals"]) <= set(keys)
     assert evaluation.intervals and all(resolve(k) is not None for k in evaluation.intervals)
 
 
@@ -160,7 +161,7 @@ class _Blurry(Method):
 
     def predict(self, image, masks=None):
         alphas = self.truth.get(image.tobytes(), np.zeros((0, *image.shape[:2]), np.float32))
-        return Prediction(np.clip(alphas * 0.8, 0, 1), np.ones(len(alphas)))
+        return Prediction(np.clip(alphas * 0.97, 0, 1), np.ones(len(alphas)))
 
 
 def test_every_column_of_a_real_bench_row_is_described(tmp_path):
@@ -177,7 +178,7 @@ def test_every_column_of_a_real_bench_row_is_described(tmp_path):
                      "height": SHAPE[0], "num_instances": 2})
     write_shard(rows, tmp_path / "data" / shard_name("test", 0, 1))
     samples = list(read_split(tmp_path, "test"))
-    config = BenchConfig(data=str(tmp_path), methods=(), device="cpu", latency_counts=(1,), latency_size=32,
+    config = BenchConfig(data=str(tmp_path), methods=(), device="cpu", latency_counts=(), latency_size=32,
                          latency_repeats=1, bootstrap=20)
     result = bench_method(lambda: _Blurry({s.image.tobytes(): s.alphas for s in samples}), samples, config)
     row = result_row(result, config, Environment("cpu", "test cpu", 1, "0.0"), "2026-01-01")
