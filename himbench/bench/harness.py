@@ -45,6 +45,7 @@ import numpy as np
 from himbench.bench.cost import MemoryProbe, latency_vs_instances, timed
 from himbench.bench.environment import Environment, detect_environment
 from himbench.bench.results import LATENCY_COUNTS
+from himbench.metrics.table import metric_key
 
 __all__ = [
     "SIZE_PROTOCOLS",
@@ -67,7 +68,7 @@ __all__ = [
 MASK_SET_PREFIX = "masks_matched_"
 # Column prefix of a classic benchmark's own errors, per convention (himbench.metrics.classic.CONVENTIONS); the
 # same prefixes as himbench.leaderboard.published.CLASSIC_MEASURED_COLUMNS, so measured rows join published tables.
-CLASSIC_PREFIX: dict[str, str] = {"p3m": "p3m_", "dim": "dim_"}
+CLASSIC_PREFIX: dict[str, str] = {c: metric_key(c, "SAD").removesuffix("SAD") for c in ("p3m", "dim")}
 TRIMAP_GUIDANCE = "trimap"  # guidance of a method that solved on the benchmark's own trimap
 ORACLE_PREFIX = "oracle:"  # guidance made from the ground truth of a benchmark (not a built data set's spec)
 
@@ -365,7 +366,7 @@ def result_row(result: MethodResult, config: BenchConfig, env: Environment, date
         "mask_set": "",
     }
     for n, seconds in result.latency_vs_instances.items():
-        row[f"latency_ms_n{n}"] = 1000.0 * seconds
+        row[metric_key("latency_ms_n", n=n)] = 1000.0 * seconds
     row.update(result.metrics)
     if config.bootstrap:  # <metric>_lo / <metric>_hi beside the headline metrics
         from himbench.evaluation.breakdown import interval_columns
@@ -387,8 +388,8 @@ def classic_columns(stat: Any, conventions: set[str]) -> dict[str, float]:
     classic benchmark; ``images`` is left out, ``n_images`` says it)."""
     if len(conventions) != 1 or not stat.images:
         return {}
-    prefix = CLASSIC_PREFIX[next(iter(conventions))]
-    return {f"{prefix}{key}": value for key, value in stat.result().items() if key != "images"}
+    convention = next(iter(conventions))
+    return {metric_key(convention, key): value for key, value in stat.result().items() if key != "images"}
 
 
 @dataclass(frozen=True)

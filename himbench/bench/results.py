@@ -47,6 +47,7 @@ from pathlib import Path
 
 from himbench.io import atomic_write_text
 from himbench.io.csvcells import escape_cell, unescape_row
+from himbench.metrics.table import metric_key
 
 __all__ = [
     "FIXED_COLUMNS",
@@ -73,7 +74,7 @@ FIXED_COLUMNS = (
     "n_images",
     "failures",
     "latency_ms",
-    *(f"latency_ms_n{n}" for n in LATENCY_COUNTS),
+    *(metric_key("latency_ms_n", n=n) for n in LATENCY_COUNTS),
     "peak_mem_mb",
     "peak_mem_kind",
     "device_name",

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from himbench.metrics.table import HEADLINE_METRIC
+
 __all__ = ["command", "command_line", "parse_method_options"]
 
 
@@ -231,12 +233,12 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
         except MalformedResultsError as err:
             raise click.ClickException(str(err)) from err
     click.echo(f"environment: {env.slug}" + (f" · split {split}" if split else ""))
-    header = f"{'method':<28} {'IMQ_mad@0.5':>11} {'RQ@0.5':>7} {'inst_MAD':>9} {'ms/img':>8} {'ms@n6':>8} {'MiB':>7}"
+    header = f"{'method':<28} {HEADLINE_METRIC:>11} {'RQ@0.5':>7} {'inst_MAD':>9} {'ms/img':>8} {'ms@n6':>8} {'MiB':>7}"
     click.echo(header)
     nan = float("nan")
     for row in rows:
         click.echo(
-            f"{row['method']:<28} {row.get('IMQ_mad@0.5', nan):>11.2f} {row.get('RQ@0.5', nan):>7.2f} "
+            f"{row['method']:<28} {row.get(HEADLINE_METRIC, nan):>11.2f} {row.get('RQ@0.5', nan):>7.2f} "
             f"{row.get('inst_MAD', nan):>9.2f} {row['latency_ms']:>8.1f} "
             f"{row.get('latency_ms_n6', nan):>8.1f} {row['peak_mem_mb']:>7.1f}"
         )

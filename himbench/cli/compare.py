@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from himbench.metrics.table import HEADLINE_METRIC
+
 __all__ = ["command"]
 
 PER_IMAGE = "per_image.json"
@@ -71,7 +73,7 @@ def format_comparison(results: list[dict], a_name: str, b_name: str) -> str:
     "--metric",
     "metrics",
     multiple=True,
-    default=("IMQ_mad@0.5",),
+    default=(HEADLINE_METRIC,),
     show_default=True,
     help="Summary number to compare (IMQ_mad@0.5, RQ@0.75, MQ_conn@0.5, PQ@0.5, inst_SAD, mean_iou, ...); repeat "
     "the option for several.",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from himbench.metrics.table import HEADLINE_METRIC
+
 __all__ = ["DATA_NOTES", "command", "default_photo", "photo_ground_truth", "qualitative_panels", "with_data_notes"]
 
 _REALDATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "realdata"
@@ -103,7 +105,7 @@ def _panel_rows(rows, limit: int | None, metric: str) -> list[dict]:
 
 
 def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, device: str, on_error,
-                       limit: int | None = None, metric: str = "IMQ_mad@0.5"):
+                       limit: int | None = None, metric: str = HEADLINE_METRIC):
     """One (title, alphas or None, note) per distinct method of the CSV (at most ``limit``, the best by ``metric``
     when there are more), each rebuilt from its ``spec`` column."""
     from himbench.guidance import GuidanceConfig, perturb_masks
@@ -155,7 +157,7 @@ def qualitative_panels(rows, image, photo_stem: str, photo_masks: str | None, de
                    "ground-truth mattes when it has them (an oracle, as in the tables), else the masks of the "
                    "seg-tiny segmenter (shipped or seg-refine's checkpoint), a real two-stage pipeline.")
 @click.option("--no-qualitative", is_flag=True, help="Skip the qualitative grid (it runs every method once).")
-@click.option("--metric", default="IMQ_mad@0.5", show_default=True, help="Accuracy axis of the scatter plot.")
+@click.option("--metric", default=HEADLINE_METRIC, show_default=True, help="Accuracy axis of the scatter plot.")
 @click.option("--device", default="cpu", show_default=True, help="Device for the qualitative grid's methods.")
 @click.option("--published", "published_csv", default="leaderboard/published.csv", show_default=True,
               type=click.Path(dir_okay=False),

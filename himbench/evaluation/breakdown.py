@@ -45,6 +45,7 @@ from himbench.metrics.bootstrap import (
     summary_statistic,
 )
 from himbench.metrics.imq import IMQ_ERRORS, INSTANCE_ERRORS
+from himbench.metrics.table import metric_key, resolve
 
 __all__ = [
     "DEFAULT_OCCLUSION_EDGES",
@@ -66,6 +67,8 @@ DEFAULT_SIZE_EDGES: tuple[float, ...] = (0.0, 0.01, 0.05, 0.2, 1.0)
 PEOPLE_BUCKETS: tuple[tuple[int, float], ...] = ((1, 1), (2, 3), (4, 6), (7, math.inf))
 RECALL_THRESHOLDS: tuple[float, ...] = (0.5, 0.75)
 _CHUNK_ELEMENTS = 4_000_000  # resamples x images per counts block, as in himbench.metrics.bootstrap
+# the headline numbers that get a bootstrap interval in results.csv (himbench.metrics.table families)
+_INTERVAL_FAMILIES = ("IMQ", "RQ", "MQ", "PQ", "inst")
 
 Statistic = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
@@ -213,8 +216,8 @@ def _person_stratum(numbers: _Numbers, scored: list[dict], name: str, values_key
         numbers.add(bucket, "num_gt", lambda s, p=prefix: s[p + "gt"])
         for t in RECALL_THRESHOLDS:
             numbers.column(f"{prefix}tp{t:g}", hits[t][:, b])
-            numbers.add(bucket, f"recall@{t:g}", lambda s, p=prefix, t=t: _ratio(s[f"{p}tp{t:g}"], s[p + "gt"], 100.0),
-                        prefix + "gt")
+            numbers.add(bucket, metric_key("recall", threshold=t),
+                        lambda s, p=prefix, t=t: _ratio(s[f"{p}tp{t:g}"], s[p + "gt"], 100.0), prefix + "gt")
         numbers.add(bucket, "matched", lambda s, p=prefix: s[p + "matched"])
         for e in INSTANCE_ERRORS:
             numbers.column(prefix + e, errors[e][:, b])
@@ -231,7 +234,8 @@ def _people_stratum(numbers: _Numbers, scored: list[dict], source: str) -> dict:
         ranges.insert(0, (0, 0))
     keys = ["num_images", "num_gt", "num_pred"]
     for tag in table.thresholds:
-        keys += [*(f"IMQ_{n}@{tag}" for n in IMQ_ERRORS), f"RQ@{tag}", *(f"MQ_{n}@{tag}" for n in IMQ_ERRORS)]
+        keys += [*(metric_key("IMQ", n, tag) for n in IMQ_ERRORS), metric_key("RQ", threshold=tag),
+                 *(metric_key("MQ", n, tag) for n in IMQ_ERRORS)]
     out = []
     for b, (low, high) in enumerate(ranges):
         label = str(low) if low == high else (f"{low}+" if math.isinf(high) else f"{low}-{int(high)}")
@@ -350,8 +354,7 @@ def interval_columns(records: Sequence[dict], resamples: int = 1000, seed: int =
         return {}
     table = image_table(scored, "bench records")
     if keys is None:
-        keys = [k for k in summary_keys(table)
-                if k.startswith(("IMQ_", "RQ@", "MQ_", "PQ@")) or (k.startswith("inst_") and k != "inst_count")]
+        keys = [k for k in summary_keys(table) if (m := resolve(k)) is not None and m.name in _INTERVAL_FAMILIES]
     intervals = summary_intervals(table, resamples, seed, level, keys=keys)
     out: dict[str, float] = {}
     for key, value in intervals.items():

@@ -12,6 +12,7 @@ import numpy as np
 
 from himbench.evaluation.ground_truth import GroundTruth, open_ground_truth
 from himbench.evaluation.runner import EvaluationResult
+from himbench.metrics.table import metric_key
 from himbench.plotting import new_figure, save_figure
 from himbench.predictions.reader import read_prediction_folder
 
@@ -48,7 +49,8 @@ def _save(figure, path: Path) -> Path:
 
 def _error_distribution(result: EvaluationResult, path: Path) -> Path:
     tag = f"{result.config.thresholds[0]:g}"
-    per_image = [r[f"IMQ_mad@{tag}"] for r in result.records if f"IMQ_mad@{tag}" in r]
+    key = metric_key("IMQ", "mad", tag)
+    per_image = [r[key] for r in result.records if key in r]
     per_instance = [p.MAD for stats in result.stats.values() for p in stats.pairs]
     figure = new_figure((11, 4))
     left, right = figure.subplots(1, 2)
@@ -64,9 +66,9 @@ def _error_distribution(result: EvaluationResult, path: Path) -> Path:
 
 
 def _worst_images(result: EvaluationResult, truth: GroundTruth, path: Path, count: int) -> Path | None:
-    tag = f"{result.config.thresholds[0]:g}"
-    scored = [r for r in result.records if f"IMQ_mad@{tag}" in r and r.get("num_gt", 0) + r.get("num_pred", 0)]
-    worst = sorted(scored, key=lambda r: (r[f"IMQ_mad@{tag}"], r["stem"]))[:count]
+    key = metric_key("IMQ", "mad", result.config.thresholds[0])
+    scored = [r for r in result.records if key in r and r.get("num_gt", 0) + r.get("num_pred", 0)]
+    worst = sorted(scored, key=lambda r: (r[key], r["stem"]))[:count]
     if not worst:
         return None
     figure = new_figure((12, 3.2 * len(worst)))
@@ -87,7 +89,7 @@ def _worst_images(result: EvaluationResult, truth: GroundTruth, path: Path, coun
             matched = {}  # folder changed since scoring: show without colour matching
         photo = truth.image(stem)
         row[0].imshow(photo if photo is not None else np.zeros((*shape, 3)))
-        row[0].set_title(f"{stem}: IMQ_mad {record[f'IMQ_mad@{tag}']:.1f}", fontsize=9)
+        row[0].set_title(f"{stem}: IMQ_mad {record[key]:.1f}", fontsize=9)
         row[1].imshow(instance_colour_map(gt_alphas, list(range(len(gt_alphas)))))
         row[1].set_title(f"ground truth ({len(gt_alphas)})", fontsize=9)
         row[2].imshow(instance_colour_map(pred_alphas, [matched.get(i) for i in range(len(pred_alphas))]))
@@ -130,11 +132,12 @@ def _breakdown_plot(breakdown: dict, path: Path) -> Path | None:
         counts = ", ".join(str(b.get("num_gt", 0)) for b in buckets)
         if name == "people":
             tag = next((k.split("@")[1] for k in buckets[0] if k.startswith("RQ@")), "0.5")
-            _bars(axis, buckets, [f"IMQ_mad@{tag}", f"RQ@{tag}"], f"by people per image (GT people: {counts})",
-                  "x100")
+            _bars(axis, buckets, [metric_key("IMQ", "mad", tag), metric_key("RQ", threshold=tag)],
+                  f"by people per image (GT people: {counts})", "x100")
             axis.set_xlabel("ground-truth people in the image")
         else:
-            _bars(axis, buckets, ["recall@0.5", "recall@0.75"], f"by {name} (GT people: {counts})", "recall (%)")
+            recall = [metric_key("recall", threshold=t) for t in (0.5, 0.75)]
+            _bars(axis, buckets, recall, f"by {name} (GT people: {counts})", "recall (%)")
             axis.set_xlabel("hidden fraction" if name == "occlusion" else "share of the image")
     return _save(figure, path)
 

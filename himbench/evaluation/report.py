@@ -24,7 +24,7 @@ from typing import Any
 from himbench.evaluation.runner import EvaluationResult
 from himbench.io import atomic_write_text
 from himbench.io.csvcells import escape_cell
-from himbench.metrics import IMQ_ERRORS, INSTANCE_ERRORS
+from himbench.metrics import IMQ_ERRORS, INSTANCE_ERRORS, metric_key, metric_label
 
 __all__ = [
     "format_breakdown",
@@ -111,15 +111,16 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def format_summary_table(summary: dict[str, float], thresholds: tuple[float, ...]) -> str:
     """IMQ / RQ / MQ table, one row per IoU threshold (all x 100)."""
-    header = ["IoU", *(f"IMQ_{n}" for n in IMQ_ERRORS), "RQ", *(f"MQ_{n}" for n in IMQ_ERRORS), "TP", "FP", "FN"]
+    header = ["IoU", *(metric_label("IMQ", n) for n in IMQ_ERRORS), metric_label("RQ"),
+              *(metric_label("MQ", n) for n in IMQ_ERRORS), "TP", "FP", "FN"]
     rows = []
     for threshold in thresholds:
         tag = f"{threshold:g}"
         row = [tag]
-        row += [f"{summary[f'IMQ_{n}@{tag}']:.2f}" for n in IMQ_ERRORS]
-        row.append(f"{summary[f'RQ@{tag}']:.2f}")
-        row += [f"{summary[f'MQ_{n}@{tag}']:.2f}" for n in IMQ_ERRORS]
-        row += [str(int(summary[f"{k}@{tag}"])) for k in ("TP", "FP", "FN")]
+        row += [f"{summary[metric_key('IMQ', n, tag)]:.2f}" for n in IMQ_ERRORS]
+        row.append(f"{summary[metric_key('RQ', threshold=tag)]:.2f}")
+        row += [f"{summary[metric_key('MQ', n, tag)]:.2f}" for n in IMQ_ERRORS]
+        row += [str(int(summary[metric_key(k, threshold=tag)])) for k in ("TP", "FP", "FN")]
         rows.append(row)
     return _table(header, rows)
 
@@ -127,7 +128,7 @@ def format_summary_table(summary: dict[str, float], thresholds: tuple[float, ...
 def format_instance_table(summary: dict[str, float]) -> str:
     """MaGGIe-style per-instance errors: mean over matched instances, whole image, SPEC s.2 units."""
     header = ["instances", "SAD/1e3", "MSE x1e3", "MAD x1e3", "Grad/1e3", "Conn/1e3"]
-    row = [str(int(summary["inst_count"]))] + [f"{summary[f'inst_{n}']:.4f}" for n in INSTANCE_ERRORS]
+    row = [str(int(summary["inst_count"]))] + [f"{summary[metric_key('inst', n)]:.4f}" for n in INSTANCE_ERRORS]
     return _table(header, [row])
 
 
@@ -165,9 +166,11 @@ def format_breakdown(breakdown: dict[str, Any]) -> str:
         buckets = data["buckets"]
         if stratum == "people":
             tag = next((k.split("@")[1] for k in buckets[0] if k.startswith("RQ@")), "0.5")
-            keys = ["num_images", "num_gt", f"IMQ_mad@{tag}", f"RQ@{tag}", f"MQ_mad@{tag}"]
+            keys = ["num_images", "num_gt", metric_key("IMQ", "mad", tag), metric_key("RQ", threshold=tag),
+                    metric_key("MQ", "mad", tag)]
         else:
-            keys = ["num_gt", "recall@0.5", "recall@0.75", "matched", "MAD", "MSE", "Grad", "Conn"]
+            keys = ["num_gt", *(metric_key("recall", threshold=t) for t in (0.5, 0.75)), "matched", "MAD", "MSE",
+                    "Grad", "Conn"]
         header = [f"{stratum}", *keys]
         rows = [[b["label"], *(_cell(k, b.get(k)) for k in keys)] for b in buckets]
         blocks.append(_table(header, rows))

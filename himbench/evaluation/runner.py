@@ -31,6 +31,7 @@ from himbench.io import max_pixels as default_max_pixels
 from himbench.layouts import SingleMatteItem
 from himbench.metrics import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS, ImageInstanceStats, IMQAccumulator
 from himbench.metrics.imq import evaluate_instances, similarity
+from himbench.metrics.table import metric_key
 from himbench.predictions.reader import (
     merge_instances,
     outside_link_problem,
@@ -133,15 +134,16 @@ def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tup
     record["num_pred"] = stats.num_pred
     for threshold in thresholds:
         tag = f"{threshold:g}"
-        for key in ("TP", "FP", "FN", "RQ", *(f"IMQ_{n}" for n in IMQ_ERRORS)):
-            record[f"{key}@{tag}"] = summary[f"{key}@{tag}"]
+        for key in (*(metric_key(f, threshold=tag) for f in ("TP", "FP", "FN", "RQ")),
+                    *(metric_key("IMQ", n, tag) for n in IMQ_ERRORS)):
+            record[key] = summary[key]
         # the similarity sums themselves, so that resampling (himbench.metrics.bootstrap) needs no division back
         positives = stats.true_positives(threshold)
         for name in IMQ_ERRORS:
             record[f"sim_{name}@{tag}"] = sum(similarity(p.imq_error(name)) for p in positives)
     record["mean_iou"] = sum(p.iou for p in stats.pairs) / len(stats.pairs) if stats.pairs else 0.0
     for name in INSTANCE_ERRORS:
-        record[f"inst_{name}"] = summary[f"inst_{name}"]
+        record[metric_key("inst", name)] = summary[metric_key("inst", name)]
     record["matches"] = [
         {"pred": files[p.pred_index], "gt_index": p.gt_index, "iou": p.iou}
         | {n: getattr(p, n) for n in INSTANCE_ERRORS}

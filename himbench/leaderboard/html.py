@@ -183,7 +183,8 @@ def render_html(
             parts.append(f"<p class=\"note\">{_esc(caption)}.</p>")
             parts.append(_html_table(f"measured-{g}-{t}", headers, rows))
             if _has_intervals(group, shown, columns):
-                note = _esc(UNSEPARATED_NOTE).format(lo="<code>IMQ_mad@0.5_lo</code>", hi="<code>IMQ_mad@0.5_hi</code>")
+                note = _esc(UNSEPARATED_NOTE).format(lo=f"<code>{_esc(RANK_METRIC)}_lo</code>",
+                                                     hi=f"<code>{_esc(RANK_METRIC)}_hi</code>")
                 parts.append(f'<p class="note">{note}</p>')
     if published:
         parts.append("<h2>Compare with the papers</h2>")

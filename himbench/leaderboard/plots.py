@@ -17,6 +17,7 @@ import numpy as np
 
 from himbench.bench.results import LATENCY_COUNTS
 from himbench.leaderboard.tables import RANK_METRIC, _number, _numbers, _trained, rank_rows
+from himbench.metrics.table import higher_is_better, metric_key
 
 __all__ = [
     "DEFAULT_PLOT_ROWS",
@@ -60,7 +61,8 @@ def plot_accuracy_vs_latency(
         ax.annotate(rows[i].get("method", "?"), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("mean latency per image (ms, log scale)")
-    ax.set_ylabel(f"{metric} (higher is better)")
+    better = {True: " (higher is better)", False: " (lower is better)"}.get(higher_is_better(metric), "")
+    ax.set_ylabel(f"{metric}{better}")
     shown = "" if not len(others) else f"; labelled: best {len(labelled)} of {len(usable)}"
     ax.set_title(f"Accuracy versus latency (x: untrained{shown})")
     ax.grid(True, alpha=0.3)
@@ -76,7 +78,7 @@ def plot_latency_vs_instances(
     from himbench.plotting import new_figure
 
     def probe(row: dict) -> list[tuple[int, float]]:
-        points = [(n, _number(row.get(f"latency_ms_n{n}"))) for n in LATENCY_COUNTS]
+        points = [(n, _number(row.get(metric_key("latency_ms_n", n=n)))) for n in LATENCY_COUNTS]
         return [(n, v) for n, v in points if v is not None]
 
     # walk the rows best first and stop at ``limit`` with probe points: the rest are never parsed
@@ -87,7 +89,8 @@ def plot_latency_vs_instances(
         if points := probe(rows[i]):
             chosen.append((i, points))
     if len(chosen) == limit:
-        available = sum(1 for row in rows if any(row.get(f"latency_ms_n{n}") not in (None, "") for n in LATENCY_COUNTS))
+        available = sum(1 for row in rows
+                        if any(row.get(metric_key("latency_ms_n", n=n)) not in (None, "") for n in LATENCY_COUNTS))
     chosen.sort()
     fig = new_figure((6.4, 4.2))
     ax = fig.subplots()

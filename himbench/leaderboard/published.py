@@ -12,6 +12,7 @@ from typing import Any
 
 from himbench.bench.results import read_csv_rows
 from himbench.leaderboard.tables import _latex_escape, _number, _trained
+from himbench.metrics.table import metric_key
 
 __all__ = [
     "CLASSIC_MEASURED_COLUMNS",
@@ -32,9 +33,9 @@ PUBLISHED_REQUIRED: tuple[str, ...] = (
 # and summary.json metric name; prefixed like ``maggie_*`` so a whole-image SAD in P3M's units is never read as one
 # in DIM's. The bench writer must use exactly these names for measured rows to join the tables below.
 CLASSIC_MEASURED_COLUMNS: dict[str, dict[str, str]] = {
-    "p3m-code": {m: f"p3m_{m}" for m in
+    "p3m-code": {m: metric_key("p3m", m) for m in
                  ("SAD", "MSE", "MAD", "Grad", "Conn", "SAD_trimap", "MSE_trimap", "MAD_trimap")},
-    "dim-matlab": {m: f"dim_{m}" for m in ("SAD", "MSE", "Grad", "Conn")},
+    "dim-matlab": {m: metric_key("dim", m) for m in ("SAD", "MSE", "Grad", "Conn")},
 }
 _P3M = CLASSIC_MEASURED_COLUMNS["p3m-code"]
 _DIM = CLASSIC_MEASURED_COLUMNS["dim-matlab"]
@@ -48,8 +49,8 @@ _P3M_UNITS = (
 PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]] = {
     "maggie-table5": (
         "MaGGIe Table 5 (HIM2K + M-HIM2K), in MaGGIe's units",
-        [("MAD", "maggie_MAD", "MAD"), ("MSE", "maggie_MSE", "MSE"), ("Grad", "maggie_Grad", "Grad"),
-         ("Conn", "maggie_Conn", "Conn"), ("MADf", None, "MADf"), ("MADu", None, "MADu")],
+        [*((m, metric_key("maggie", m), m) for m in ("MAD", "MSE", "Grad", "Conn")), ("MADf", None, "MADf"),
+         ("MADu", None, "MADu")],
         "Units of MaGGIe's released evaluation code (maggie/utils/metric.py): MAD and MSE are per-pixel means x 1e10 "
         "/ (H*W) of the original image, Grad and Conn sums / 1000, Grad min-max normalised over all instances of an "
         "image together; lower is better. Published values are the mean over the ten M-HIM2K mask sets, (std) over "

@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from himbench.metrics.table import HEADLINE_METRIC, metric_key
+from himbench.metrics.table import direction as _table_direction
+
 __all__ = [
     "ACCURACY_COLUMNS",
     "DEFAULT_MAX_ROWS",
@@ -56,44 +59,38 @@ UNSEPARATED_NOTE = ("± is half the width of the 95% bootstrap interval over ima
 
 # (CSV column, header) of the two tables; the instance-error table follows MaGGIe's per-instance convention.
 ACCURACY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("IMQ_mad@0.5", "IMQ-mad"),
-    ("IMQ_mse@0.5", "IMQ-mse"),
-    ("IMQ_grad@0.5", "IMQ-grad"),
-    ("IMQ_conn@0.5", "IMQ-conn"),
-    ("RQ@0.5", "RQ"),
-    ("MQ_mad@0.5", "MQ-mad"),
-    ("IMQ_mad@0.75", "IMQ-mad@.75"),
-    ("RQ@0.75", "RQ@.75"),
+    (metric_key("IMQ", "mad", 0.5), "IMQ-mad"),
+    (metric_key("IMQ", "mse", 0.5), "IMQ-mse"),
+    (metric_key("IMQ", "grad", 0.5), "IMQ-grad"),
+    (metric_key("IMQ", "conn", 0.5), "IMQ-conn"),
+    (metric_key("RQ", threshold=0.5), "RQ"),
+    (metric_key("MQ", "mad", 0.5), "MQ-mad"),
+    (metric_key("IMQ", "mad", 0.75), "IMQ-mad@.75"),
+    (metric_key("RQ", threshold=0.75), "RQ@.75"),
     ("params", "Params (M)"),
     ("latency_ms", "ms / image"),
-    ("latency_ms_n6", "ms @ 6 people"),
+    (metric_key("latency_ms_n", n=6), "ms @ 6 people"),
     ("peak_mem_mb", "Peak MiB"),
 )
 INSTANCE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("inst_SAD", "SAD"),
-    ("inst_MSE", "MSE"),
-    ("inst_MAD", "MAD"),
-    ("inst_Grad", "Grad"),
-    ("inst_Conn", "Conn"),
+    (metric_key("inst", "SAD"), "SAD"),
+    (metric_key("inst", "MSE"), "MSE"),
+    (metric_key("inst", "MAD"), "MAD"),
+    (metric_key("inst", "Grad"), "Grad"),
+    (metric_key("inst", "Conn"), "Conn"),
     ("inst_count", "matched"),
 )
 _COST = ("latency", "peak_mem", "params")
 # Rows per table a page shows at most (far above any real leaderboard; a 100,000-row CSV is not a page), and the
 # metric that picks them.
 DEFAULT_MAX_ROWS = 500
-RANK_METRIC = "IMQ_mad@0.5"
+RANK_METRIC = HEADLINE_METRIC
 
 
 def metric_direction(column: str) -> str | None:
-    """``"max"`` (higher is better), ``"min"`` (lower is better) or ``None`` (a count, not a score)."""
-    name = column.lower()
-    if name.startswith(("imq", "rq", "mq", "pq")):
-        return "max"
-    if name.startswith("inst_") and name != "inst_count":
-        return "min"
-    if name.startswith(_COST) or name in {"sad", "mse", "mad", "grad", "conn"}:
-        return "min"
-    return None
+    """``"max"`` (higher is better), ``"min"`` (lower is better) or ``None`` (a count, text, or a column the table
+    of metrics does not describe): as :data:`himbench.metrics.METRICS` declares it, not guessed from the name."""
+    return _table_direction(column)
 
 
 def _number(value: Any) -> float | None:
@@ -418,7 +415,7 @@ def render_markdown(
                      "Grad/1000, Conn/1000; lower is better).\n")
         parts.append(_markdown_table(group, shown, INSTANCE_COLUMNS, best, view.near) + "\n")
         if _has_intervals(group, shown, (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)):
-            parts.append(UNSEPARATED_NOTE.format(lo="`IMQ_mad@0.5_lo`", hi="`IMQ_mad@0.5_hi`") + "\n")
+            parts.append(UNSEPARATED_NOTE.format(lo=f"`{RANK_METRIC}_lo`", hi=f"`{RANK_METRIC}_hi`") + "\n")
         if any(group[i].get("guidance") for i in shown):
             parts.append(
                 "Mask-guided rows (guidance not empty) are handed masks made from the ground truth (`gt`: binarised "
@@ -437,7 +434,7 @@ def _latex_table(rows: Sequence[dict], indices: Sequence[int], columns: Sequence
     body = [" & ".join(cells) + r" \\"
             for cells in _cells(rows, indices, columns, best, _latex_escape, lambda t: rf"\textbf{{{t}}}", near)]
     if _has_intervals(rows, indices, columns):
-        caption += " " + UNSEPARATED_NOTE.format(lo="IMQ_mad@0.5_lo", hi="IMQ_mad@0.5_hi")
+        caption += " " + UNSEPARATED_NOTE.format(lo=f"{RANK_METRIC}_lo", hi=f"{RANK_METRIC}_hi")
     return "\n".join(
         [
             r"\begin{table}[t]",

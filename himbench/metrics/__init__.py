@@ -4,7 +4,8 @@ Reported units: :func:`sad` / 1000, :func:`mse` x 1000, :func:`mad` x 1000, :fun
 (the ``*_sum`` functions give the raw sums). IMQ, RQ, MQ and PQ are x 100. See :mod:`himbench.metrics.errors` and
 :mod:`himbench.metrics.imq` for the exact definitions and every deviation from the reference implementations.
 :func:`classic_errors` gives the per-matte errors in the classic benchmarks' own conventions (P3M/AIM,
-Composition-1k): :mod:`himbench.metrics.classic`.
+Composition-1k): :mod:`himbench.metrics.classic`. Every reported key, its units and whether higher is better:
+:data:`METRICS` (:mod:`himbench.metrics.table`); build keys with :func:`metric_key`.
 """
 
 from himbench.metrics.classic import CONVENTIONS, UNITS, ClassicStat, classic_errors
@@ -32,6 +33,18 @@ from himbench.metrics.imq import (
 )
 from himbench.metrics.kernels import gaussian_derivative_kernel
 from himbench.metrics.matching import Matching, iou_matrix, match_instances
+from himbench.metrics.table import (
+    HEADLINE_METRIC,
+    METRICS,
+    Metric,
+    direction,
+    higher_is_better,
+    metric_key,
+    metric_label,
+    metric_units,
+    parse_key,
+    resolve,
+)
 
 __all__ = [
     "CONVENTIONS",
@@ -39,6 +52,16 @@ __all__ = [
     "ClassicStat",
     "classic_errors",
     "DEFAULT_THRESHOLDS",
+    "HEADLINE_METRIC",
+    "METRICS",
+    "Metric",
+    "direction",
+    "higher_is_better",
+    "metric_key",
+    "metric_label",
+    "metric_units",
+    "parse_key",
+    "resolve",
     "IMQ_ERRORS",
     "INSTANCE_ERRORS",
     "IMQAccumulator",

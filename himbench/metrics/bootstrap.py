@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from himbench.io import InputError
-from himbench.metrics.imq import IMQ_ERRORS, INSTANCE_ERRORS
+from himbench.metrics.table import HEADLINE_METRIC, IMQ_ERRORS, INSTANCE_ERRORS, metric_key, parse_key
 
 __all__ = [
     "ImageTable",
@@ -66,7 +66,6 @@ __all__ = [
 Statistic = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 _TP_KEY = re.compile(r"^TP@(.+)$")
-_THRESHOLD_KEY = re.compile(r"^(IMQ_(\w+)|MQ_(\w+)|RQ|PQ|TP|FP|FN)@(.+)$")
 _COUNT_FIELDS = ("num_gt", "num_pred")
 # Per-image fields that are inputs to the sufficient statistics (or not numbers), never plain means of their own.
 _NON_MEAN_FIELDS = {"stem", "status", "matches"}
@@ -153,8 +152,9 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
     for tag in tags:
         columns += [f"TP@{tag}", f"FP@{tag}", f"FN@{tag}", *(f"sim_{n}@{tag}" for n in IMQ_ERRORS), f"iou@{tag}"]
     columns += ["inst_count", *(f"inst_sum_{n}" for n in INSTANCE_ERRORS)]
-    derived = {f"{k}@{t}" for t in tags for k in ("RQ", *(f"IMQ_{n}" for n in IMQ_ERRORS))}
-    derived |= {f"inst_{n}" for n in INSTANCE_ERRORS} | {f"sim_{n}@{t}" for t in tags for n in IMQ_ERRORS}
+    derived = {metric_key("RQ", threshold=t) for t in tags}
+    derived |= {metric_key("IMQ", n, t) for t in tags for n in IMQ_ERRORS}
+    derived |= {metric_key("inst", n) for n in INSTANCE_ERRORS} | {f"sim_{n}@{t}" for t in tags for n in IMQ_ERRORS}
     mean_fields = tuple(
         key for key, value in scored[0].items()
         if key not in _NON_MEAN_FIELDS and key not in derived and key not in columns
@@ -175,7 +175,7 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
                                      "of objects")
         ious = sorted((_number(m, "iou", source, record["stem"]) for m in matches), reverse=True)
         for tag in tags:
-            tp, fp, fn = (_number(record, f"{k}@{tag}", source) for k in ("TP", "FP", "FN"))
+            tp, fp, fn = (_number(record, metric_key(k, threshold=tag), source) for k in ("TP", "FP", "FN"))
             if tp > len(ious):
                 raise InputError(source, f"image {record['stem']!r}: TP@{tag} = {tp:g} but only {len(ious)} matches")
             row[index[f"TP@{tag}"]], row[index[f"FP@{tag}"]], row[index[f"FN@{tag}"]] = tp, fp, fn
@@ -184,7 +184,7 @@ def image_table(records: Sequence[dict], source: str = "<records>") -> ImageTabl
                 if f"sim_{name}@{tag}" in record:  # stored by newer evaluations: exact
                     row[index[f"sim_{name}@{tag}"]] = _number(record, f"sim_{name}@{tag}", source)
                     continue
-                imq = _number(record, f"IMQ_{name}@{tag}", source)
+                imq = _number(record, metric_key("IMQ", name, tag), source)
                 # per-image IMQ = 100 * S / D, so S = IMQ * D / 100 (the record does not store S itself)
                 row[index[f"sim_{name}@{tag}"]] = imq * denominator / 100.0 if denominator else 0.0
             row[index[f"iou@{tag}"]] = sum(ious[: int(tp)])  # the TP pairs are exactly the TP largest IoUs
@@ -210,9 +210,10 @@ def summary_keys(table: ImageTable) -> tuple[str, ...]:
     :meth:`IMQAccumulator.summary` in its order, then the plain means of the other per-image fields."""
     keys = ["num_images", *_COUNT_FIELDS]
     for tag in table.thresholds:
-        keys += [*(f"IMQ_{n}@{tag}" for n in IMQ_ERRORS), f"RQ@{tag}", *(f"MQ_{n}@{tag}" for n in IMQ_ERRORS),
-                 f"PQ@{tag}", f"TP@{tag}", f"FP@{tag}", f"FN@{tag}"]
-    keys += [*(f"inst_{n}" for n in INSTANCE_ERRORS), "inst_count", *table.mean_fields]
+        keys += [*(metric_key("IMQ", n, tag) for n in IMQ_ERRORS), metric_key("RQ", threshold=tag),
+                 *(metric_key("MQ", n, tag) for n in IMQ_ERRORS),
+                 *(metric_key(family, threshold=tag) for family in ("PQ", "TP", "FP", "FN"))]
+    keys += [*(metric_key("inst", n) for n in INSTANCE_ERRORS), "inst_count", *table.mean_fields]
     return tuple(keys)
 
 
@@ -229,21 +230,22 @@ def summary_statistic(key: str, table: ImageTable) -> Statistic:
         return lambda s: s["images"]
     if key in _COUNT_FIELDS or key == "inst_count":
         return lambda s: s[key]
-    if key.startswith("inst_"):
-        name = key[len("inst_"):]
+    parsed = parse_key(key)
+    family, fields = parsed if parsed else (None, {})
+    if family is not None and family.name == "inst":
+        name = fields["err"]
         return lambda s: _ratio(s[f"inst_sum_{name}"], s["inst_count"])
-    match = _THRESHOLD_KEY.match(key)
-    if match is None:  # a plain per-image field
+    if family is None or "tag" not in fields:  # a plain per-image field
         return lambda s: _ratio(s[f"value:{key}"], s["images"])
-    kind, tag = match.group(1), match.group(4)
+    kind, tag, err = family.name, fields["tag"], fields.get("err")
 
     def denominator(s: Mapping[str, np.ndarray]) -> np.ndarray:
         return s[f"TP@{tag}"] + 0.5 * s[f"FP@{tag}"] + 0.5 * s[f"FN@{tag}"]
 
-    if kind.startswith("IMQ_"):
-        return lambda s: _ratio(s[f"sim_{match.group(2)}@{tag}"], denominator(s), 100.0)
-    if kind.startswith("MQ_"):
-        return lambda s: _ratio(s[f"sim_{match.group(3)}@{tag}"], s[f"TP@{tag}"], 100.0)
+    if kind == "IMQ":
+        return lambda s: _ratio(s[f"sim_{err}@{tag}"], denominator(s), 100.0)
+    if kind == "MQ":
+        return lambda s: _ratio(s[f"sim_{err}@{tag}"], s[f"TP@{tag}"], 100.0)
     if kind == "RQ":
         return lambda s: _ratio(s[f"TP@{tag}"], denominator(s), 100.0)
     if kind == "PQ":
@@ -376,7 +378,7 @@ def _aligned(a: ImageTable, b: ImageTable) -> ImageTable:
 def paired_bootstrap(
     a_records: Sequence[dict] | ImageTable,
     b_records: Sequence[dict] | ImageTable,
-    key: str = "IMQ_mad@0.5",
+    key: str = HEADLINE_METRIC,
     resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,

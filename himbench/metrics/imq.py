@@ -45,6 +45,7 @@ from himbench.geometry import Box, tight_box
 from himbench.metrics.errors import connectivity_error_map, error_sums, gradient_magnitude
 from himbench.metrics.kernels import kernel_half_size
 from himbench.metrics.matching import binarise, match_instances
+from himbench.metrics.table import IMQ_ERRORS, INSTANCE_ERRORS, metric_key
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -58,8 +59,7 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.75)
-IMQ_ERRORS: tuple[str, ...] = ("mad", "mse", "grad", "conn")
-INSTANCE_ERRORS: tuple[str, ...] = ("SAD", "MSE", "MAD", "Grad", "Conn")
+# IMQ_ERRORS and INSTANCE_ERRORS (the error names) live in himbench.metrics.table with the keys built from them
 
 
 def similarity(error: float) -> float:
@@ -364,17 +364,17 @@ class IMQAccumulator:
             denominator = tp + 0.5 * fp + 0.5 * fn
             sums = self.similarity_sums[t]
             for name in IMQ_ERRORS:
-                out[f"IMQ_{name}@{tag}"] = 100.0 * sums[name] / denominator if denominator else 0.0
-            out[f"RQ@{tag}"] = 100.0 * tp / denominator if denominator else 0.0
+                out[metric_key("IMQ", name, tag)] = 100.0 * sums[name] / denominator if denominator else 0.0
+            out[metric_key("RQ", threshold=tag)] = 100.0 * tp / denominator if denominator else 0.0
             for name in IMQ_ERRORS:
-                out[f"MQ_{name}@{tag}"] = 100.0 * sums[name] / tp if tp else 0.0
-            out[f"PQ@{tag}"] = 100.0 * sums["iou"] / denominator if denominator else 0.0
-            out[f"TP@{tag}"] = tp
-            out[f"FP@{tag}"] = fp
-            out[f"FN@{tag}"] = fn
+                out[metric_key("MQ", name, tag)] = 100.0 * sums[name] / tp if tp else 0.0
+            out[metric_key("PQ", threshold=tag)] = 100.0 * sums["iou"] / denominator if denominator else 0.0
+            out[metric_key("TP", threshold=tag)] = tp
+            out[metric_key("FP", threshold=tag)] = fp
+            out[metric_key("FN", threshold=tag)] = fn
         count = self.instance_count
         for name in INSTANCE_ERRORS:
-            out[f"inst_{name}"] = self.instance_sums[name] / count if count else 0.0
+            out[metric_key("inst", name)] = self.instance_sums[name] / count if count else 0.0
         out["inst_count"] = count
         return out
 

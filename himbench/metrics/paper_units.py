@@ -69,6 +69,7 @@ import numpy as np
 from scipy import ndimage
 
 from himbench.metrics.kernels import gaussian_derivative_kernel
+from himbench.metrics.table import IMQ_ERRORS, MAGGIE_COLUMNS, metric_key, metric_label
 
 __all__ = [
     "MAGGIE_COLUMNS",
@@ -89,21 +90,20 @@ __all__ = [
 ]
 
 MAGGIE_EPS = 1e-6
-MAGGIE_COLUMNS: tuple[str, ...] = ("MAD", "MSE", "Grad", "Conn", "SAD")
+# MAGGIE_COLUMNS (MaGGIe's error names, in its table's order) lives in himbench.metrics.table with the maggie_* keys
 
 # Which measured CSV column feeds which published column, per table; None = cannot be reproduced (say why).
 PAPER_TABLES: dict[str, dict[str, Any]] = {
     "maggie-table5": {
         "paper": "MaGGIe (Huynh et al., CVPR 2024)",
         "arxiv": "2404.16035",
-        "columns": {"MAD": "maggie_MAD", "MSE": "maggie_MSE", "Grad": "maggie_Grad", "Conn": "maggie_Conn"},
+        "columns": {name: metric_key("maggie", name) for name in ("MAD", "MSE", "Grad", "Conn")},
         "units": "MaGGIe's code: MAD/MSE mean x 1e10 / (H*W); Grad, Conn sums / 1000 (Grad min-max over the batch)",
     },
     "instmatt-imq": {
         "paper": "InstMatt (Sun et al., CVPR 2022)",
         "arxiv": "2205.10767",
-        "columns": {"IMQ_mad": "IMQ_mad@0.5", "IMQ_mse": "IMQ_mse@0.5", "IMQ_grad": "IMQ_grad@0.5",
-                    "IMQ_conn": "IMQ_conn@0.5"},
+        "columns": {metric_label("IMQ", name): metric_key("IMQ", name, 0.5) for name in IMQ_ERRORS},
         "units": "x 100 (himbench's IMQ columns are already x 100)",
     },
     "e2ehim-readme": {
@@ -224,9 +224,26 @@ class MaggieAccumulator:
         self.count += int(errors["count"])
         return self
 
+    def merge(self, other: MaggieAccumulator) -> MaggieAccumulator:
+        """Add another accumulator's sums in place (a split evaluation merged equals the whole); returns self."""
+        for name in MAGGIE_COLUMNS:
+            self.sums[name] += other.sums[name]
+        self.count += other.count
+        return self
+
+    def __iadd__(self, other: MaggieAccumulator) -> MaggieAccumulator:
+        if not isinstance(other, MaggieAccumulator):
+            return NotImplemented
+        return self.merge(other)
+
+    def __add__(self, other: MaggieAccumulator) -> MaggieAccumulator:
+        if not isinstance(other, MaggieAccumulator):
+            return NotImplemented
+        return MaggieAccumulator(dict(self.sums), self.count).merge(other)
+
     def summary(self) -> dict[str, float]:
-        out = {f"maggie_{name}": self.sums[name] / (self.count + MAGGIE_EPS) for name in MAGGIE_COLUMNS}
-        out["maggie_count"] = self.count
+        out = {metric_key("maggie", name): self.sums[name] / (self.count + MAGGIE_EPS) for name in MAGGIE_COLUMNS}
+        out[metric_key("maggie_count")] = self.count
         return out
 
 
