@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from himbench.synthesis.config import OCCLUSION_PRESETS, BuildConfig
+from himbench.build_config import OCCLUSION_PRESETS, BuildConfig
 from himbench.synthesis.sampler import _drawable, _embedded_height, _pick, _pick_foregrounds, _place_people
 from himbench.synthesis.sources import load_background, load_foreground, scan_backgrounds, scan_foregrounds
 from himbench.synthesis.video import VideoConfig, _trajectory, _video_cap, clip_rng, synthesize_clip

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.evaluation.ground_truth import Problem
 from himbench.io import (
     InputError,
+    Problem,
     atomic_write_bytes,
     check_header,
     decode_alpha,

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.evaluation.ground_truth import MATTE_SUFFIXES, Problem
-from himbench.io import InputError, is_inside, read_alpha, safe_name
+from himbench.io import MATTE_SUFFIXES, InputError, Problem, is_inside, read_alpha, safe_name
 
 __all__ = ["VideoPrediction", "read_video_prediction"]
 

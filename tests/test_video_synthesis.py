@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from himbench.build_config import OCCLUSION_PRESETS, BuildConfig
 from himbench.cli import main
 from himbench.io import InputError, encode_png
-from himbench.synthesis.config import OCCLUSION_PRESETS, BuildConfig
 from himbench.synthesis.sources import scan_backgrounds, scan_foregrounds
 from himbench.synthesis.video import VideoConfig, build_video_dataset, render_clip, synthesize_clip
 from himbench.video_shards import read_video_shard, read_video_split, write_video_shard

@@ -43,10 +43,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from himbench.build_config import BuildConfig
 from himbench.geometry import Box, tight_box
 from himbench.io import InputError, encode_png
 from himbench.synthesis.compose import Layer, composite_crops, jitter_matrix, layer_geometry, visible_mattes_crops
-from himbench.synthesis.config import BuildConfig
 from himbench.synthesis.sampler import (
     DROP_NO_PLACEMENT,
     DROP_NO_PLACEMENT_IN_RANGE,
