@@ -12,8 +12,9 @@ from typing import TypeVar
 
 import click
 
+from himbench.engines import ENGINES  # the standard library only: option modules stay light
+
 __all__ = [
-    "ENGINES",
     "device_option",
     "engine_option",
     "no_progress_option",
@@ -23,8 +24,6 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable)
-
-ENGINES = ("local", "ray")  # mirrors himbench.engines (not imported: `--help` must stay light)
 
 
 def engine_option(ray_does: str) -> Callable[[F], F]:
