@@ -168,10 +168,14 @@ def test_evaluate_without_gt_refuses_a_benchmark_folder_that_moved_or_no_longer_
 
 
 # ------------------------------------------------------------------------------- the qualitative grid's photo
-def test_the_default_grid_photo_ships_in_the_repository_with_its_ground_truth(realdata):
-    from himbench.cli.leaderboard import GROUP_PHOTO, default_photo, photo_ground_truth
+def test_the_default_grid_photo_ships_in_the_package_with_its_ground_truth(realdata):
+    from pathlib import Path
 
-    assert default_photo() == GROUP_PHOTO and "realdata/group/" in GROUP_PHOTO.replace("\\", "/")
+    from himbench.leaderboard.qualitative import GROUP_PHOTO, default_photo, photo_ground_truth
+
+    assert default_photo() == GROUP_PHOTO and "himbench/assets/group/" in GROUP_PHOTO.replace("\\", "/")
+    # package data (pyproject: himbench assets/**/*), a copy of the repository's tests/data/realdata/group
+    assert Path(GROUP_PHOTO).read_bytes() == (realdata / "group" / "images" / "test" / "p3m_group.jpg").read_bytes()
     truth = photo_ground_truth(GROUP_PHOTO)
     image = read_image(GROUP_PHOTO)
     mattes = [read_alpha(path, expected_shape=image.shape[:2]) for path in sorted(truth.glob("*.png"))]
@@ -182,7 +186,7 @@ def test_the_default_grid_photo_ships_in_the_repository_with_its_ground_truth(re
 
 
 def test_a_data_sets_note_goes_under_its_own_table_only():
-    from himbench.cli.leaderboard import DATA_NOTES, with_data_notes
+    from himbench.leaderboard import DATA_NOTES, with_data_notes
 
     page = "### him-test-640 / test on `cpu`\n\ntable A\n### P3M-500-NP-sample / test on `cpu`\n\ntable B\n"
     out = with_data_notes(page)

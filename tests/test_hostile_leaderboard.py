@@ -261,7 +261,7 @@ def test_a_100000_row_results_csv_renders_every_output(tmp_path):
 def test_the_qualitative_grid_runs_at_most_limit_methods_the_best_ones():
     import numpy as np
 
-    from himbench.cli.leaderboard import qualitative_panels
+    from himbench.leaderboard.qualitative import qualitative_panels
 
     rows = [_row(f"no-such-method-{i}", str(i)) for i in range(40)] + [_row("no-such-method-3", "99")]
     errors: list[str] = []

@@ -2,7 +2,11 @@
 
 Every sub-command lives in its own module under :mod:`himbench.cli` and is imported only when it runs, so
 ``himbench --help`` stays fast and never imports torch. To add a command, write ``himbench/cli/<name>.py`` defining
-a click command called ``command`` and list it in :data:`COMMANDS` with its one-line help.
+a click command called ``command`` (with ``cls=himbench.cli.errors.Command``; shared options such as ``--engine``
+come from :mod:`himbench.cli.options`) and list it in :data:`COMMANDS` with its one-line help.
+
+Input errors end one way for every command: an :class:`himbench.io.InputError` (or a
+:class:`~himbench.cli.errors.UserError`) is one line on stderr and exit status 2 (:mod:`himbench.cli.errors`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import importlib
 
 import click
+
+from himbench.cli.errors import as_user_error
 
 __all__ = ["COMMANDS", "main"]
 
@@ -40,6 +46,17 @@ class _LazyGroup(click.Group):
         module_name, _ = COMMANDS[cmd_name]
         module = importlib.import_module(f"himbench.cli.{module_name}")
         return module.command
+
+    def invoke(self, ctx: click.Context):
+        # The one place input errors are mapped for the whole CLI (also covers a plugin's command that does not
+        # use himbench's Command class): one line and exit 2, never a traceback.
+        try:
+            return super().invoke(ctx)
+        except ValueError as err:
+            user_error = as_user_error(err)
+            if user_error is None:
+                raise
+            raise user_error from err
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Use the static help strings so that listing commands imports nothing.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import click
 
+from himbench.cli.errors import Command, UserError
+from himbench.cli.options import device_option, no_progress_option, threads_option
 from himbench.metrics.table import HEADLINE_METRIC
 
-__all__ = ["command", "command_line", "parse_method_options"]
+__all__ = ["command", "command_line", "echo_rows", "invocation_of", "parse_method_options"]
 
 
 def _value(text: str):
@@ -50,7 +51,7 @@ def parse_method_options(
     return per_method
 
 
-@click.command(name="bench")
+@click.command(name="bench", cls=Command)
 @click.option("--methods", "-m", required=True,
               help="Comma-separated methods: e2ehim-tiny, e2ehim-base, mask-only, mask-cf, mask-refine (mask-guided), "
                    "seg-tiny, seg-refine, e2ehim-official, mgm (mask-guided), seg-mgm (need the authors' weights: "
@@ -88,7 +89,7 @@ def parse_method_options(
               help="Resize images as a paper's test code did before predicting (scores stay at the original size): "
                    "maggie = short side 576, instmatt = long side at most 1280. Recorded in the row.")
 @click.option("--limit", default=None, type=int, help="Score only the first N images of the split.")
-@click.option("--device", default="auto", show_default=True, help="auto (cuda when available), cpu, cuda, cuda:1 ...")
+@device_option(help="auto (cuda when available), cpu, cuda, cuda:1 ...")
 @click.option("--latency-size", default=640, show_default=True, type=int,
               help="Side of the synthetic probe images for latency versus instance count (the paper's 640).")
 @click.option("--latency-repeats", default=3, show_default=True, type=int,
@@ -99,8 +100,8 @@ def parse_method_options(
 @click.option("--leaderboard", "leaderboard_csv", default="leaderboard/results.csv", show_default=True,
               type=click.Path(dir_okay=False), help="CSV whose rows for these methods/data/environment are updated.")
 @click.option("--no-leaderboard", is_flag=True, help="Do not touch the leaderboard CSV.")
-@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+@threads_option("torch CPU threads (default: torch's choice).")
+@no_progress_option("Hide the progress bars.")
 @click.option("--bootstrap", default=0, show_default=True, type=click.IntRange(min=0),
               help="Bootstrap resamples over images: adds <metric>_lo/<metric>_hi (95% interval) columns to the "
               "results, shown as ± by the leaderboard. 0: none.")
@@ -152,7 +153,7 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
         try:  # refuse a malformed leaderboard before spending minutes on the benchmark
             read_results(leaderboard_csv)
         except MalformedResultsError as err:
-            raise click.ClickException(str(err)) from err
+            raise UserError(str(err)) from err
     for one_split in splits:
         config = BenchConfig(
             data=str(data), methods=tuple(names), split=one_split, method_options=method_options, limit=limit,
@@ -166,9 +167,15 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
 def command_line(ctx: click.Context) -> str:
     """The ``himbench bench`` invocation that reproduces this run (options that differ from their defaults), kept in
     every row's ``command`` column so the leaderboard can say how each row was made."""
-    parts = ["himbench", "bench"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
+    return invocation_of(ctx.command, ctx.params)
+
+
+def invocation_of(cmd: click.Command, params: dict) -> str:
+    """``himbench <cmd> ...`` with the options of ``params`` that differ from their defaults (a missing one is
+    left out): the command line that runs ``cmd`` with ``params``."""
+    parts = ["himbench", cmd.name or "bench"]
+    for param in cmd.params:
+        value = params.get(param.name)
         if not isinstance(param, click.Option) or value in (None, False, ()) or value == param.default:
             continue
         flag = param.opts[0]
@@ -185,13 +192,11 @@ def command_line(ctx: click.Context) -> str:
 def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, no_leaderboard: bool,
              limit: int | None, no_progress: bool, invocation: str) -> None:
     """One split of ``himbench bench``: run, write the result JSON, update the leaderboard, print the table."""
-    import dataclasses
-
     from tqdm import tqdm
 
-    from himbench.bench import merge_rows, run_bench, update_results
+    from himbench.bench import run_bench, update_results
+    from himbench.bench.record import write_run
     from himbench.bench.results import MalformedResultsError
-    from himbench.io import InputError, atomic_write_text
 
     def progress(items, name):
         return tqdm(items, desc=name, unit="img", total=limit, disable=no_progress)
@@ -204,35 +209,26 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
 
     try:
         env, results, rows = run_bench(config, progress, on_error)
-    except (InputError, KeyError, ValueError) as err:
-        raise click.ClickException(str(err)) from err
+    except (KeyError, ValueError) as err:  # a bad method name, option or data folder (InputError is a ValueError)
+        raise UserError(str(err)) from err
     for row in rows:
         row["command"] = invocation
-    stem = f"bench_{Path(data).resolve().name}_{split}_{env.slug}"
-    out = Path(out_dir)
-    result_path = out / f"{stem}.json"
-    # Several runs on the same data and machine (e.g. one per --guidance) share the file: rows merge by key.
-    from himbench.io import read_json
-
-    previous = read_json(result_path, max_bytes=64 << 20) if result_path.is_file() else {}
-    failures = {r.label: r.failures + ([r.probe_error] if r.probe_error else []) for r in results}
-    payload = {
-        "environment": dataclasses.asdict(env) | {"slug": env.slug},
-        "configs": [*previous.get("configs", []), dataclasses.asdict(config)],
-        "rows": merge_rows(previous.get("rows", []), rows),
-        "failures": previous.get("failures", {}) | failures,
-    }
-    atomic_write_text(result_path, json.dumps(payload, indent=2, default=str))
-    atomic_write_text(out / f"{stem}.config.json", json.dumps(dataclasses.asdict(config), indent=2, default=str))
-    if config.breakdown:  # beside the results: {method label: breakdown} (himbench.evaluation.breakdown)
-        strata = {r.label: r.breakdown for r in results if r.breakdown is not None}
-        atomic_write_text(out / f"{stem}.breakdown.json", json.dumps(strata, indent=2, allow_nan=False))
+    result_path = write_run(config, env, results, rows, out_dir, data, split)
     if not no_leaderboard:
         try:
             update_results(leaderboard_csv, rows)
         except MalformedResultsError as err:
-            raise click.ClickException(str(err)) from err
-    click.echo(f"environment: {env.slug}" + (f" · split {split}" if split else ""))
+            raise UserError(str(err)) from err
+    echo_rows(env.slug, split, rows)
+    click.echo(f"wrote {result_path}" + ("" if no_leaderboard else f" and updated {leaderboard_csv}"))
+    skipped = [m for m in errors if "not benchmarked" in m]
+    if skipped:
+        raise click.ClickException(f"{len(skipped)} method(s) not benchmarked (see errors above)")
+
+
+def echo_rows(environment: str, split: str, rows: list[dict]) -> None:
+    """Print a run's rows as the short table ``himbench bench`` (and ``himbench demo``) shows."""
+    click.echo(f"environment: {environment}" + (f" · split {split}" if split else ""))
     header = f"{'method':<28} {HEADLINE_METRIC:>11} {'RQ@0.5':>7} {'inst_MAD':>9} {'ms/img':>8} {'ms@n6':>8} {'MiB':>7}"
     click.echo(header)
     nan = float("nan")
@@ -244,7 +240,3 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
         )
         if row["trained"] is False:
             click.echo(f"  note: {row['method']} ran with random weights (no checkpoint)")
-    click.echo(f"wrote {out / (stem + '.json')}" + ("" if no_leaderboard else f" and updated {leaderboard_csv}"))
-    skipped = [m for m in errors if "not benchmarked" in m]
-    if skipped:
-        raise click.ClickException(f"{len(skipped)} method(s) not benchmarked (see errors above)")

@@ -6,6 +6,9 @@ import math
 
 import click
 
+from himbench.cli.errors import Command, UserError
+from himbench.cli.options import engine_option, no_progress_option, ray_address_option, workers_option
+
 __all__ = ["command"]
 
 # Mirrors himbench.build_config (not imported here, so that `--help` stays light).
@@ -13,12 +16,6 @@ MAX_SIDE = 8192
 MAX_INSTANCES = 20
 MAX_SPLIT_IMAGES = 10_000_000
 OCCLUSION_PRESETS = {"none": None, "easy": (0.0, 0.0), "medium": (0.05, 0.5), "hard": (0.5, 0.85)}
-
-
-class _UserError(click.ClickException):
-    """A bad argument or a refused output folder: one line on stderr, exit status 2 (as click's usage errors)."""
-
-    exit_code = 2
 
 
 def _parse_splits(value: str) -> dict[str, int]:
@@ -81,16 +78,16 @@ def _parse_occlusion(preset: str, value: str | None) -> tuple[float, float] | No
     if value is None:
         return OCCLUSION_PRESETS[preset]
     if preset != "none":
-        raise _UserError("give --occlusion or --occlusion-range, not both")
+        raise UserError("give --occlusion or --occlusion-range, not both")
     parts = value.split(",")
     try:
         low, high = (float(v) for v in parts) if len(parts) == 2 else (math.nan, math.nan)
     except ValueError:
         low = high = math.nan
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise _UserError(f"--occlusion-range: expected LO,HI, two numbers in [0, 1], got {value!r}")
+        raise UserError(f"--occlusion-range: expected LO,HI, two numbers in [0, 1], got {value!r}")
     if not 0 <= low <= high <= 1:
-        raise _UserError(f"--occlusion-range: need 0 <= LO <= HI <= 1 (hidden fractions), got {value!r}")
+        raise UserError(f"--occlusion-range: need 0 <= LO <= HI <= 1 (hidden fractions), got {value!r}")
     return low, high
 
 
@@ -106,7 +103,7 @@ def _parse_scale(value: str) -> tuple[float, float]:
     return low, high
 
 
-@click.command("build-dataset")
+@click.command("build-dataset", cls=Command)
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option(
     "--splits",
@@ -204,19 +201,9 @@ def _parse_scale(value: str) -> tuple[float, float]:
               help="Build seed; same seed + sources = same bytes.")
 @click.option("--images-per-shard", default=32, show_default=True, type=click.IntRange(min=1),
               help="Rows per Parquet shard.")
-@click.option(
-    "--workers", "-j", default=None, type=click.IntRange(min=1), help="Worker processes (default: all cores)."
-)
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: a process pool on this machine. ray: schedule shards on Ray (pip install himbench[ray]).",
-)
-@click.option(
-    "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
-)
+@workers_option("Worker processes (default: all cores).", short=True)
+@engine_option("schedule shards on Ray")
+@ray_address_option()
 @click.option(
     "--fg-cache",
     "fg_cache",
@@ -250,7 +237,7 @@ def _parse_scale(value: str) -> tuple[float, float]:
     "writes (data/<split>-*.parquet shards, README.md, build_config.json, build_report.json) are replaced; "
     "anything else in the folder is left alone.",
 )
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@no_progress_option()
 @click.option("--video", is_flag=True, help="Build clips instead of images (V-HIM style; the --splits counts are "
               "clips, --images-per-shard is clips per shard, default 4). See docs/video.md.")
 @click.option("--frames", default=None, type=click.IntRange(1, 1000),
@@ -308,7 +295,6 @@ def command(
     from concurrent.futures.process import BrokenProcessPool
 
     from himbench.build_config import BuildConfig
-    from himbench.io import InputError
     from himbench.synthesis.build import build_dataset
 
     if no_fg_cache and fg_cache:
@@ -318,7 +304,7 @@ def command(
     occlusion_limits = _parse_occlusion(occlusion, occlusion_range)
     source = click.get_current_context().get_parameter_source("min_visible")
     if occlusion_limits is not None and source is not None and source.name == "COMMANDLINE":
-        raise _UserError("--min-visible does not apply with --occlusion/--occlusion-range (the range's HI bounds how "
+        raise UserError("--min-visible does not apply with --occlusion/--occlusion-range (the range's HI bounds how "
                          "hidden anyone is)")
     width, height = _parse_size(size)
     low, high = _parse_range(instances)
@@ -366,11 +352,11 @@ def command(
             overwrite=overwrite,
             progress=not no_progress,
             engine=engine,
-            address=ray_address,
+            ray_address=ray_address,
             fg_cache=False if no_fg_cache else fg_cache,
         )
-    except (InputError, ValueError) as err:
-        raise _UserError(str(err)) from err
+    except ValueError as err:  # a BuildConfig field out of range (an InputError, a ValueError too, is the same)
+        raise UserError(str(err)) from err
     except (ImportError, ConnectionError) as err:
         raise click.ClickException(str(err)) from err
     except BrokenProcessPool as err:
@@ -413,9 +399,9 @@ def _build_video(config, out_dir, frames, workers, overwrite, engine) -> None:
     from himbench.synthesis.video import VideoConfig, build_video_dataset
 
     if frames is not None and not click.get_current_context().params.get("video"):
-        raise _UserError("--frames applies to --video builds only")
+        raise UserError("--frames applies to --video builds only")
     if engine != "local":
-        raise _UserError("--video builds run on the local engine only")
+        raise UserError("--video builds run on the local engine only")
     source = click.get_current_context().get_parameter_source("images_per_shard")
     if source is None or source.name != "COMMANDLINE":  # a clip is tens of images: fewer rows per shard
         config = replace(config, images_per_shard=4)

@@ -12,17 +12,12 @@ from pathlib import Path
 
 import click
 
+from himbench.cli.errors import Command, UserError
 from himbench.metrics.table import HEADLINE_METRIC
 
 __all__ = ["command"]
 
 PER_IMAGE = "per_image.json"
-
-
-class _UserError(click.ClickException):
-    """A bad argument or input: one line on stderr, exit status 2 (as click's own usage errors)."""
-
-    exit_code = 2
 
 
 def _read_records(path: Path) -> tuple[str, list]:
@@ -66,7 +61,7 @@ def format_comparison(results: list[dict], a_name: str, b_name: str) -> str:
     return "\n".join(lines)
 
 
-@click.command(name="compare")
+@click.command(name="compare", cls=Command)
 @click.argument("eval_a", type=click.Path(path_type=Path))
 @click.argument("eval_b", type=click.Path(path_type=Path))
 @click.option(
@@ -95,16 +90,13 @@ def command(eval_a: Path, eval_b: Path, metrics: tuple[str, ...], resamples: int
     resampled images' sums (ratios of sums, as the evaluation computes them). p is twice the share of resampled
     differences on the other side of 0 (1 when the difference is exactly 0); its resolution is 1/--bootstrap.
     """
-    from himbench.io import InputError, atomic_write_text
+    from himbench.io import atomic_write_text
     from himbench.metrics.bootstrap import image_table, paired_bootstrap
 
-    try:
-        a_name, a_records = _read_records(eval_a)
-        b_name, b_records = _read_records(eval_b)
-        table_a, table_b = image_table(a_records, a_name), image_table(b_records, b_name)
-        results = [paired_bootstrap(table_a, table_b, key, resamples, seed, level) for key in dict.fromkeys(metrics)]
-    except InputError as err:
-        raise _UserError(str(err)) from err
+    a_name, a_records = _read_records(eval_a)
+    b_name, b_records = _read_records(eval_b)
+    table_a, table_b = image_table(a_records, a_name), image_table(b_records, b_name)
+    results = [paired_bootstrap(table_a, table_b, key, resamples, seed, level) for key in dict.fromkeys(metrics)]
     click.echo(format_comparison(results, a_name, b_name))
     if out is not None:
         document = {"a": a_name, "b": b_name, "method": "paired percentile bootstrap over images",
@@ -112,5 +104,5 @@ def command(eval_a: Path, eval_b: Path, metrics: tuple[str, ...], resamples: int
         try:
             atomic_write_text(out, json.dumps(document, indent=2, allow_nan=False) + "\n")
         except OSError as err:
-            raise _UserError(f"{out}: cannot write ({err.strerror or err})") from err
+            raise UserError(f"{out}: cannot write ({err.strerror or err})") from err
         click.echo(f"wrote {out}")

@@ -12,13 +12,10 @@ from pathlib import Path
 
 import click
 
+from himbench.cli.errors import Command, UserError
+from himbench.cli.options import engine_option, ray_address_option, workers_option
+
 __all__ = ["command"]
-
-
-class _UserError(click.ClickException):
-    """A bad argument or input: one line on stderr, exit status 2 (as click's own usage errors)."""
-
-    exit_code = 2
 
 
 class _FiniteFloat(click.ParamType):
@@ -48,13 +45,13 @@ def _check_writable(folder: Path) -> None:
     for parent in (folder, *folder.parents):
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
-                raise _UserError(f"{parent}: not a folder, so the report cannot be written to {folder} (--out)")
+                raise UserError(f"{parent}: not a folder, so the report cannot be written to {folder} (--out)")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise _UserError(f"{parent}: not writable, so the report cannot be written to {folder} (--out)")
+                raise UserError(f"{parent}: not writable, so the report cannot be written to {folder} (--out)")
             return
 
 
-@click.command(name="evaluate")
+@click.command(name="evaluate", cls=Command)
 @click.argument("pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--gt",
@@ -85,12 +82,7 @@ def _check_writable(folder: Path) -> None:
     help="Folder for the report (summary.json/csv, per_image.json/csv, problems.csv, evaluation_config.json, and "
     "plots). Default: PRED_DIR-eval/<split> beside PRED_DIR.",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes, one image each at a time. Default: all CPU cores. 1 runs in this process.",
-)
+@workers_option("Worker processes, one image each at a time. Default: all CPU cores. 1 runs in this process.")
 @click.option(
     "--threshold",
     "thresholds",
@@ -133,16 +125,8 @@ def _check_writable(folder: Path) -> None:
     help="Refuse images and mattes larger than this many pixels before decoding them. Default: "
     "$HIMBENCH_MAX_PIXELS or 100000000.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: a process pool on this machine. ray: score images as Ray tasks (pip install himbench[ray]).",
-)
-@click.option(
-    "--ray-address", default=None, help="Ray cluster address (default: start a local Ray with --workers CPUs)."
-)
+@engine_option("score images as Ray tasks")
+@ray_address_option()
 @click.option(
     "--breakdown",
     "breakdown_spec",
@@ -227,44 +211,35 @@ def command(
     from himbench.evaluation.breakdown import add_statistics, parse_edges, parse_strata
     from himbench.evaluation.ground_truth import Problem
     from himbench.evaluation.runner import unreadable_ground_truth
-    from himbench.io import InputError
 
-    try:  # before any scoring: a typo in an option must not cost a whole run
-        strata = parse_strata(breakdown_spec) if breakdown_spec else ()
-        occlusion_edges = parse_edges(occlusion_buckets, "--occlusion-buckets")
-        size_edges = parse_edges(size_buckets, "--size-buckets")
-    except InputError as err:
-        raise _UserError(str(err)) from err
+    # before any scoring: a typo in an option must not cost a whole run (an InputError exits 2, see Command)
+    strata = parse_strata(breakdown_spec) if breakdown_spec else ()
+    occlusion_edges = parse_edges(occlusion_buckets, "--occlusion-buckets")
+    size_edges = parse_edges(size_buckets, "--size-buckets")
     if out is not None:
         _check_writable(out)
     gt, provenance, manifest_problem = _ground_truth(pred_dir, gt)
-    try:
-        result = evaluate_folder(
-            pred_dir,
-            gt,
-            split=split,
-            workers=workers,
-            thresholds=tuple(sorted(set(thresholds))),
-            min_score=min_score,
-            progress=not quiet,
-            engine=engine,
-            address=ray_address,
-            follow_symlinks=follow_symlinks,
-            max_pixels=max_pixels,
-            layout=layout,
-        )
-    except InputError as err:
-        raise _UserError(str(err)) from err
+    result = evaluate_folder(
+        pred_dir,
+        gt,
+        split=split,
+        workers=workers,
+        thresholds=tuple(sorted(set(thresholds))),
+        min_score=min_score,
+        progress=not quiet,
+        engine=engine,
+        ray_address=ray_address,
+        follow_symlinks=follow_symlinks,
+        max_pixels=max_pixels,
+        layout=layout,
+    )
     nothing_read = unreadable_ground_truth(result)
     if nothing_read is not None:  # "0 images" and a 0.00 summary would read as a result
-        raise _UserError(f"{result.config.gt}: {nothing_read}")
+        raise UserError(f"{result.config.gt}: {nothing_read}")
     if manifest_problem is not None:  # scored against --gt anyway; the bad manifest is still a counted problem
         result.problems.insert(0, Problem(*manifest_problem))
-    try:
-        add_statistics(result, strata, occlusion_edges=occlusion_edges, size_edges=size_edges, resamples=resamples,
-                       seed=seed)
-    except InputError as err:
-        raise _UserError(str(err)) from err
+    add_statistics(result, strata, occlusion_edges=occlusion_edges, size_edges=size_edges, resamples=resamples,
+                   seed=seed)
     config = result.config
     resolved = pred_dir.resolve()
     out_dir = out or resolved.with_name(resolved.name + "-eval") / config.split
@@ -276,7 +251,7 @@ def command(
             paths.update(write_plots(result, out_dir, worst=worst))
     except OSError as err:  # read-only, full or immutable: one line, not a traceback
         where = err.filename or out_dir
-        raise _UserError(f"{where}: cannot write the report ({err.strerror or err})") from err
+        raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from err
 
     summary = result.summary
     click.echo(
@@ -319,7 +294,7 @@ def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None, t
     except InputError as err:
         if gt is not None:  # an explicit --gt needs no manifest: score, and report why there is no provenance
             return gt, None, (str(err.source), f"{err.problem}; scored against --gt without provenance")
-        raise _UserError(str(err)) from err
+        raise
     provenance = manifest.provenance() if manifest is not None else None
     if gt is not None:
         return gt, provenance, None
@@ -329,7 +304,4 @@ def _ground_truth(pred_dir: Path, gt: Path | None) -> tuple[Path, dict | None, t
             "with a built shard folder (data/*.parquet, from `himbench build-dataset`) or a HIM-2K folder "
             "(alphas/<split>/<stem>/<k>.png)."
         )
-    try:
-        return ground_truth_of(pred_dir, manifest), provenance, None
-    except InputError as err:
-        raise _UserError(str(err)) from err
+    return ground_truth_of(pred_dir, manifest), provenance, None

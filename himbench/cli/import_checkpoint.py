@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from himbench.cli.errors import Command
+
 __all__ = ["command"]
 
 
-@click.command("import-checkpoint")
+@click.command("import-checkpoint", cls=Command)
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option(
@@ -37,12 +39,8 @@ def command(source: str, out: str, model_name: str, allow_partial: bool) -> None
       himbench predict --checkpoint weights/e2ehim-official photos/ -o preds/
     """
     from himbench.authors_checkpoints import import_authors_checkpoint
-    from himbench.io import InputError
 
-    try:
-        report = import_authors_checkpoint(source, out, model_name, allow_partial=allow_partial)
-    except InputError as err:
-        raise click.ClickException(str(err)) from err
+    report = import_authors_checkpoint(source, out, model_name, allow_partial=allow_partial)
     click.echo(f"imported {report.loaded_keys} tensors of {report.source} (sha256 {report.sha256[:16]}...) "
                f"for {report.model_name} into {report.out}")
     for note in report.notes:

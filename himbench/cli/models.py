@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from himbench.cli.errors import Command
+
 __all__ = ["NameInfo", "command", "list_names"]
 
 
@@ -80,7 +82,7 @@ def list_names(pattern: str | None = None) -> list[NameInfo]:
     return rows
 
 
-@click.command("models")
+@click.command("models", cls=Command)
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (with each model's full config).")
 @click.argument("pattern", required=False)
 def command(as_json: bool, pattern: str | None) -> None:

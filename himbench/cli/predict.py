@@ -14,16 +14,13 @@ from pathlib import Path
 
 import click
 
+from himbench.cli.errors import Command, UserError
+from himbench.cli.options import device_option, threads_option
+
 __all__ = ["command", "collect_inputs"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _SUFFIX_LIST = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
-
-
-class _UserError(click.ClickException):
-    """A bad checkpoint or model option: one line, exit code 2 (as the other commands' input errors)."""
-
-    exit_code = 2
 
 
 def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str, str, object]]:
@@ -116,7 +113,7 @@ def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
         seen[(item_split, stem)] = source
 
 
-@click.command("predict")
+@click.command("predict", cls=Command)
 @click.option(
     "--model",
     "model_name",
@@ -147,8 +144,8 @@ def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
     "folder name to write under OUT (default: test).",
 )
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Images per forward pass.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch.")
+@device_option()
+@threads_option()
 @click.option("--score-threshold", default=None, type=float, help="Override the model's person-score threshold.")
 @click.option(
     "--masks",
@@ -204,7 +201,7 @@ def command(
         try:
             model = load_model(checkpoint, model_name, device=device, **overrides)
         except (InputError, KeyError) as err:  # a checkpoint or option the model refuses: one line, exit 2
-            raise _UserError(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
+            raise UserError(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
     guide = _guidance_reader(masks_dir, guidance)
     items = collect_inputs(images, split)
     trimap_only = getattr(model, "takes_trimap", False) and items and all(_has_trimap(i[2]) for i in items)
@@ -417,7 +414,7 @@ def _manifest(out: Path, inputs: tuple[str, ...], items, model, model_name: str,
     try:
         return merged_manifest(out, new_manifest(source, splits, model_name, checkpoint, options))
     except InputError as err:  # e.g. a mistyped predictions.json already in the folder: one line, exit 2
-        raise _UserError(str(err)) from err
+        raise UserError(str(err)) from err
 
 
 def _stored_model_name(checkpoint: str) -> str:

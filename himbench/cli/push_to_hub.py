@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import click
 
+from himbench.cli.errors import Command, UserError
+
 __all__ = ["command"]
-
-
-class _UserError(click.ClickException):
-    """A bad dataset folder or repo id, or a failed upload: one line, exit code 2 (as the other commands)."""
-
-    exit_code = 2
 
 
 def _size(num_bytes: int) -> str:
@@ -21,7 +17,7 @@ def _size(num_bytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-@click.command("push-to-hub")
+@click.command("push-to-hub", cls=Command)
 @click.argument("dataset_dir", type=click.Path(file_okay=False))
 @click.argument("repo_id")
 @click.option("--private", is_flag=True, help="Create the repo as private (only when it does not exist yet).")
@@ -49,7 +45,7 @@ def command(dataset_dir, repo_id, private, dry_run, token) -> None:
     try:
         plan = push_to_hub(dataset_dir, repo_id, private=private, dry_run=dry_run, token=token)
     except (ValueError, PushError) as err:  # InputError and the Hub's repo-id check are ValueErrors
-        raise _UserError(" ".join(str(err).split())) from err
+        raise UserError(" ".join(str(err).split())) from err
     sizes = [local.stat().st_size for local, _ in plan]
     if dry_run:
         click.echo(f"would upload {len(plan)} files ({_size(sum(sizes))}) to dataset repo {repo_id}:")

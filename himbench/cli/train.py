@@ -7,18 +7,15 @@ import os
 
 import click
 
+from himbench.cli.errors import Command
+from himbench.cli.options import device_option, threads_option
+
 __all__ = ["command"]
 
 MAX_TRAIN_SIZE = 8192  # mirrors himbench.training.MAX_TRAIN_SIZE (not imported: `--help` must not import torch)
 
 
-class _UserError(click.ClickException):
-    """A bad argument or input: one line on stderr, exit status 2 (as click's own usage errors)."""
-
-    exit_code = 2
-
-
-@click.command("train")
+@click.command("train", cls=Command)
 @click.option(
     "--model",
     "model_name",
@@ -76,13 +73,10 @@ class _UserError(click.ClickException):
 @click.option(
     "--workers", default=0, show_default=True, type=click.IntRange(min=0), help="DataLoader worker processes."
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--threads",
-    default=None,
-    type=click.IntRange(min=1),
-    help="CPU threads for torch (CPU training). On a machine shared with other jobs, 1 is often several times "
-    "faster than more, because OpenMP threads wait for each other.",
+@device_option()
+@threads_option(
+    "CPU threads for torch (CPU training). On a machine shared with other jobs, 1 is often several times "
+    "faster than more, because OpenMP threads wait for each other."
 )
 @click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA (it is never used on CPU).")
 @click.option("--no-augment", is_flag=True, help="Disable random flips and brightness/contrast jitter.")
@@ -140,7 +134,6 @@ def command(
 ) -> None:
     """Train MODEL on built HIM shards. Multi-GPU / multi-node: launch with
     `torchrun --nproc_per_node N $(which himbench) train ...` (DistributedDataParallel; gloo on CPU, nccl on GPU)."""
-    from himbench.io import InputError
     from himbench.training import TrainConfig, train
 
     if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
@@ -168,10 +161,7 @@ def command(
         threads=threads,
         model_overrides=_parse_overrides(overrides),
     )
-    try:
-        result = train(config)
-    except InputError as err:  # a user error (bad data folder, model name, override, device, checkpoint)
-        raise _UserError(str(err)) from err
+    result = train(config)  # an InputError (bad data folder, model name, override, device, checkpoint) exits 2
     if int(os.environ.get("RANK", "0")) != 0:
         return
     if result.history:

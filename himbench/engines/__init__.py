@@ -78,7 +78,7 @@ def map_tasks(
         from himbench.engines.ray_engine import map_ray
 
         return map_ray(fn, items, workers=workers, ordered=ordered, window=window, initializer=initializer,
-                       initargs=initargs, on_crash=on_crash, address=ray_address)
+                       initargs=initargs, on_crash=on_crash, ray_address=ray_address)
     if workers == 1:
         return _map_here(fn, items)
     return _map_pool(fn, items, workers, ordered, window or WINDOW_PER_WORKER * workers, initializer, initargs,

@@ -108,12 +108,12 @@ def start_local_ray(num_cpus: int) -> None:
         ray.init(**local_ray_options(num_cpus))
 
 
-def _connect(workers: int, address: str | None) -> bool:
+def _connect(workers: int, ray_address: str | None) -> bool:
     """Make sure this process is connected to Ray; True when this call did the connecting (and must disconnect)."""
     if ray.is_initialized():
         return False
     # RAY_ADDRESS (set by `ray job submit` and by users of `ray start`) means: use that cluster, as ray.init does.
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
     if address is not None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -179,13 +179,13 @@ def map_ray(
     initializer: Callable | None = None,
     initargs: tuple = (),
     on_crash: Callable | None = None,
-    address: str | None = None,
+    ray_address: str | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
 ) -> Iterator[tuple[int, Any]]:
     """The Ray engine of :func:`himbench.engines.map_tasks` (see there for the arguments): one Ray task per item,
     ``(index, result)`` yielded in input order or, ``ordered=False``, as they finish.
 
-    Uses the Ray this process is already connected to; otherwise connects to ``address`` (or ``$RAY_ADDRESS``) or
+    Uses the Ray this process is already connected to; otherwise connects to ``ray_address`` (or ``$RAY_ADDRESS``) or
     starts a local Ray with ``workers`` CPUs, and disconnects (shuts that Ray down) when done. A task whose worker
     dies is rerun up to ``max_retries`` times; an exception raised by ``fn`` is not retried and is raised here.
     """
@@ -193,7 +193,7 @@ def map_ray(
     iterator = _first_or_none(items)
     if iterator is None:
         return
-    started = _connect(workers, address)
+    started = _connect(workers, ray_address)
     pending: dict[ray.ObjectRef, tuple[int, tuple]] = {}  # in submission (= input) order
     try:
         remote = _remote_call.options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)

@@ -354,7 +354,7 @@ def evaluate_folder(
     min_score: float | None = None,
     progress: bool = True,
     engine: str = "local",
-    address: str | None = None,
+    ray_address: str | None = None,
     follow_symlinks: bool = False,
     max_pixels: int | None = None,
     layout: str | None = None,
@@ -366,8 +366,8 @@ def evaluate_folder(
     Bad files are reported in
     ``result.problems`` and never stop the run; an empty prediction folder scores every image as missed.
     A worker process that dies is replaced and its image retried once, then reported (finished images are kept).
-    ``engine``/``address``: ``"local"`` processes or ``"ray"`` on the Ray cluster at ``address`` (default: a local
-    Ray with ``workers`` CPUs), streamed either way (:func:`himbench.engines.map_tasks`); same numbers.
+    ``engine``/``ray_address``: ``"local"`` processes or ``"ray"`` on the Ray cluster at ``ray_address`` (default: a
+    local Ray with ``workers`` CPUs), streamed either way (:func:`himbench.engines.map_tasks`); same numbers.
     ``follow_symlinks``: also read links that resolve outside ``pred_dir`` (refused and reported by default).
     ``max_pixels``: refuse images and mattes over this many pixels before decoding (default
     :func:`himbench.io.max_pixels`, ``$HIMBENCH_MAX_PIXELS`` or 100 MP).
@@ -439,7 +439,7 @@ def evaluate_folder(
     bar = tqdm(total=len(truth.stems), desc=f"evaluate {split}", unit="img", disable=not progress)
     with bar:
         outcomes = map_tasks(_evaluate_task, tasks(), workers=workers, ordered=True, initializer=_init_worker,
-                             on_crash=_worker_died, engine=engine, ray_address=address)
+                             on_crash=_worker_died, engine=engine, ray_address=ray_address)
         for _, outcome in outcomes:
             records.append(outcome.record)
             problems.extend(outcome.problems)

@@ -20,7 +20,9 @@ documented mapping get measured rows. :func:`render_html` puts all of it in one 
 
 Modules: :mod:`~himbench.leaderboard.tables` (column sets, best-value marking, Markdown and LaTeX),
 :mod:`~himbench.leaderboard.published` (published.csv and the comparison tables), :mod:`~himbench.leaderboard.html`
-(the web page) and :mod:`~himbench.leaderboard.plots` (figures); every public name is re-exported here.
+(the web page), :mod:`~himbench.leaderboard.plots` (figures), :mod:`~himbench.leaderboard.qualitative` (the grid of
+one photo through every method) and :mod:`~himbench.leaderboard.page` (the whole folder ``himbench leaderboard``
+writes); every public name is re-exported here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from himbench.bench.results import read_results
 from himbench.leaderboard.html import render_html
+from himbench.leaderboard.page import DATA_NOTES, render_tables, with_data_notes, write_leaderboard
 from himbench.leaderboard.plots import (
     DEFAULT_PLOT_ROWS,
     colourise,
@@ -44,6 +47,7 @@ from himbench.leaderboard.published import (
     render_comparison_latex,
     render_comparison_markdown,
 )
+from himbench.leaderboard.qualitative import default_photo, qualitative_panels, render_qualitative
 from himbench.leaderboard.tables import (
     ACCURACY_COLUMNS,
     DEFAULT_MAX_ROWS,
@@ -65,6 +69,7 @@ from himbench.leaderboard.tables import (
 
 __all__ = [
     "ACCURACY_COLUMNS",
+    "DATA_NOTES",
     "DEFAULT_MAX_ROWS",
     "DEFAULT_PLOT_ROWS",
     "INSTANCE_COLUMNS",
@@ -76,6 +81,7 @@ __all__ = [
     "best_indices",
     "comparison_groups",
     "colourise",
+    "default_photo",
     "group_rows",
     "method_spec",
     "metric_direction",
@@ -83,6 +89,7 @@ __all__ = [
     "plot_accuracy_vs_latency",
     "plot_latency_vs_instances",
     "plot_qualitative",
+    "qualitative_panels",
     "rank_rows",
     "render",
     "render_latex",
@@ -90,9 +97,13 @@ __all__ = [
     "render_comparison_markdown",
     "render_html",
     "render_markdown",
+    "render_qualitative",
+    "render_tables",
     "read_published",
     "shown_indices",
     "table_views",
+    "with_data_notes",
+    "write_leaderboard",
 ]
 
 
@@ -110,13 +121,6 @@ def render(
     paper_rows = read_published(published) if published else []
     if fmt not in ("markdown", "latex", "html"):
         raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")
-    views = table_views(rows, max_rows)
     if fmt == "html":
-        return render_html(rows, paper_rows, max_rows=max_rows, views=views)
-    shown = page_rows(rows, max_rows, views)
-    if fmt == "markdown":
-        compare = ("\n" + render_comparison_markdown(paper_rows, shown)) if paper_rows else ""
-        return render_markdown(rows, max_rows, views) + compare
-    compare = ("\n" + render_comparison_latex(paper_rows, shown)) if paper_rows else ""
-    return render_latex(rows, max_rows, views) + compare
-    raise ValueError(f"unknown format {fmt!r}; use 'markdown', 'latex' or 'html'")
+        return render_html(rows, paper_rows, max_rows=max_rows, views=table_views(rows, max_rows))
+    return render_tables(rows, fmt, paper_rows, max_rows)

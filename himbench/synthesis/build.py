@@ -408,12 +408,12 @@ def build_dataset(
     progress: bool = True,
     write_card: bool = True,
     engine: str = "local",
-    address: str | None = None,
+    ray_address: str | None = None,
     fg_cache: str | os.PathLike | bool | None = None,
 ) -> BuildReport:
     """Build (or resume) a dataset into ``out_dir``; returns what was done. See the module docstring.
 
-    ``engine`` is ``"local"`` (process pool with ``workers`` processes) or ``"ray"`` (``address`` of a cluster, or a
+    ``engine`` is ``"local"`` (process pool with ``workers`` processes) or ``"ray"`` (``ray_address`` of a cluster, or a
     local Ray with ``workers`` CPUs); both give byte-identical shards. ``fg_cache``: folder of the estimated-
     foreground cache (None: :func:`~himbench.synthesis.fgcache.default_fg_cache_dir`; False: no on-disk cache).
     """
@@ -430,7 +430,7 @@ def build_dataset(
     try:
         with build_lock(out_dir):
             return _build_locked(
-                config, out_dir, sources, workers, overwrite, progress, write_card, engine, address, fg_cache
+                config, out_dir, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache
             )
     except OSError as err:  # a read-only or full disk, a folder made immutable: one line, not a traceback
         raise InputError(
@@ -447,7 +447,7 @@ def _build_locked(
     progress: bool,
     write_card: bool,
     engine: str,
-    address: str | None,
+    ray_address: str | None,
     fg_cache: str | os.PathLike | bool | None,
 ) -> BuildReport:
     fg_refs, listing_problems, bg_refs, listings = sources
@@ -477,7 +477,7 @@ def _build_locked(
     bar = _progress(total=sum(t.stop - t.start for t in tasks), enabled=progress)
     bar.update(sum(r.num_images for r in reports))
     items = [(config, task, str(out_dir), fg_refs, bg_refs) for task in todo]
-    shards = map_tasks(build_shard, items, workers=workers, ordered=False, engine=engine, ray_address=address)
+    shards = map_tasks(build_shard, items, workers=workers, ordered=False, engine=engine, ray_address=ray_address)
     for _, report in shards:
         reports.append(report)
         bar.update(report.num_images)

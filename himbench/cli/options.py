@@ -1,0 +1,69 @@
+"""Options that several commands share, declared once: each is a decorator that adds the option to a command.
+
+The name, type and default of a shared option are the same everywhere; only the help sentence may say what the
+option does in that command (what the workers or Ray tasks process). The Ray cluster's address is ``--ray-address``
+on the command line and ``ray_address`` in code, down to :func:`himbench.engines.map_tasks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import click
+
+from himbench.engines import ENGINES  # the standard library only: option modules stay light
+
+__all__ = [
+    "device_option",
+    "engine_option",
+    "no_progress_option",
+    "ray_address_option",
+    "threads_option",
+    "workers_option",
+]
+
+F = TypeVar("F", bound=Callable)
+
+
+def engine_option(ray_does: str) -> Callable[[F], F]:
+    """``--engine local|ray``; ``ray_does`` says what the Ray engine runs as tasks (e.g. "score images as Ray
+    tasks")."""
+    return click.option(
+        "--engine",
+        type=click.Choice(list(ENGINES)),
+        default="local",
+        show_default=True,
+        help=f"local: a process pool on this machine. ray: {ray_does} (pip install himbench[ray]).",
+    )
+
+
+def ray_address_option() -> Callable[[F], F]:
+    """``--ray-address`` (the ``ray_address`` parameter): the Ray cluster of ``--engine ray``."""
+    return click.option(
+        "--ray-address",
+        "ray_address",
+        default=None,
+        help="Ray cluster address (default: start a local Ray with --workers CPUs).",
+    )
+
+
+def workers_option(help: str, short: bool = False) -> Callable[[F], F]:
+    """``--workers`` (``-j`` when ``short``): worker processes, at least 1; default None (all cores)."""
+    names = ("--workers", "-j") if short else ("--workers",)
+    return click.option(*names, "workers", type=click.IntRange(min=1), default=None, help=help)
+
+
+def device_option(default: str = "auto", help: str = "auto, cpu, cuda or cuda:N.") -> Callable[[F], F]:
+    """``--device`` (a torch device name, or ``auto``: cuda when available)."""
+    return click.option("--device", default=default, show_default=True, help=help)
+
+
+def threads_option(help: str = "CPU threads for torch.") -> Callable[[F], F]:
+    """``--threads``: torch CPU threads, at least 1; default None (torch's choice)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None, help=help)
+
+
+def no_progress_option(help: str = "Hide the progress bar.") -> Callable[[F], F]:
+    """``--no-progress``: no progress bar on the terminal."""
+    return click.option("--no-progress", is_flag=True, help=help)
