@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from himbench import registry
 from himbench.cli import main
-from himbench.methods import create_method, list_methods, method_entry, model_for
+from himbench.methods import create_method
+from himbench.registry import list_methods, method_entry, model_for
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = ("baselines", "e2ehim")

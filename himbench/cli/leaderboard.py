@@ -71,7 +71,7 @@ def _photo_masks(photo_masks: str | None, image, segmenter_checkpoint: str | Non
         if files:
             masks = np.stack([read_alpha(f, expected_shape=image.shape[:2]) >= 0.5 for f in files])
             return masks, f"masks from {Path(photo_masks).name}/"
-    from himbench.methods import load_registered_model
+    from himbench.checkpoints import load_registered_model
     from himbench.registry import default_checkpoint
 
     checkpoint = segmenter_checkpoint or default_checkpoint("seg-tiny")
