@@ -16,9 +16,6 @@ import click
 
 __all__ = ["command", "collect_inputs"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_SUFFIX_LIST = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
-
 
 class _UserError(click.ClickException):
     """A bad checkpoint or model option: one line, exit code 2 (as the other commands' input errors)."""
@@ -79,6 +76,8 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
 def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """The image files of an input folder, and what else is in it (a GIF, a HEIC, notes, a subfolder): those are
     reported, not passed over in silence. Hidden entries (``.DS_Store``) are left out of both."""
+    from himbench.io import IMAGE_SUFFIXES
+
     files, others = [], []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
@@ -88,11 +87,14 @@ def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _warn_passed_over(folder: Path, entries: list[Path]) -> None:
+    from himbench.io import IMAGE_SUFFIXES
+
+    readable = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
     names = [entry.name + ("/" if entry.is_dir() else "") for entry in entries]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     click.echo(
         f"warning: {folder}: skipped {len(entries)} {'entry' if len(entries) == 1 else 'entries'} that "
-        f"{'is not an image' if len(entries) == 1 else 'are not images'} predict reads ({_SUFFIX_LIST}; folders "
+        f"{'is not an image' if len(entries) == 1 else 'are not images'} predict reads ({readable}; folders "
         f"are not searched recursively): {shown}",
         err=True,
     )

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.evaluation.ground_truth import MATTE_SUFFIXES, Problem
-from himbench.io import InputError, is_inside, read_alpha, read_json
+from himbench.evaluation.ground_truth import Problem
+from himbench.io import MATTE_SUFFIXES, InputError, is_inside, read_alpha, read_json
 
 __all__ = [
     "MAX_SCORES_BYTES",

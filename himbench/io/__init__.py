@@ -2,8 +2,13 @@
 
 from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 from himbench.io.images import (
+    ALPHA_CHANNEL_SUFFIXES,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    HIM2K_IMAGE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    LAYOUT_MATTE_SUFFIXES,
+    MATTE_SUFFIXES,
     ImageHeader,
     InputError,
     check_header,
@@ -27,8 +32,13 @@ from himbench.io.jsonfile import parse_json, read_json
 from himbench.io.paths import is_inside, require_empty_folder, resolve_inside, safe_name, sha256_file
 
 __all__ = [
+    "ALPHA_CHANNEL_SUFFIXES",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "HIM2K_IMAGE_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "LAYOUT_MATTE_SUFFIXES",
+    "MATTE_SUFFIXES",
     "ImageHeader",
     "InputError",
     "atomic_write_bytes",

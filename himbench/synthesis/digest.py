@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
+from himbench.io import IMAGE_SUFFIXES
 from himbench.synthesis.config import BuildConfig
-from himbench.synthesis.sources import IMAGE_SUFFIXES
 
 __all__ = ["SOURCES_RECORD_VERSION", "compare_listings", "folder_listing", "source_listings"]
 
