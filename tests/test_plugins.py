@@ -64,12 +64,10 @@ def test_plugins_are_declared_as_entry_points():
 @pytest.fixture
 def clean_registries(monkeypatch):
     """Registrations made by a test are dropped afterwards."""
-    from himbench import methods
-
     registry.load_plugins()  # the installed plugins register first, into the registries kept afterwards
     monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
     monkeypatch.setattr(registry, "_DEFAULT_WEIGHTS", dict(registry._DEFAULT_WEIGHTS))
-    monkeypatch.setattr(methods, "_METHODS", dict(methods._METHODS))
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
 
 
 def _write_plugin(root: Path, package: str) -> None:
