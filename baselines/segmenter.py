@@ -102,7 +102,7 @@ def group_instances(
 class InstanceSegmenter(nn.Module):
     """Tiny U-Net with person / centre / offset heads (see module docstring)."""
 
-    segmenter = True  # finds the people itself: its masks guide mask-guided models (himbench.registry.ModelTraits)
+    is_segmenter = True  # finds the people itself: its masks guide mask-guided models (himbench.registry.ModelTraits)
 
     def __init__(self, config: SegmenterConfig = SegmenterConfig()) -> None:
         super().__init__()

@@ -150,7 +150,7 @@ class ModelTraits:
 
     mask_guided: bool = False  # predict_instances needs guidance masks (a refiner): the host asks for --masks
     takes_trimap: bool = False  # predict_instances also accepts ``trimap=`` (a benchmark's own trimap)
-    segmenter: bool = False  # finds the people itself; its hard masks (alpha >= 0.5) can guide a mask-guided model
+    is_segmenter: bool = False  # finds the people itself; its hard masks (alpha >= 0.5) can guide a mask-guided model
     released_weights: ReleasedWeights | None = None  # a published network: where the authors release its weights
     find_unused_parameters: bool = True  # False: every parameter takes part in every loss (DDP skips its search)
 
@@ -288,8 +288,8 @@ def model_traits(name: str) -> ModelTraits:
 
 def default_segmenter() -> str | None:
     """The registered model that finds people for a mask-guided one when no masks are given: among the models
-    whose class sets ``segmenter = True``, the first (by name) that ships weights, else the first; None if none."""
-    names = [name for name in list_models() if model_traits(name).segmenter]
+    whose class sets ``is_segmenter = True``, the first (by name) that ships weights, else the first; None if none."""
+    names = [name for name in list_models() if model_traits(name).is_segmenter]
     shipped = [name for name in names if default_checkpoint(name) is not None]
     return (shipped or names or [None])[0]
 

@@ -40,7 +40,7 @@ def test_every_registered_model_declares_its_class_and_the_required_members(name
     for hook in registry.MODEL_HOOKS:  # an optional hook, when present, is a callable, not a flag
         assert getattr(cls, hook, None) is None or callable(getattr(cls, hook))
     traits = registry.model_traits(name)
-    assert all(isinstance(getattr(traits, f), bool) for f in ("mask_guided", "takes_trimap", "segmenter",
+    assert all(isinstance(getattr(traits, f), bool) for f in ("mask_guided", "takes_trimap", "is_segmenter",
                                                               "find_unused_parameters"))
     if name in FIXED_WIDTHS:
         return
@@ -62,7 +62,7 @@ def test_traits_are_read_from_the_class_without_building_any_network(monkeypatch
     traits = {name: registry.model_traits(name) for name in NAMES}
     assert traits["mask-refine-tiny"].mask_guided and traits["mgm"].mask_guided
     assert not traits["e2ehim-tiny"].mask_guided and not traits["seg-tiny"].mask_guided
-    assert traits["seg-tiny"].segmenter and not traits["e2ehim-tiny"].segmenter
+    assert traits["seg-tiny"].is_segmenter and not traits["e2ehim-tiny"].is_segmenter
     assert traits["mgm"].released_weights.requires_weights and traits["e2ehim-official"].released_weights
     assert traits["e2ehim-tiny"].released_weights is None
     assert traits["e2ehim-tiny"].find_unused_parameters is False and traits["seg-tiny"].find_unused_parameters
@@ -119,9 +119,9 @@ def test_entry_kinds_and_the_trimap_hook_of_methods():
         MaskOnlyMethod().predict_with_trimap(None, None)
 
 
-HOOK_NAMES = ("mask_guided", "takes_trimap", "segmenter", "released_weights", "find_unused_parameters",
+HOOK_NAMES = ("mask_guided", "takes_trimap", "is_segmenter", "released_weights", "find_unused_parameters",
               *registry.MODEL_HOOKS, "predict_with_trimap")
-PROBE = re.compile(r"\b(?:getattr|hasattr)\([^()]*[\"'](" + "|".join(HOOK_NAMES) + r")[\"']")
+PROBE = re.compile(r"\b(?:getattr|hasattr)\(.*?[\"'](" + "|".join(HOOK_NAMES) + r")[\"']")
 
 
 def test_no_module_outside_the_registry_probes_a_model_for_a_hook():
@@ -130,4 +130,5 @@ def test_no_module_outside_the_registry_probes_a_model_for_a_hook():
              for path in sorted((ROOT / package).rglob("*.py")) if path != ROOT / "himbench" / "registry.py"
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if PROBE.search(line)]
     assert not found, "read hooks through himbench.registry:\n" + "\n".join(found)
-    assert PROBE.search('getattr(model, "predict_batch", None)')  # the pattern itself finds a probe
+    assert PROBE.search('getattr(model, "predict_batch", None)')  # the pattern itself finds probes
+    assert PROBE.search('released = getattr(type(model), "released_weights", None)')
