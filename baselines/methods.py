@@ -11,7 +11,9 @@
 ``seg-mgm``        learned segmenter ``seg-tiny`` -> MGMatting per instance (two-stage with a released refiner)
 =================  ===========================================================================================
 
-Mask-guided methods take the guidance options of :data:`himbench.methods.GUIDANCE_OPTIONS`.
+Mask-guided methods take the guidance options of :data:`himbench.methods.GUIDANCE_OPTIONS`. This module is the one
+place the plugin registers its methods (its models register where they are defined); ``baselines/__init__.py``
+imports it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from himbench.checkpoints import load_registered_model
 from himbench.guidance import GuidanceConfig
 from himbench.methods import (
     Method,
@@ -28,17 +31,18 @@ from himbench.methods import (
     check_masks,
     guidance_from,
     guidance_spec,
-    load_registered_model,
-    register_method,
     register_model_method,
     resolve_device,
 )
+from himbench.registry import register_method
 
 __all__ = ["MaskCFMethod", "MaskOnlyMethod", "SegRefineMethod"]
 
 
 class MaskCFMethod(Method):
     """``mask-cf``: closed-form matting per guidance mask (see :mod:`baselines.mask_cf`)."""
+
+    takes_trimap = True  # predict_with_trimap: a classic benchmark's own trimap
 
     def __init__(self, guidance: GuidanceConfig | None = None, device: str | None = None, **cf_options: Any) -> None:
         # ``device`` is accepted so every method takes the same options; closed-form matting runs on the CPU.

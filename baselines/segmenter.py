@@ -102,6 +102,8 @@ def group_instances(
 class InstanceSegmenter(nn.Module):
     """Tiny U-Net with person / centre / offset heads (see module docstring)."""
 
+    is_segmenter = True  # finds the people itself: its masks guide mask-guided models (himbench.registry.ModelTraits)
+
     def __init__(self, config: SegmenterConfig = SegmenterConfig()) -> None:
         super().__init__()
         self.config = config

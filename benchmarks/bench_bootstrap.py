@@ -29,7 +29,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from himbench.evaluation.runner import _record  # noqa: E402  (the exact per_image.json record format)
+from himbench.evaluation.runner import per_image_record as _record  # noqa: E402  (the exact per_image.json record format)
 from himbench.metrics import DEFAULT_THRESHOLDS, ImageInstanceStats, IMQAccumulator, PairErrors  # noqa: E402
 from himbench.metrics.bootstrap import resample_indices, summary_intervals  # noqa: E402
 

@@ -3,13 +3,14 @@
 himbench loads this package through its entry point (``himbench.plugins`` in ``pyproject.toml``). Importing it
 registers the models ``e2ehim-tiny`` (with its shipped checkpoint), ``e2ehim-base`` and ``e2ehim-official`` (the
 authors' released network, :mod:`e2ehim.official`) in :mod:`himbench.registry`, and a benchmark method of the same
-name for each (:func:`himbench.methods.register_model_method`).
+name for each (:mod:`e2ehim.methods`, the one place this plugin registers methods, as ``baselines.methods`` does
+for the other plugin).
 """
 
+from e2ehim import methods  # noqa: F401  (imported for its registration side effects)
 from e2ehim.config import E2EHIMConfig, base_config, tiny_config
 from e2ehim.model import E2EHIM, e2ehim_base, e2ehim_tiny
 from e2ehim.official import E2EHIMOfficial, E2EHIMOfficialConfig, e2ehim_official
-from himbench.methods import register_model_method
 
 __all__ = [
     "E2EHIM",
@@ -22,9 +23,3 @@ __all__ = [
     "e2ehim_tiny",
     "tiny_config",
 ]
-
-register_model_method("e2ehim-tiny", description="E2E-HIM, CPU-sized (model e2ehim-tiny, shipped checkpoint).")
-register_model_method("e2ehim-base", description="E2E-HIM at the paper's size (model e2ehim-base).")
-register_model_method(
-    "e2ehim-official", description="The authors' released E2E-HIM network (needs their weights: import-checkpoint)."
-)

@@ -21,9 +21,9 @@ from himbench.registry import check_fields, check_model_memory
 __all__ = [
     "BackboneConfig",
     "E2EHIMConfig",
-    "GuidanceConfig",
     "LossConfig",
     "MattingConfig",
+    "UnitedGuidanceConfig",
     "base_config",
     "estimate_memory",
     "tiny_config",
@@ -59,8 +59,10 @@ class BackboneConfig:
 
 
 @dataclass
-class GuidanceConfig:
-    """United guidance network: pixel encoder over the 1/32 tokens, then a DETR-style query decoder."""
+class UnitedGuidanceConfig:
+    """United guidance network (the paper's name; :mod:`e2ehim.united_guidance`): pixel encoder over the 1/32 tokens,
+    then a DETR-style query decoder. Not to be confused with the guidance *masks* of mask-guided methods
+    (:class:`himbench.guidance.GuidanceConfig`)."""
 
     num_queries: int = 20
     d_model: int = 256
@@ -74,7 +76,7 @@ class GuidanceConfig:
         check_fields(self, positive=("num_queries", "d_model", "num_heads", "ffn_dim"),
                      non_negative=("decoder_layers", "encoder_layers"), unit_interval=("dropout",))
         if self.d_model % self.num_heads:
-            raise ValueError(f"GuidanceConfig.num_heads={self.num_heads} does not divide d_model={self.d_model}")
+            raise ValueError(f"UnitedGuidanceConfig.num_heads={self.num_heads} does not divide d_model={self.d_model}")
 
 
 @dataclass
@@ -115,7 +117,8 @@ class E2EHIMConfig:
     name: str = "e2ehim-base"
     input_size: int = 640  # square letterbox size used at inference and by default in training
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    # the united guidance network; the key "guidance" is kept: every stored config.json uses it
+    guidance: UnitedGuidanceConfig = field(default_factory=UnitedGuidanceConfig)
     matting: MattingConfig = field(default_factory=MattingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     score_threshold: float = 0.5  # keep queries whose person probability is above this
@@ -129,7 +132,7 @@ class E2EHIMConfig:
         check_fields(self, positive=("input_size",), unit_interval=(
             "score_threshold", "min_area_fraction", "trimap_fg_threshold", "trimap_bg_threshold"))
         parts = (self.backbone, self.guidance, self.matting, self.loss)
-        if all(type(p) is t for p, t in zip(parts, (BackboneConfig, GuidanceConfig, MattingConfig, LossConfig),
+        if all(type(p) is t for p, t in zip(parts, (BackboneConfig, UnitedGuidanceConfig, MattingConfig, LossConfig),
                                             strict=True)):
             bb, gd = self.backbone, self.guidance
             sizes = (f"input_size={self.input_size}, embed_dim={bb.embed_dim}, window_size={bb.window_size}, "
@@ -188,7 +191,7 @@ def tiny_config() -> E2EHIMConfig:
             mlp_ratio=2.0,
             drop_path_rate=0.0,
         ),
-        guidance=GuidanceConfig(
+        guidance=UnitedGuidanceConfig(
             num_queries=20, d_model=128, num_heads=4, decoder_layers=3, encoder_layers=1, ffn_dim=256
         ),
         matting=MattingConfig(alpha_channels=16, image_channels=8, tower_convs=2, kernel_mlp_layers=2),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from e2ehim.config import MattingConfig
-from e2ehim.guidance import MLP, _groups
+from e2ehim.layers import MLP, group_norm_groups
 
 __all__ = ["DynamicKernels", "MattingNeck", "compose_alpha", "soft_compose_alpha"]
 
@@ -27,7 +27,9 @@ BACKGROUND, UNKNOWN, FOREGROUND = 0, 1, 2
 
 def _conv_gn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.GroupNorm(_groups(cout), cout), nn.ReLU(inplace=True)
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
+        nn.GroupNorm(group_norm_groups(cout), cout),
+        nn.ReLU(inplace=True),
     )
 
 

@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from e2ehim.backbone import GeneralPerceptionNetwork
 from e2ehim.config import E2EHIMConfig, base_config, tiny_config
-from e2ehim.guidance import UnitedGuidanceNetwork
 from e2ehim.inference import filter_instances, predict_single, prepare_batch
 from e2ehim.losses import gradient_loss, hungarian_match, laplacian_loss, match_costs, trimap_from_alpha
 from e2ehim.matting_head import UNKNOWN, DynamicKernels, MattingNeck, compose_alpha, soft_compose_alpha
+from e2ehim.united_guidance import UnitedGuidanceNetwork
 from himbench.geometry import LetterboxInfo, unletterbox
 from himbench.registry import apply_overrides, register_model
 

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from e2ehim.inference import predict_single
+from e2ehim.layers import MLP
 from e2ehim.official_swin import SwinBackbone
 from himbench.checkpoints import ReleasedWeights
 from himbench.registry import apply_overrides, check_fields, check_model_memory, register_model
@@ -155,22 +156,6 @@ class ResidualBottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.in_prelu1(self.in_conv1(x) + x)
-
-
-class QueryMLP(nn.Module):
-    """``num_layers`` Linear layers with ReLU between them (DETR's MLP); maps each query embedding."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, num_layers: int) -> None:
-        super().__init__()
-        dims = [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
-        return x
 
 
 class QueryDecoderLayer(nn.Module):
@@ -307,10 +292,10 @@ class E2EHIMOfficial(nn.Module):
         self.toplayer = nn.Sequential(*_conv_gn_act(768, 256, 1, 32, "relu"))
         self.decoder1 = QueryDecoder(QueryDecoderLayer(256, 8, 2048, 0.1), 6, 256)
         self.query_embed = nn.Embedding(t, 256)
-        self.globalfcnum = QueryMLP(256, 128, 2, 2)
-        self.globalfc = QueryMLP(258, 512, (256 + 1) * 3, 3)
-        self.globalfc2 = QueryMLP(258, 512, 256 * 3 + 3 + 64 + 1, 3)
-        self.globalfck = QueryMLP(258, 512, 128 * 2, 1)
+        self.globalfcnum = MLP(256, 128, 2, 2)
+        self.globalfc = MLP(258, 512, (256 + 1) * 3, 3)
+        self.globalfc2 = MLP(258, 512, 256 * 3 + 3 + 64 + 1, 3)
+        self.globalfck = MLP(258, 512, 128 * 2, 1)
         # conv1 / conv2 are in the checkpoint but unused by the authors' forward; kept so the keys match.
         self.conv1 = _conv(256, 1)
         self.conv2 = _conv(256, 1)

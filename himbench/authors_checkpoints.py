@@ -173,7 +173,7 @@ def import_authors_checkpoint(
     import torch
 
     from himbench.checkpoints import save_checkpoint
-    from himbench.registry import create_model
+    from himbench.registry import authors_state_dict_converter, create_model, traits_of
 
     source, out = Path(source), Path(out)
     require_empty_folder(out, "output is not an empty folder; choose a new folder (nothing was written)")
@@ -185,7 +185,7 @@ def import_authors_checkpoint(
     state, notes = unwrap_state_dict(loaded)
     if not state:
         raise InputError(source, "the checkpoint holds no tensors")
-    convert = getattr(type(model), "convert_authors_state_dict", None)
+    convert = authors_state_dict_converter(model)
     if convert is not None:
         state = convert(state)
         notes.append(f"keys mapped by {type(model).__name__}.convert_authors_state_dict")
@@ -202,7 +202,7 @@ def import_authors_checkpoint(
     usable = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     with torch.no_grad():
         model.load_state_dict(usable, strict=not allow_partial)
-    released = getattr(type(model), "released_weights", None)
+    released = traits_of(type(model)).released_weights
     report = ImportReport(
         model_name=model_name,
         source=source.name,

@@ -10,6 +10,10 @@ Hugging Face Hub model id (``owner/name``, optionally ``owner/name@revision``), 
 ``huggingface_hub.snapshot_download`` restricted to ``*.safetensors`` and ``*.json``. Pickle-based files (.pt, .pth,
 .bin, .ckpt) are refused as model weights. Optimizer state for resuming training is a separate file written by
 :mod:`himbench.training` and read back with ``torch.load(weights_only=True)``.
+
+The weights policy lives here too, beside :class:`ReleasedWeights`: :func:`load_registered_model` takes the given
+checkpoint, else the one shipped with the model's registration, else random weights, except for a model whose
+``released_weights`` say random weights are useless (:func:`refuse_random_weights`).
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ __all__ = [
     "ReleasedWeights",
     "WEIGHTS_NAME",
     "load_model",
+    "load_registered_model",
     "load_weights",
+    "missing_weights_message",
     "read_checkpoint_config",
+    "refuse_random_weights",
     "resolve_checkpoint",
     "save_checkpoint",
 ]
@@ -55,6 +62,44 @@ class ReleasedWeights:
     filename: str  # the released file's name, e.g. "swintiny.ckpt"
     license: str
     requires_weights: bool = True
+
+
+def missing_weights_message(model: str, released: ReleasedWeights) -> str:
+    """Where to get the authors' weights of ``model`` and how to import them (for a missing-checkpoint error)."""
+    return (
+        f"{model} re-implements a published network and needs the authors' weights: random weights give "
+        f"meaningless outputs. Download {released.filename} from {released.download} (code: {released.code}; "
+        f"licence: {released.license}), then run `himbench import-checkpoint {released.filename} "
+        f"weights/{model} --model {model}` and pass `checkpoint=weights/{model}` (CLI: --checkpoint / "
+        f"--option {model}.checkpoint=weights/{model})."
+    )
+
+
+def refuse_random_weights(model: str) -> None:
+    """:class:`InputError` saying where to get the weights when registered ``model`` re-implements a published
+    network whose ``released_weights`` say random weights are useless. Reads the class's traits: nothing is built.
+    ``KeyError`` for an unknown model."""
+    from himbench.registry import model_traits
+
+    released = model_traits(model).released_weights
+    if released is not None and released.requires_weights:
+        raise InputError(model, missing_weights_message(model, released))
+
+
+def load_registered_model(model: str, checkpoint: str | Path | None, device: str):
+    """Create registered ``model`` with the weights of ``checkpoint`` (a checkpoint folder, its
+    ``model.safetensors``, or a Hub id); with no checkpoint, the one shipped with the model's registration
+    (:func:`himbench.registry.default_checkpoint`) if any, else random weights (an :class:`InputError` for models
+    whose ``released_weights`` say random weights are useless). Returns ``(module in eval mode on device, checkpoint
+    used or None)``."""
+    from himbench.registry import create_model, default_checkpoint
+
+    if checkpoint is None:
+        checkpoint = default_checkpoint(model)
+    if checkpoint is None:
+        refuse_random_weights(model)  # before building: a paper-size network costs seconds
+        return create_model(model).to(device).eval(), None
+    return load_model(checkpoint, model_name=model, device=device), str(checkpoint)
 
 
 def save_checkpoint(model, folder: str | Path, model_name: str, extra: dict[str, Any] | None = None) -> Path:

@@ -35,7 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from himbench.io import InputError, Problem, decode_raw, max_pixels, read_alpha, read_file_bytes, read_image_size
+from himbench.io import (
+    IMAGE_SUFFIXES,
+    LAYOUT_MATTE_SUFFIXES,
+    InputError,
+    Problem,
+    decode_raw,
+    max_pixels,
+    read_alpha,
+    read_file_bytes,
+    read_image_size,
+)
 from himbench.shards import DATA_DIR, ShardFolder
 
 __all__ = [
@@ -58,9 +68,6 @@ __all__ = [
 # "foreground" (build-dataset --fg-source).
 ROLES = ("ground_truth", "images", "bench", "foreground")
 SINGLE_SPLIT = "test"  # the one split of a single-matte benchmark folder
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# PPM-100 ships its mattes as JPEG (MODNet src/matting_dataset.py asserts image and matte names are equal).
-MATTE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _COPY_SUFFIX = re.compile(r"^(?P<fg>.+)_(?P<bg>\d+)$")  # Composition-1k: <fg>_<background index>
 
 _ALL = frozenset(ROLES)
@@ -305,8 +312,8 @@ def list_samples(layout: Layout, path: str | os.PathLike) -> tuple[list[SingleMa
     images, duplicates = _files_by_stem(root / layout.image_dir, IMAGE_SUFFIXES)
     problems = [Problem(str(p), "ground truth: another photo has the same name; the first is used")
                 for p in duplicates]
-    mattes = {name: _files_by_stem(root / name, MATTE_SUFFIXES)[0] for name in layout.alpha_dirs}
-    trimaps = _files_by_stem(root / layout.trimap_dir, MATTE_SUFFIXES)[0] if layout.trimap_dir else {}
+    mattes = {name: _files_by_stem(root / name, LAYOUT_MATTE_SUFFIXES)[0] for name in layout.alpha_dirs}
+    trimaps = _files_by_stem(root / layout.trimap_dir, LAYOUT_MATTE_SUFFIXES)[0] if layout.trimap_dir else {}
     items, used = [], set()
     for stem, image in images.items():
         matte = _matte_for(layout, root, stem, mattes)

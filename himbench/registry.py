@@ -15,8 +15,8 @@ Plugins
         [project.entry-points."himbench.plugins"]
         my_models = "my_package"
 
-    :func:`load_plugins` (called by :func:`create_model`, :func:`list_models` and the method registry of
-    :mod:`himbench.methods`) imports every such module once; importing it runs its ``@register_model`` /
+    :func:`load_plugins` (called by :func:`create_model`, :func:`list_models`, :func:`list_methods` and
+    :func:`method_entry`) imports every such module once; importing it runs its ``@register_model`` /
     ``@register_method`` decorators. A plugin that fails to import is reported in a warning naming it, and the
     others still load.
 
@@ -36,7 +36,16 @@ The training protocol every registered model follows (``himbench.training`` reli
         ``image`` is uint8 HxWx3 RGB of any size; ``masks`` optional (N,H,W) guidance for two-stage refiners
         (end-to-end models ignore it). Returns float32 (N,H,W) alphas in [0, 1] at the original size and float32
         (N,) confidence scores. Called in eval mode under ``torch.no_grad``.
-    Optional ``model.predict_batch(images, masks=None) -> list[(alphas, scores)]`` lets ``himbench predict`` batch.
+    The required members are :class:`HIMModel`; the optional hooks and class-level traits are listed in
+    :data:`MODEL_HOOKS` and :class:`ModelTraits`. The host reads them only through this module
+    (:func:`model_traits`, :func:`traits_of`, :func:`batch_predictor`, :func:`no_weight_decay_names`,
+    :func:`authors_state_dict_converter`), never by probing a model itself.
+
+Two kinds of entries, one namespace
+    *Models* (``@register_model``) are networks built by name. *Methods* (``@register_method``; see
+    :mod:`himbench.methods` for the protocol) are what the benchmark runs: a method may run registered models
+    (``MethodEntry.models``) or none (``mask-cf``). A name registered as both always runs that same model;
+    any registered model that is not a method also works as one. :func:`entry_kind` tells which a name is.
 """
 
 from __future__ import annotations
@@ -50,26 +59,47 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+if TYPE_CHECKING:  # annotations only: himbench.methods and himbench.checkpoints import this module
+    from himbench.checkpoints import ReleasedWeights
+    from himbench.methods import Method
 
 __all__ = [
     "DEFAULT_MAX_MODEL_BYTES",
     "MAX_MODEL_BYTES_ENV",
+    "MODEL_HOOKS",
     "PLUGIN_GROUP",
+    "HIMModel",
+    "MethodEntry",
     "ModelInfo",
+    "ModelTraits",
     "apply_overrides",
+    "authors_state_dict_converter",
+    "batch_predictor",
     "check_fields",
     "check_model_memory",
     "config_to_dict",
     "count_parameters",
     "create_model",
     "default_checkpoint",
+    "default_segmenter",
+    "entry_kind",
+    "is_mask_guided",
+    "list_methods",
     "list_models",
+    "load_entry_points",
     "load_plugins",
     "max_model_bytes",
+    "method_entry",
     "model_class",
+    "model_for",
     "model_info",
+    "model_traits",
+    "no_weight_decay_names",
+    "register_method",
     "register_model",
+    "traits_of",
 ]
 
 PLUGIN_GROUP = "himbench.plugins"
@@ -79,6 +109,78 @@ _DEFAULT_WEIGHTS: dict[str, Path] = {}
 _plugins_loaded = False
 
 T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------------------- the model protocol
+@runtime_checkable
+class HIMModel(Protocol):
+    """The members every registered model has (an ``nn.Module``; see the module docstring for the contracts).
+
+    ``isinstance(model, HIMModel)`` checks that they are present. The optional members are in :data:`MODEL_HOOKS`
+    (instance hooks) and :class:`ModelTraits` (class-level flags); read them with this module's functions."""
+
+    config: Any  # a dataclass: the whole resolved config; its ``input_size`` is the square input side in pixels
+
+    def training_loss(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``{"loss": scalar tensor, ...logged scalar components}`` for a :func:`himbench.data.collate_him` batch."""
+        ...
+
+    def predict_instances(self, image: Any, masks: Any = None) -> tuple[Any, Any]:
+        """``(alphas (N,H,W) float32 in [0, 1], scores (N,) float32)`` for a uint8 HxWx3 RGB image of any size."""
+        ...
+
+
+# Optional instance hooks: name -> what it does and who calls it. A model defines the ones it needs.
+MODEL_HOOKS: dict[str, str] = {
+    "predict_batch": "predict_batch(images, masks=None) -> list[(alphas, scores)]: several images in one forward "
+                     "pass; `himbench predict` batches through it (see batch_predictor)",
+    "no_weight_decay": "no_weight_decay() -> iterable of parameter names the optimizer must not decay beyond norms "
+                       "and biases, timm-style (see no_weight_decay_names)",
+    "convert_authors_state_dict": "convert_authors_state_dict(state) -> state, a static/class method: maps the "
+                                  "authors' released key names onto the model's own for `himbench "
+                                  "import-checkpoint` (see authors_state_dict_converter)",
+}
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """Class-level flags of a registered model, read from its class without building the network.
+
+    A model class declares a trait as a class attribute of the same name; an absent one takes the default here."""
+
+    mask_guided: bool = False  # predict_instances needs guidance masks (a refiner): the host asks for --masks
+    takes_trimap: bool = False  # predict_instances also accepts ``trimap=`` (a benchmark's own trimap)
+    is_segmenter: bool = False  # finds the people itself; its hard masks (alpha >= 0.5) can guide a mask-guided model
+    released_weights: ReleasedWeights | None = None  # a published network: where the authors release its weights
+    find_unused_parameters: bool = True  # False: every parameter takes part in every loss (DDP skips its search)
+
+
+_TRAIT_DEFAULTS = ModelTraits()
+
+
+def traits_of(model_or_class: Any) -> ModelTraits:
+    """The :class:`ModelTraits` a model instance or class declares (its attributes of the traits' names)."""
+    return ModelTraits(**{
+        field.name: getattr(model_or_class, field.name, getattr(_TRAIT_DEFAULTS, field.name))
+        for field in dataclasses.fields(ModelTraits)
+    })
+
+
+def batch_predictor(model: Any) -> Callable[..., list] | None:
+    """The model's ``predict_batch`` hook (see :data:`MODEL_HOOKS`), or None when it predicts one image at a time."""
+    return getattr(model, "predict_batch", None)
+
+
+def no_weight_decay_names(model: Any) -> set[str]:
+    """Names of parameters the model says must not decay (its ``no_weight_decay`` hook); empty without the hook."""
+    hook = getattr(model, "no_weight_decay", None)
+    return set(hook()) if hook is not None else set()
+
+
+def authors_state_dict_converter(model_or_class: Any) -> Callable[[dict], dict] | None:
+    """The class's ``convert_authors_state_dict`` hook (authors' key names -> the model's), or None (identity)."""
+    cls = model_or_class if isinstance(model_or_class, type) else type(model_or_class)
+    return getattr(cls, "convert_authors_state_dict", None)
 
 
 def _module_folder(module_name: str) -> Path | None:
@@ -176,6 +278,22 @@ def model_class(name: str) -> type | None:
     return returned if isinstance(returned, type) else None
 
 
+def model_traits(name: str) -> ModelTraits:
+    """The :class:`ModelTraits` of registered model ``name``, read from the class its factory says it returns
+    (:func:`model_class`), so no network is built. Only a factory without a return annotation costs a build (on
+    the CPU); annotate factories (``def my_model(**overrides) -> MyModel``) to avoid it."""
+    cls = model_class(name)
+    return traits_of(cls if cls is not None else create_model(name))
+
+
+def default_segmenter() -> str | None:
+    """The registered model that finds people for a mask-guided one when no masks are given: among the models
+    whose class sets ``is_segmenter = True``, the first (by name) that ships weights, else the first; None if none."""
+    names = [name for name in list_models() if model_traits(name).is_segmenter]
+    shipped = [name for name in names if default_checkpoint(name) is not None]
+    return (shipped or names or [None])[0]
+
+
 def default_checkpoint(name: str) -> Path | None:
     """The checkpoint folder shipped with model ``name`` (its registration's ``default_weights``), or None when the
     registration names none or the folder holds no ``model.safetensors``."""
@@ -186,6 +304,96 @@ def default_checkpoint(name: str) -> Path | None:
     return folder
 
 
+# ------------------------------------------------------------------------------------------------------ methods
+@dataclass(frozen=True)
+class MethodEntry:
+    """One registered method: its factory, the registered models it runs by default (empty for methods without
+    learned parts) and whether it takes guidance masks."""
+
+    name: str
+    factory: Callable[..., Method]
+    models: tuple[str, ...] = ()
+    mask_guided: bool = False
+
+    @property
+    def module(self) -> str:
+        return self.factory.__module__
+
+    @property
+    def description(self) -> str:
+        lines = (self.factory.__doc__ or "").strip().splitlines()
+        return lines[0] if lines else ""
+
+
+_METHODS: dict[str, MethodEntry] = {}
+
+
+def register_method(
+    name: str, *, models: tuple[str, ...] = (), mask_guided: bool = False
+) -> Callable[[Callable[..., Method]], Callable[..., Method]]:
+    """Decorator: register ``factory(**kwargs) -> Method`` (:class:`himbench.methods.Method`) under ``name``.
+
+    ``models``: the registered models the method runs by default (for listings and :func:`model_for`); a method
+    named like a registered model must run exactly that model. ``mask_guided``: the method takes guidance masks,
+    and the benchmark passes it the guidance options (:data:`himbench.methods.GUIDANCE_OPTIONS`). To run one
+    registered model as a method, :func:`himbench.methods.register_model_method` does this for you."""
+
+    def decorate(factory: Callable[..., Method]) -> Callable[..., Method]:
+        existing = _METHODS.get(name)
+        if existing is not None and existing.factory.__qualname__ != factory.__qualname__:
+            raise ValueError(f"method name {name!r} is already registered by {existing.module}")
+        _METHODS[name] = MethodEntry(name, factory, tuple(models), mask_guided)
+        return factory
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    """Sorted names of the registered methods (registered models not listed here work as methods too)."""
+    load_plugins()
+    return sorted(_METHODS)
+
+
+def method_entry(name: str) -> MethodEntry | None:
+    """The registration of method ``name``, or None when ``name`` is not a registered method."""
+    load_plugins()
+    return _METHODS.get(name)
+
+
+def entry_kind(name: str) -> str | None:
+    """``"method"`` for a registered method (whether or not a model shares its name), ``"model"`` for a registered
+    model that is no method, None for an unknown name."""
+    if method_entry(name) is not None:
+        return "method"
+    return "model" if name in _FACTORIES else None
+
+
+def is_mask_guided(name: str) -> bool:
+    """Whether method (or model) ``name`` takes guidance masks: the method's registration, else the model's
+    ``mask_guided`` trait (read from its class, nothing built); an unknown name is False."""
+    entry = method_entry(name)
+    if entry is not None:
+        return entry.mask_guided
+    if name not in list_models():
+        return False
+    return model_traits(name).mask_guided
+
+
+def model_for(name: str) -> str:
+    """The registered model that ``name`` runs: ``name`` itself for a model, the model of a method that runs exactly
+    one (``mask-refine`` -> ``mask-refine-tiny``); a KeyError saying why otherwise."""
+    if name in list_models():
+        return name
+    entry = method_entry(name)
+    if entry is None:
+        raise KeyError(f"unknown model or method {name!r}; see `himbench models`")
+    if len(entry.models) != 1:
+        runs = ", ".join(entry.models) or "no learned model"
+        raise KeyError(f"method {name!r} runs {runs}, not one model: run it with `himbench bench -m {name}`")
+    return entry.models[0]
+
+
+# --------------------------------------------------------------------------------------------- what models show
 @dataclass
 class ModelInfo:
     """What ``himbench models`` shows about a registered model (``num_params``: learned parameters; ``input_size``:
@@ -220,7 +428,7 @@ def model_info(name: str) -> ModelInfo:
         input_size=getattr(config, "input_size", None),
         config=config_to_dict(config) if config is not None else {},
         default_weights=str(shipped) if (shipped := default_checkpoint(name)) is not None else None,
-        mask_guided=bool(getattr(model, "mask_guided", False)),
+        mask_guided=traits_of(model).mask_guided,
     )
 
 

@@ -255,7 +255,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
 
     from himbench.checkpoints import load_weights, save_checkpoint
     from himbench.data import HIMShardDataset, collate_him
-    from himbench.registry import create_model
+    from himbench.registry import create_model, no_weight_decay_names, traits_of
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -295,7 +295,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         persistent_workers=cfg.num_workers > 0,
     )
     # Norms and biases never decay; a model names any other parameters that must not (timm's no_weight_decay()).
-    skip_decay = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    skip_decay = no_weight_decay_names(model)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -341,7 +341,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
         wrapped = DistributedDataParallel(
             wrapped,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=getattr(model, "find_unused_parameters", True),
+            find_unused_parameters=traits_of(model).find_unused_parameters,
         )
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16

@@ -191,7 +191,7 @@ def test_load_model_names_the_override(saved):
 def test_apply_overrides_refuses_non_finite_and_non_mapping():
     with pytest.raises(ValueError, match="expected a finite number"):
         apply_overrides(tiny_config(), {"loss": {"match_l1": math.inf}})
-    with pytest.raises(ValueError, match="expected a mapping of GuidanceConfig fields"):
+    with pytest.raises(ValueError, match="expected a mapping of UnitedGuidanceConfig fields"):
         apply_overrides(tiny_config(), {"guidance": 3})
     # A good override still applies, nested ones included.
     config = apply_overrides(tiny_config(), {"score_threshold": 0.25, "guidance": {"num_queries": 7}})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from himbench.guidance import GuidanceConfig
-from himbench.methods import Prediction, create_method, list_methods
-from himbench.registry import default_checkpoint
+from himbench.methods import Prediction, create_method
+from himbench.registry import default_checkpoint, list_methods
 
 
 def _scene(size: int = 96):

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from himbench import registry
 from himbench.cli import main
-from himbench.methods import create_method, list_methods, method_entry, model_for
+from himbench.methods import create_method
+from himbench.registry import list_methods, method_entry, model_for
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = ("baselines", "e2ehim")
@@ -63,12 +64,10 @@ def test_plugins_are_declared_as_entry_points():
 @pytest.fixture
 def clean_registries(monkeypatch):
     """Registrations made by a test are dropped afterwards."""
-    from himbench import methods
-
     registry.load_plugins()  # the installed plugins register first, into the registries kept afterwards
     monkeypatch.setattr(registry, "_FACTORIES", dict(registry._FACTORIES))
     monkeypatch.setattr(registry, "_DEFAULT_WEIGHTS", dict(registry._DEFAULT_WEIGHTS))
-    monkeypatch.setattr(methods, "_METHODS", dict(methods._METHODS))
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
 
 
 def _write_plugin(root: Path, package: str) -> None:

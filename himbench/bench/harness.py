@@ -243,7 +243,7 @@ def bench_method(
     classic = ClassicStat()
     conventions: set[str] = set()
     used_trimap = used_masks = False
-    takes_trimap = hasattr(method, "predict_with_trimap")
+    takes_trimap = method.takes_trimap
     iterator = progress(samples, method.name) if progress else samples
     warmed = False
     records: list[dict[str, Any]] = []
@@ -485,7 +485,8 @@ def run_bench(
     With ``on_error`` given, a method that cannot be built (unknown name, bad checkpoint, bad option) is reported
     there and skipped; without it, the error propagates."""
     from himbench.io import InputError
-    from himbench.methods import create_method, is_mask_guided, resolve_device
+    from himbench.methods import create_method, resolve_device
+    from himbench.registry import is_mask_guided
 
     device = resolve_device(config.device)
     config = dataclasses.replace(config, device=device)

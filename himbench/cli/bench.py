@@ -29,7 +29,7 @@ def parse_method_options(
     seg_checkpoint: str | None,
 ) -> dict[str, dict]:
     """Per-method keyword options from the CLI flags (``METHOD=PATH`` and ``METHOD.KEY=VALUE``)."""
-    from himbench.methods import is_mask_guided
+    from himbench.registry import is_mask_guided
 
     per_method: dict[str, dict] = {name: {} for name in methods}
     for name in methods:

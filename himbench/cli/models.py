@@ -35,8 +35,7 @@ def list_names(pattern: str | None = None) -> list[NameInfo]:
     Each model is built on the CPU to count its parameters."""
     import fnmatch
 
-    from himbench.methods import list_methods, method_entry
-    from himbench.registry import list_models, model_info
+    from himbench.registry import list_methods, list_models, method_entry, model_info
 
     models = set(list_models())
     methods = set(list_methods())

@@ -19,9 +19,6 @@ from himbench.cli.options import device_option, threads_option
 
 __all__ = ["command", "collect_inputs"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_SUFFIX_LIST = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
-
 
 def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str, str, object]]:
     """Expand IMAGES into (split, stem, source) items; source is a Path or a shard dataset index.
@@ -60,6 +57,8 @@ def collect_inputs(inputs: tuple[str, ...], split: str | None) -> list[tuple[str
 def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
     """The image files of an input folder, and what else is in it (a GIF, a HEIC, notes, a subfolder): those are
     reported, not passed over in silence. Hidden entries (``.DS_Store``) are left out of both."""
+    from himbench.io import IMAGE_SUFFIXES
+
     files, others = [], []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
@@ -69,11 +68,14 @@ def _folder_images(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _warn_passed_over(folder: Path, entries: list[Path]) -> None:
+    from himbench.io import IMAGE_SUFFIXES
+
+    readable = ", ".join(suffix[1:] for suffix in IMAGE_SUFFIXES)
     names = [entry.name + ("/" if entry.is_dir() else "") for entry in entries]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     click.echo(
         f"warning: {folder}: skipped {len(entries)} {'entry' if len(entries) == 1 else 'entries'} that "
-        f"{'is not an image' if len(entries) == 1 else 'are not images'} predict reads ({_SUFFIX_LIST}; folders "
+        f"{'is not an image' if len(entries) == 1 else 'are not images'} predict reads ({readable}; folders "
         f"are not searched recursively): {shown}",
         err=True,
     )
@@ -178,6 +180,7 @@ def command(
     from himbench.device import resolve_device
     from himbench.io import InputError, read_image, safe_name
     from himbench.predictions.writer import write_prediction
+    from himbench.registry import batch_predictor, traits_of
 
     if split is not None:
         try:
@@ -204,8 +207,9 @@ def command(
             raise UserError(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)) from err
     guide = _guidance_reader(masks_dir, guidance)
     items = collect_inputs(images, split)
-    trimap_only = getattr(model, "takes_trimap", False) and items and all(_has_trimap(i[2]) for i in items)
-    if guide is None and getattr(model, "mask_guided", False) and not trimap_only:
+    traits = traits_of(model)
+    trimap_only = traits.takes_trimap and items and all(_has_trimap(i[2]) for i in items)
+    if guide is None and traits.mask_guided and not trimap_only:
         raise click.UsageError("this model is mask-guided: pass --masks DIR or, for shard folders and benchmark "
                                "folders, --guidance none (masks from the ground truth: an oracle)")
     out = Path(out_dir)
@@ -213,7 +217,7 @@ def command(
                "guidance": guidance, "split": split}
     if guidance is not None and masks_dir is None:
         options["guidance_oracle"] = True  # the masks come from the ground truth being scored
-    if getattr(model, "takes_trimap", False) and any(_has_trimap(i[2]) for i in items):
+    if traits.takes_trimap and any(_has_trimap(i[2]) for i in items):
         options["trimap"] = "benchmark"  # the benchmark's own trimaps, where it ships them
     manifest = _manifest(out, images, items, model, model_name or _stored_model_name(checkpoint), checkpoint, options)
     failures: list[str] = []
@@ -229,7 +233,7 @@ def command(
             image, alphas, trimap = _read_layout_item(source)
         else:
             image = read_image(source)
-        use_trimap = trimap is not None and getattr(model, "takes_trimap", False)
+        use_trimap = trimap is not None and traits.takes_trimap
         masks = guide(item_split, stem, image.shape[:2], alphas) if guide is not None and not use_trimap else None
         return item_split, stem, image, masks, trimap if use_trimap else None, _is_single(source)
 
@@ -241,8 +245,8 @@ def command(
         with torch.no_grad():
             if any(entry[4] is not None for entry in batch):  # the benchmark's trimap (methods that take one)
                 results = [model.predict_instances(e[2], e[3], trimap=e[4]) for e in batch]
-            elif hasattr(model, "predict_batch"):
-                results = model.predict_batch(images_, [entry[3] for entry in batch])
+            elif (predict_batch := batch_predictor(model)) is not None:
+                results = predict_batch(images_, [entry[3] for entry in batch])
             else:
                 results = [model.predict_instances(img, entry[3]) for img, entry in zip(images_, batch, strict=True)]
         for (item_split, stem, image, _, _, single), (alphas, scores) in zip(batch, results, strict=True):
@@ -306,8 +310,7 @@ def _has_trimap(source: object) -> bool:
 
 def _runs_no_model(name: str) -> bool:
     """True for a registered method that runs no learned model (mask-cf, mask-only): predict runs it directly."""
-    from himbench.methods import method_entry
-    from himbench.registry import list_models
+    from himbench.registry import list_models, method_entry
 
     entry = method_entry(name)
     return name not in list_models() and entry is not None and not entry.models
@@ -323,11 +326,12 @@ class _MethodRunner:
     A method with ``predict_with_trimap`` (``mask-cf``) takes the benchmark's own trimap when one is given."""
 
     def __init__(self, name: str, device: str) -> None:
-        from himbench.methods import create_method, is_mask_guided
+        from himbench.methods import create_method
+        from himbench.registry import is_mask_guided
 
         self.method = create_method(name, device=device)
         self.mask_guided = is_mask_guided(name)
-        self.takes_trimap = hasattr(self.method, "predict_with_trimap")
+        self.takes_trimap = self.method.takes_trimap
         self.config = _MethodConfig(dict(getattr(self.method, "spec", {"name": name})))
 
     def predict_instances(self, image, masks=None, trimap=None):
@@ -340,7 +344,7 @@ class _MethodRunner:
 
 def _model_name(name: str) -> str:
     """The registered model ``name`` runs (methods and models share one namespace), or a usage error."""
-    from himbench.methods import model_for
+    from himbench.registry import model_for
 
     try:
         return model_for(name)
@@ -357,12 +361,11 @@ def _default_checkpoint(model_name: str | None) -> str:
     shipped = default_checkpoint(model_name)
     if shipped is not None:
         return str(shipped)
+    from himbench.checkpoints import refuse_random_weights
     from himbench.io import InputError
-    from himbench.methods import refuse_random_weights
-    from himbench.registry import create_model
 
     try:
-        refuse_random_weights(model_name, create_model(model_name))
+        refuse_random_weights(model_name)  # reads the class's traits: no network is built
     except KeyError as err:
         raise click.UsageError(str(err.args[0])) from err
     except InputError as err:

@@ -21,7 +21,7 @@ from itertools import chain, islice
 from multiprocessing.context import BaseContext
 from typing import Any
 
-__all__ = ["ENGINES", "WINDOW_PER_WORKER", "map_tasks"]
+__all__ = ["ENGINES", "WINDOW_PER_WORKER", "add_item_context", "iter_or_none", "map_tasks"]
 
 ENGINES = ("local", "ray")
 # Tasks in flight per worker (per Ray CPU) by default: enough that a worker finds its next task queued when it
@@ -86,7 +86,9 @@ def map_tasks(
 
 
 # ------------------------------------------------------------------------------------------- shared by the engines
-def _add_context(err: BaseException, fn: Callable[..., Any], index: int, args: tuple) -> None:
+# Public for the engines' own modules (himbench.engines.ray_engine): every engine reports a failed item and an empty
+# input the same way.
+def add_item_context(err: BaseException, fn: Callable[..., Any], index: int, args: tuple) -> None:
     """Note on ``err`` which item failed, keeping its type and message (callers catch e.g. InputError by type)."""
     name = getattr(fn, "__qualname__", None) or repr(fn)
     text = f"raised by {name} on item {index} of map_tasks, arguments {_ARGS_REPR.repr(tuple(args))}"
@@ -96,7 +98,7 @@ def _add_context(err: BaseException, fn: Callable[..., Any], index: int, args: t
         err.__notes__ = [*getattr(err, "__notes__", []), text]
 
 
-def _first_or_none(items: Iterable[tuple]) -> Iterator[tuple] | None:
+def iter_or_none(items: Iterable[tuple]) -> Iterator[tuple] | None:
     """``items`` as an iterator, or None when it is empty, so that an empty input starts no pool and no Ray."""
     iterator = iter(items)
     for first in iterator:
@@ -110,7 +112,7 @@ def _map_here(fn: Callable[..., Any], items: Iterable[tuple]) -> Iterator[tuple[
         try:
             result = fn(*args)
         except Exception as err:
-            _add_context(err, fn, index, args)
+            add_item_context(err, fn, index, args)
             raise
         yield index, result
 
@@ -180,7 +182,7 @@ class _Pool:
         try:
             return future.result()
         except Exception as err:
-            _add_context(err, self.fn, index, args)
+            add_item_context(err, self.fn, index, args)
             raise
 
     def _recover(self) -> None:
@@ -212,7 +214,7 @@ class _Pool:
 def _map_pool(fn: Callable[..., Any], items: Iterable[tuple], workers: int, ordered: bool, window: int,
               initializer: Callable[..., Any] | None, initargs: tuple,
               on_crash: Callable[..., Any] | None) -> Iterator[tuple[int, Any]]:
-    iterator = _first_or_none(items)
+    iterator = iter_or_none(items)
     if iterator is None:
         return
     indexed = enumerate(iterator)

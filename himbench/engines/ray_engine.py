@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from himbench.engines import WINDOW_PER_WORKER, _add_context, _first_or_none
+from himbench.engines import WINDOW_PER_WORKER, add_item_context, iter_or_none
 
 try:
     import ray
@@ -158,12 +158,12 @@ def _result(ref: ray.ObjectRef, fn: Callable, index: int, args: tuple, on_crash:
     except _CRASHES as err:
         if on_crash is not None:
             return on_crash(*args)
-        _add_context(err, fn, index, args)
+        add_item_context(err, fn, index, args)
         raise
     except ray.exceptions.RayTaskError as err:
         # Re-raise the work function's own exception (e.g. InputError naming the bad file), as the local engine does.
         cause = err.cause if isinstance(err.cause, Exception) else err
-        _add_context(cause, fn, index, args)
+        add_item_context(cause, fn, index, args)
         if cause is err:
             raise
         raise cause from err
@@ -190,7 +190,7 @@ def map_ray(
     dies is rerun up to ``max_retries`` times; an exception raised by ``fn`` is not retried and is raised here.
     """
     workers = max(1, workers or os.cpu_count() or 1)
-    iterator = _first_or_none(items)
+    iterator = iter_or_none(items)
     if iterator is None:
         return
     started = _connect(workers, ray_address)

@@ -336,11 +336,11 @@ def image_record(stem: str, stats: Any, thresholds: Sequence[float], gt_alphas: 
     """The per-image record of ``per_image.json`` (what the breakdowns and intervals need) for one image scored
     elsewhere (``himbench bench``): ``stats`` from :func:`~himbench.metrics.imq.evaluate_instances`. Matches are
     named by prediction index."""
-    from himbench.evaluation.runner import _record
+    from himbench.evaluation.runner import per_image_record
 
     files = tuple(str(k) for k in range(stats.num_pred))
     occlusion = None if occlusion is None else tuple(float(v) for v in occlusion)
-    return _record(stem, "ok", stats, files, tuple(thresholds), gt_alphas, occlusion)
+    return per_image_record(stem, "ok", stats, files, tuple(thresholds), gt_alphas, occlusion)
 
 
 def interval_columns(records: Sequence[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from himbench.io import (
+    HIM2K_IMAGE_SUFFIXES,
     MATTE_SUFFIXES,
     InputError,
     Problem,
@@ -42,7 +43,6 @@ __all__ = [
     "open_ground_truth",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -282,7 +282,7 @@ def _shard_image(folder: ShardFolder, split: str, stem: str) -> np.ndarray:
 def _find_image(root: Path, split: str, stem: str) -> Path | None:
     """The photo of ``stem``: the first of ``<stem>.jpg``, ``.jpeg``, ``.png`` (lower then upper case) that exists.
     When a stem has several photos, :func:`_folder_stems` reports them all and names the one used here."""
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in HIM2K_IMAGE_SUFFIXES:
         for candidate in (suffix, suffix.upper()):
             path = root / "images" / split / f"{stem}{candidate}"
             if path.is_file():
@@ -308,7 +308,7 @@ def _folder_stems(root: Path, split: str) -> tuple[list[str], list[Problem]]:
         photos: dict[str, list[Path]] = {}
         for entry in sorted(os.scandir(image_split), key=lambda e: e.name):
             path = Path(entry.path)
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in HIM2K_IMAGE_SUFFIXES:
                 photos.setdefault(path.stem, []).append(path)
         known = set(stems)
         for stem, paths in photos.items():

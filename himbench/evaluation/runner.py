@@ -124,8 +124,11 @@ class EvaluationResult:
 
 
 # --------------------------------------------------------------------------------------------------- per image
-def _record(stem: str, status: str, stats: ImageInstanceStats | None, files: tuple[str, ...], thresholds,
-            gt_alphas: np.ndarray | None = None, occlusion: tuple[float, ...] | None = None) -> dict:
+def per_image_record(stem: str, status: str, stats: ImageInstanceStats | None, files: tuple[str, ...], thresholds,
+                     gt_alphas: np.ndarray | None = None, occlusion: tuple[float, ...] | None = None) -> dict:
+    """One image's record of ``per_image.json``: its stem and status and, when scored (``stats``), its IMQ terms per
+    threshold, its matches (predictions named by ``files``) and, given ``gt_alphas``/``occlusion``, what the
+    breakdowns need. Shared with :func:`himbench.evaluation.breakdown.image_record` (images scored by bench)."""
     record: dict[str, Any] = {"stem": stem, "status": status}
     if stats is None:
         return record
@@ -169,8 +172,8 @@ def _evaluate_single(item: SingleMatteItem, pred_path: str | None, config: Evalu
 
     gt_alphas, problems = item.load(config.max_pixels)
     if gt_alphas is None:
-        return ImageOutcome(item.stem, _record(item.stem, "bad_ground_truth", None, (), config.thresholds), None,
-                            tuple(problems))
+        record = per_image_record(item.stem, "bad_ground_truth", None, (), config.thresholds)
+        return ImageOutcome(item.stem, record, None, tuple(problems))
     shape = gt_alphas.shape[1:]
     trimap, trimap_problems = item.load_trimap(shape, config.max_pixels)
     problems.extend(trimap_problems)
@@ -198,7 +201,7 @@ def _evaluate_single(item: SingleMatteItem, pred_path: str | None, config: Evalu
     )
     # the one (merged) prediction is named by its file, or by its folder when instances were merged
     name = files[0] if len(files) == 1 and path is not None and path.is_file() else f"{item.stem}/ (merged)"
-    record = _record(item.stem, status, stats, (name,) * len(single), config.thresholds, gt_alphas)
+    record = per_image_record(item.stem, status, stats, (name,) * len(single), config.thresholds, gt_alphas)
     record.update(classic)
     return ImageOutcome(item.stem, record, stats, tuple(problems), classic)
 
@@ -209,8 +212,8 @@ def evaluate_image(item: ShardItem | FolderItem, pred_folder: str | None, config
         return _evaluate_single(item, pred_folder, config)
     gt_alphas, problems = item.load(config.max_pixels)
     if gt_alphas is None:
-        return ImageOutcome(item.stem, _record(item.stem, "bad_ground_truth", None, (), config.thresholds), None,
-                            tuple(problems))
+        record = per_image_record(item.stem, "bad_ground_truth", None, (), config.thresholds)
+        return ImageOutcome(item.stem, record, None, tuple(problems))
     shape = gt_alphas.shape[1:]
     status = "ok"
     files: tuple[str, ...] = ()
@@ -239,7 +242,8 @@ def evaluate_image(item: ShardItem | FolderItem, pred_folder: str | None, config
     stats = evaluate_instances(
         pred_alphas, gt_alphas, sigma=config.grad_sigma, conn_step=config.conn_step, conn_theta=config.conn_theta
     )
-    record = _record(item.stem, status, stats, files, config.thresholds, gt_alphas, getattr(item, "occlusion", None))
+    record = per_image_record(item.stem, status, stats, files, config.thresholds, gt_alphas,
+                              getattr(item, "occlusion", None))
     return ImageOutcome(item.stem, record, stats, tuple(problems))
 
 
@@ -247,7 +251,7 @@ def failed_outcome(item: ShardItem | FolderItem, pred_folder: str | None, config
                    message: str) -> ImageOutcome:
     """The outcome of an image whose scoring failed outright (a crash, not a bad file): reported, not scored."""
     problem = Problem(pred_folder or item.stem, message)
-    return ImageOutcome(item.stem, _record(item.stem, "failed", None, (), config.thresholds), None, (problem,))
+    return ImageOutcome(item.stem, per_image_record(item.stem, "failed", None, (), config.thresholds), None, (problem,))
 
 
 def _evaluate_task(item: ShardItem | FolderItem, pred_folder: str | None, config: EvaluationConfig) -> ImageOutcome:

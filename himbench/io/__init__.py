@@ -2,8 +2,12 @@
 
 from himbench.io.atomic import atomic_write_bytes, atomic_write_text
 from himbench.io.images import (
+    ALPHA_CHANNEL_SUFFIXES,
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    HIM2K_IMAGE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    LAYOUT_MATTE_SUFFIXES,
     MATTE_SUFFIXES,
     ImageHeader,
     InputError,
@@ -29,8 +33,12 @@ from himbench.io.paths import is_inside, require_empty_folder, resolve_inside, s
 from himbench.io.problems import Problem
 
 __all__ = [
+    "ALPHA_CHANNEL_SUFFIXES",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "HIM2K_IMAGE_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "LAYOUT_MATTE_SUFFIXES",
     "MATTE_SUFFIXES",
     "ImageHeader",
     "InputError",

@@ -47,8 +47,12 @@ import numpy as np
 from himbench.io.atomic import atomic_write_bytes
 
 __all__ = [
+    "ALPHA_CHANNEL_SUFFIXES",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "HIM2K_IMAGE_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "LAYOUT_MATTE_SUFFIXES",
     "MATTE_SUFFIXES",
     "ImageHeader",
     "InputError",
@@ -70,9 +74,17 @@ __all__ = [
     "write_alpha_png",
 ]
 
-# Suffixes of the matte files of an instance-matte folder ``<split>/<stem>/<k>.png`` (SPEC s.4): HIM-2K ground truth
-# and prediction folders alike. One list, so that a prediction is read from the same files as the ground truth.
-MATTE_SUFFIXES = (".png", ".tif", ".tiff")
+
+# ------------------------------------------------------------------------------------- which files are images
+# The one list of file suffixes per kind of file (lower case; compare with ``path.suffix.lower()``). The subsets are
+# for readers that truly accept fewer: a format is left out where the layout's own tools never write it.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # photos: every format read_image reads
+HIM2K_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # photos of a HIM-2K folder (SPEC s.4), in the order they are sought
+MATTE_SUFFIXES = (".png", ".tif", ".tiff")  # mattes of a HIM-2K folder and of prediction folders: lossless only
+# mattes of the single-matte benchmark layouts (himbench.layouts): PPM-100 ships its mattes as JPEG
+LAYOUT_MATTE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+ALPHA_CHANNEL_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # formats that can carry an alpha channel (cut-outs)
+
 
 class InputError(ValueError):
     """A bad input file. ``str(err)`` reads ``<file>: <problem>``."""

@@ -15,12 +15,12 @@ from himbench.leaderboard.tables import (
     UNSEPARATED_MARK,
     UNSEPARATED_NOTE,
     TableView,
-    _format_with_interval,
-    _has_intervals,
-    _number,
-    _trained,
+    format_with_interval,
+    has_intervals,
+    is_trained,
     method_spec,
     page_rows,
+    parse_number,
     table_views,
 )
 
@@ -170,19 +170,19 @@ def render_html(
             rows = []
             for i in shown:
                 row = group[i]
-                name = str(row.get("method", "?")) + ("" if _trained(row) else " †")
+                name = str(row.get("method", "?")) + ("" if is_trained(row) else " †")
                 masks = row.get("mask_set") or row.get("guidance")
                 protocol = (f"masks: {masks}; " if masks else "") + f"size: {row.get('size_protocol') or 'native'}"
                 cells: list[tuple] = [('<span class="kind">measured</span>', None, True, False),
                                       (command_link(row, name), None, True, False), (_esc(protocol), None, True, False)]
                 for column, _ in columns:
-                    value = _number(row.get(column))
+                    value = parse_number(row.get(column))
                     mark = UNSEPARATED_MARK if i in view.near.get(column, ()) else ""
-                    cells.append((_esc(_format_with_interval(column, row) + mark), value, False, i in best[column]))
+                    cells.append((_esc(format_with_interval(column, row) + mark), value, False, i in best[column]))
                 rows.append(("measured", cells))
             parts.append(f"<p class=\"note\">{_esc(caption)}.</p>")
             parts.append(_html_table(f"measured-{g}-{t}", headers, rows))
-            if _has_intervals(group, shown, columns):
+            if has_intervals(group, shown, columns):
                 note = _esc(UNSEPARATED_NOTE).format(lo=f"<code>{_esc(RANK_METRIC)}_lo</code>",
                                                      hi=f"<code>{_esc(RANK_METRIC)}_hi</code>")
                 parts.append(f'<p class="note">{note}</p>')

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from himbench.bench.results import LATENCY_COUNTS
-from himbench.leaderboard.tables import RANK_METRIC, _number, _numbers, _trained, rank_rows
+from himbench.leaderboard.tables import RANK_METRIC, column_values, is_trained, parse_number, rank_rows
 from himbench.metrics.table import higher_is_better, metric_key
 
 __all__ = [
@@ -46,7 +46,7 @@ def plot_accuracy_vs_latency(
     CSV is."""
     from himbench.plotting import new_figure
 
-    latency, accuracy = _numbers(rows, "latency_ms"), _numbers(rows, metric)
+    latency, accuracy = column_values(rows, "latency_ms"), column_values(rows, metric)
     usable = np.flatnonzero(~np.isnan(accuracy) & (latency > 0))  # NaN > 0 is False
     labelled = sorted(usable[rank_rows([rows[i] for i in usable], metric, limit)].tolist())
     others = np.setdiff1d(usable, labelled)
@@ -57,7 +57,7 @@ def plot_accuracy_vs_latency(
         ax.scatter(latency[others], accuracy[others], s=6, color="0.7", marker=".")
     for i in labelled:
         x, y = float(latency[i]), float(accuracy[i])
-        ax.scatter([x], [y], marker="o" if _trained(rows[i]) else "x")
+        ax.scatter([x], [y], marker="o" if is_trained(rows[i]) else "x")
         ax.annotate(rows[i].get("method", "?"), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("mean latency per image (ms, log scale)")
@@ -78,7 +78,7 @@ def plot_latency_vs_instances(
     from himbench.plotting import new_figure
 
     def probe(row: dict) -> list[tuple[int, float]]:
-        points = [(n, _number(row.get(metric_key("latency_ms_n", n=n)))) for n in LATENCY_COUNTS]
+        points = [(n, parse_number(row.get(metric_key("latency_ms_n", n=n)))) for n in LATENCY_COUNTS]
         return [(n, v) for n, v in points if v is not None]
 
     # walk the rows best first and stop at ``limit`` with probe points: the rest are never parsed

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from himbench.bench.results import read_csv_rows
-from himbench.leaderboard.tables import _latex_escape, _number, _trained
+from himbench.leaderboard.tables import is_trained, latex_escape, parse_number
 from himbench.metrics.table import metric_key
 
 __all__ = [
@@ -113,15 +113,15 @@ def read_published(path: str | Path) -> list[dict[str, str]]:
 
 def _with_std(row: dict, column: str) -> str:
     """A published cell exactly as printed in its source (reformatting 0.0026 as 0.00 would lose the number)."""
-    if _number(row.get(column)) is None:
+    if parse_number(row.get(column)) is None:
         return "–"
     std = (row.get(f"{column}_std") or "").strip()
-    return row[column].strip() + (f" ({std})" if _number(std) is not None else "")
+    return row[column].strip() + (f" ({std})" if parse_number(std) is not None else "")
 
 
 def _decimals(text: str | None) -> int:
     text = (text or "").strip()
-    return len(text.split(".", 1)[1]) if "." in text and _number(text) is not None else 0
+    return len(text.split(".", 1)[1]) if "." in text and parse_number(text) is not None else 0
 
 
 def _column_decimals(rows: Sequence[dict], column: str) -> int:
@@ -155,10 +155,10 @@ def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> li
                 "protocol": f"{row.get('protocol_masks', '')}; {row.get('protocol_size', '')}",
                 "environment": "paper", "source": source, "url": row.get("source_url", ""),
                 "command": "", "cells": [_with_std(row, column) for column, _, _ in columns],
-                "values": [_number(row.get(column)) for column, _, _ in columns],
+                "values": [parse_number(row.get(column)) for column, _, _ in columns],
             })
         for row in measured:
-            if not any(m and _number(row.get(m)) is not None for _, m, _ in columns):
+            if not any(m and parse_number(row.get(m)) is not None for _, m, _ in columns):
                 continue
             protocol = []
             if row.get("mask_set") or row.get("guidance"):
@@ -166,13 +166,13 @@ def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> li
             protocol.append(f"size: {row.get('size_protocol') or 'native'}")
             cells, values = [], []
             for column, mapped, _ in columns:
-                value = _number(row.get(mapped)) if mapped else None
-                std = _number(row.get(f"{mapped}_std")) if mapped else None
+                value = parse_number(row.get(mapped)) if mapped else None
+                std = parse_number(row.get(f"{mapped}_std")) if mapped else None
                 values.append(value)
                 cell = "–" if value is None else f"{value:.{decimals[column]}f}"
                 cells.append(cell + (f" ({std:.1f})" if value is not None and std is not None else ""))
             table_rows.append({
-                "kind": "measured", "method": row.get("method", "?") + ("" if _trained(row) else " †"),
+                "kind": "measured", "method": row.get("method", "?") + ("" if is_trained(row) else " †"),
                 "benchmark": row.get("data", ""), "subset": row.get("split", ""), "protocol": "; ".join(protocol),
                 "environment": row.get("environment", ""), "source": "himbench bench", "url": "",
                 "command": row.get("command", ""), "cells": cells, "values": values,
@@ -213,15 +213,15 @@ def render_comparison_latex(published: Sequence[dict], measured: Sequence[dict])
     parts = []
     for group in comparison_groups(published, measured):
         columns = len(group["headers"])
-        header = " & ".join(["Kind", "Method", "Data", "Subset", "Protocol", *map(_latex_escape, group["headers"])])
+        header = " & ".join(["Kind", "Method", "Data", "Subset", "Protocol", *map(latex_escape, group["headers"])])
         body = [
-            " & ".join(_latex_escape(c) for c in [row["kind"], row["method"], row["benchmark"], row["subset"] or "-",
+            " & ".join(latex_escape(c) for c in [row["kind"], row["method"], row["benchmark"], row["subset"] or "-",
                                                   row["protocol"], *row["cells"]]) + r" \\"
             for row in group["rows"]
         ]
         parts.append("\n".join([
             r"\begin{table}[t]", r"\centering",
-            rf"\caption{{{_latex_escape(group['title'])}: published and measured rows (marked).}}",
+            rf"\caption{{{latex_escape(group['title'])}: published and measured rows (marked).}}",
             r"\resizebox{\linewidth}{!}{%", r"\begin{tabular}{lllll" + "r" * columns + "}", r"\toprule",
             header + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}}", r"\end{table}",
         ]))

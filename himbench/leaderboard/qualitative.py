@@ -60,22 +60,12 @@ def read_mattes(folder: Path, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([read_alpha(f, expected_shape=shape) for f in sorted(folder.glob("*.png"))])
 
 
-def _registered_segmenter() -> str | None:
-    """The first stage of a registered two-stage method (several models, no guidance masks: its first model finds
-    the people, e.g. seg-refine's seg-tiny), or None when no plugin registers one."""
-    from himbench.methods import list_methods, method_entry
-
-    for name in list_methods():
-        entry = method_entry(name)
-        if entry is not None and len(entry.models) > 1 and not entry.mask_guided:
-            return entry.models[0]
-    return None
-
-
 def segmenter_of(rows: Sequence[dict]) -> tuple[str | None, str | None]:
     """(segmenter model, its checkpoint or None) that finds the people of a plain photo for mask-guided methods:
-    the ``segmenter`` a row's method declares in its spec, else the registry's (:func:`_registered_segmenter`);
-    the checkpoint is the first ``seg_checkpoint`` of the rows' specs."""
+    the ``segmenter`` a row's method declares in its spec, else the registry's
+    (:func:`himbench.registry.default_segmenter`); the checkpoint is the first ``seg_checkpoint`` of the rows' specs."""
+    from himbench.registry import default_segmenter
+
     name = checkpoint = None
     for row in rows:  # one pass, stopping as soon as both are known (a CSV may hold 100,000 rows)
         spec = method_spec(row)
@@ -83,7 +73,7 @@ def segmenter_of(rows: Sequence[dict]) -> tuple[str | None, str | None]:
         checkpoint = checkpoint or spec.get("seg_checkpoint") or None
         if name and checkpoint:
             break
-    return name or _registered_segmenter(), checkpoint
+    return name or default_segmenter(), checkpoint
 
 
 def photo_masks(folder: str | None, image: np.ndarray, segmenter: str | None, segmenter_checkpoint: str | None,
@@ -100,7 +90,7 @@ def photo_masks(folder: str | None, image: np.ndarray, segmenter: str | None, se
             return masks, f"masks from {Path(folder).name}/"
     if segmenter is None:
         return None, "no masks: pass --photo-masks (no registered method declares a segmenter)"
-    from himbench.methods import load_registered_model
+    from himbench.checkpoints import load_registered_model
     from himbench.registry import default_checkpoint
 
     checkpoint = segmenter_checkpoint or default_checkpoint(segmenter)

@@ -1,6 +1,6 @@
 r"""Measured leaderboard tables: column sets, best-value marking, row grouping, Markdown and LaTeX rendering.
 
-Every cell is escaped for its format (``_markdown_escape``, ``_latex_escape``): a method name is data from a
+Every cell is escaped for its format (``_markdown_escape``, ``latex_escape``): a method name is data from a
 stranger's CSV, so a ``|`` must not move numbers under the wrong header and ``\input`` must not reach LaTeX.
 
 Large CSVs: best values come from one pass over the rows (:func:`best_by_column`), and a table of more than
@@ -13,8 +13,9 @@ of the column's best value is marked ``‡`` (the intervals do not separate it f
 :func:`unseparated_by_column`, vectorised like :func:`best_by_column`). Rows without the two columns (published
 numbers, older rows) are shown as before.
 
-The helpers ``_number``, ``_trained``, ``_format``, ``_markdown_escape`` and ``_latex_escape`` are shared with the
-sibling modules of :mod:`himbench.leaderboard` (package-internal, not part of the public API).
+The cell helpers :func:`parse_number`, :func:`column_values`, :func:`is_trained`, :func:`format_with_interval`,
+:func:`has_intervals` and :func:`latex_escape` are public: the HTML page, the plots and the published-comparison
+tables (sibling modules of :mod:`himbench.leaderboard`) read and write cells through them.
 """
 
 from __future__ import annotations
@@ -38,10 +39,16 @@ __all__ = [
     "TableView",
     "best_by_column",
     "best_indices",
+    "column_values",
+    "format_with_interval",
     "group_rows",
+    "has_intervals",
+    "is_trained",
+    "latex_escape",
     "method_spec",
     "metric_direction",
     "page_rows",
+    "parse_number",
     "rank_rows",
     "render_latex",
     "render_markdown",
@@ -93,7 +100,8 @@ def metric_direction(column: str) -> str | None:
     return _table_direction(column)
 
 
-def _number(value: Any) -> float | None:
+def parse_number(value: Any) -> float | None:
+    """A results cell as a finite float, or None (empty, text, NaN or infinite)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -101,30 +109,31 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _trained(row: dict) -> bool:
+def is_trained(row: dict) -> bool:
+    """False when the row says its method ran with random weights (``trained`` false/0/no); True otherwise."""
     return str(row.get("trained", "True")).lower() not in ("false", "0", "no")
 
 
-def _numbers(rows: Sequence[dict], column: str) -> np.ndarray:
-    """``column`` of every row as float64, NaN where :func:`_number` gives None (missing, text, not finite). One
+def column_values(rows: Sequence[dict], column: str) -> np.ndarray:
+    """``column`` of every row as float64, NaN where :func:`parse_number` gives None (missing, text, not finite). One
     vectorised conversion per column: a 100,000-row column costs tens of milliseconds, not a Python loop per cell."""
     raw = [row.get(column) for row in rows]
     try:  # the common case, every cell a number: float() in C, no Python-level loop
         values = np.fromiter(map(float, raw), dtype=np.float64, count=len(raw))
     except (TypeError, ValueError, OverflowError):  # an empty, text or odd cell: parse cell by cell
-        values = np.array([math.nan if (n := _number(v)) is None else n for v in raw], dtype=np.float64)
+        values = np.array([math.nan if (n := parse_number(v)) is None else n for v in raw], dtype=np.float64)
     values[~np.isfinite(values)] = np.nan
     return values
 
 
 def _trained_mask(rows: Sequence[dict]) -> np.ndarray:
-    return np.fromiter((_trained(row) for row in rows), dtype=bool, count=len(rows))
+    return np.fromiter((is_trained(row) for row in rows), dtype=bool, count=len(rows))
 
 
 def rank_rows(rows: Sequence[dict], metric: str = RANK_METRIC, limit: int | None = None) -> list[int]:
     """Indices of the ``limit`` best rows by ``metric`` (all rows when ``limit`` is None), best first: trained rows
     with a value, then untrained rows with a value, then rows without one; ties in CSV order. One sort of numbers."""
-    values = _numbers(rows, metric)
+    values = column_values(rows, metric)
     missing = np.isnan(values)
     tier = np.where(missing, 2, np.where(_trained_mask(rows), 0, 1))
     signed = np.where(missing, 0.0, -values if (metric_direction(metric) or "max") == "max" else values)
@@ -134,7 +143,7 @@ def rank_rows(rows: Sequence[dict], metric: str = RANK_METRIC, limit: int | None
 
 def best_by_column(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, set[int]]:
     """:func:`best_indices` for every column at once, without rescanning rows per row: each column is converted to
-    numbers once (:func:`_numbers`), its best found with one reduction and its ties (``math.isclose``, relative
+    numbers once (:func:`column_values`), its best found with one reduction and its ties (``math.isclose``, relative
     1e-9) with one comparison. Linear in the number of cells."""
     result: dict[str, set[int]] = {column: set() for column in columns}
     directed = [(c, d) for c in result if (d := metric_direction(c)) is not None]
@@ -142,7 +151,7 @@ def best_by_column(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, se
         return result
     trained = _trained_mask(rows)
     for column, direction in directed:
-        values = _numbers(rows, column)
+        values = column_values(rows, column)
         if not column.startswith(_COST):  # accuracy of an untrained method is never best
             values[~trained] = np.nan
         if np.isnan(values).all():
@@ -175,7 +184,7 @@ def unseparated_by_column(
         low_key, high_key = f"{column}_lo", f"{column}_hi"
         if low_key not in keys and not any(low_key in row for row in rows):
             continue
-        low, high = _numbers(rows, low_key), _numbers(rows, high_key)
+        low, high = column_values(rows, low_key), column_values(rows, high_key)
         top_index = np.fromiter(top, dtype=np.int64, count=len(top))
         top_low, top_high = low[top_index], high[top_index]
         has = ~(np.isnan(top_low) | np.isnan(top_high))
@@ -281,23 +290,24 @@ def method_spec(row: dict) -> dict[str, Any]:
 
 def _half_width(row: dict, column: str) -> float | None:
     """Half the width of the row's ``<column>_lo``..``_hi`` interval, or None when it has no (finite) interval."""
-    low, high = _number(row.get(f"{column}_lo")), _number(row.get(f"{column}_hi"))
+    low, high = parse_number(row.get(f"{column}_lo")), parse_number(row.get(f"{column}_hi"))
     return None if low is None or high is None or high < low else (high - low) / 2.0
 
 
-def _format_with_interval(column: str, row: dict) -> str:
+def format_with_interval(column: str, row: dict) -> str:
     """The cell text: the value, then `` ± half-width`` where the row has an interval for ``column``."""
     text = _format(column, row.get(column))
-    half = _half_width(row, column) if _number(row.get(column)) is not None else None
+    half = _half_width(row, column) if parse_number(row.get(column)) is not None else None
     return text if half is None else f"{text} ± {_format(column, half)}"
 
 
-def _has_intervals(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]]) -> bool:
+def has_intervals(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]]) -> bool:
+    """Whether any of the rows at ``indices`` has an interval (``<column>_lo``/``_hi``) for any of ``columns``."""
     return any(_half_width(rows[i], c) is not None for i in indices for c, _ in columns)
 
 
 def _format(column: str, value: Any) -> str:
-    number = _number(value)
+    number = parse_number(value)
     if number is None:
         return "–" if value in (None, "") else str(value)
     if column == "params":
@@ -348,7 +358,7 @@ def _markdown_code(text: Any) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def _latex_escape(text: Any) -> str:
+def latex_escape(text: Any) -> str:
     r"""LaTeX text with every special character (``& % $ # _ { } ~ ^ \``) escaped in one pass, so an inserted
     ``\textbackslash{}`` is never escaped again, and line breaks made spaces."""
     return str(text).translate(_LATEX)
@@ -369,10 +379,10 @@ def _cells(
     table = []
     for i in indices:
         row = rows[i]
-        cells = [escape(str(row.get("method", "?")) + ("" if _trained(row) else " †"))]
+        cells = [escape(str(row.get("method", "?")) + ("" if is_trained(row) else " †"))]
         for column, _ in columns:
             mark = UNSEPARATED_MARK if i in near.get(column, ()) else ""
-            text = escape(_format_with_interval(column, row) + mark)
+            text = escape(format_with_interval(column, row) + mark)
             cells.append(bold(text) if i in best[column] else text)
         table.append(cells)
     return table
@@ -414,7 +424,7 @@ def render_markdown(
         parts.append("Per-instance errors of matched instances (whole image; SAD/1000, MSE x1000, MAD x1000, "
                      "Grad/1000, Conn/1000; lower is better).\n")
         parts.append(_markdown_table(group, shown, INSTANCE_COLUMNS, best, view.near) + "\n")
-        if _has_intervals(group, shown, (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)):
+        if has_intervals(group, shown, (*ACCURACY_COLUMNS, *INSTANCE_COLUMNS)):
             parts.append(UNSEPARATED_NOTE.format(lo=f"`{RANK_METRIC}_lo`", hi=f"`{RANK_METRIC}_hi`") + "\n")
         if any(group[i].get("guidance") for i in shown):
             parts.append(
@@ -423,23 +433,23 @@ def render_markdown(
                 "bound a two-stage system from above. `seg-refine` is the full two-stage pipeline with a learned "
                 "segmenter.\n"
             )
-        if any(not _trained(group[i]) for i in shown):
+        if any(not is_trained(group[i]) for i in shown):
             parts.append("† ran with random weights (no checkpoint): accuracy not meaningful, never marked best.\n")
     return "\n".join(parts)
 
 
 def _latex_table(rows: Sequence[dict], indices: Sequence[int], columns: Sequence[tuple[str, str]],
                  best: dict[str, set[int]], caption: str, near: dict[str, set[int]] | None = None) -> str:
-    header = " & ".join(["Method", *(_latex_escape(title) for _, title in columns)]) + r" \\"
+    header = " & ".join(["Method", *(latex_escape(title) for _, title in columns)]) + r" \\"
     body = [" & ".join(cells) + r" \\"
-            for cells in _cells(rows, indices, columns, best, _latex_escape, lambda t: rf"\textbf{{{t}}}", near)]
-    if _has_intervals(rows, indices, columns):
+            for cells in _cells(rows, indices, columns, best, latex_escape, lambda t: rf"\textbf{{{t}}}", near)]
+    if has_intervals(rows, indices, columns):
         caption += " " + UNSEPARATED_NOTE.format(lo=f"{RANK_METRIC}_lo", hi=f"{RANK_METRIC}_hi")
     return "\n".join(
         [
             r"\begin{table}[t]",
             r"\centering",
-            rf"\caption{{{_latex_escape(caption)}}}",
+            rf"\caption{{{latex_escape(caption)}}}",
             r"\resizebox{\linewidth}{!}{%",
             r"\begin{tabular}{l" + "r" * len(columns) + "}",
             r"\toprule",

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from himbench.build_config import BuildConfig
-from himbench.synthesis.sources import IMAGE_SUFFIXES
+from himbench.io import IMAGE_SUFFIXES
 
 __all__ = ["SOURCES_RECORD_VERSION", "compare_listings", "folder_listing", "source_listings"]
 

@@ -35,7 +35,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from himbench.io import InputError, decode_alpha, decode_image, decode_raw, read_alpha, read_file_bytes, read_image
+from himbench.io import (
+    ALPHA_CHANNEL_SUFFIXES,
+    IMAGE_SUFFIXES,
+    InputError,
+    decode_alpha,
+    decode_image,
+    decode_raw,
+    read_alpha,
+    read_file_bytes,
+    read_image,
+)
 from himbench.io.atomic import atomic_write_bytes
 from himbench.layouts import find_layout
 from himbench.synthesis import fgcache
@@ -44,7 +54,6 @@ __all__ = [
     "BackgroundRef",
     "Cutout",
     "ForegroundRef",
-    "IMAGE_SUFFIXES",
     "MIN_CUTOUT_SIDE",
     "fg_cache_entry",
     "load_background",
@@ -53,8 +62,6 @@ __all__ = [
     "scan_foregrounds",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-_RGBA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")  # formats that can carry an alpha channel
 # A cut-out smaller than this (after cropping to alpha > 0) on either side is refused: scaled up to a person's height
 # a 1x1 or 3x40 cut-out would become a solid rectangle "person" with a full matte.
 MIN_CUTOUT_SIDE = 16
@@ -182,12 +189,12 @@ def _rgba_cutouts(folder: Path, label: str) -> tuple[list[ForegroundRef], list[s
     """RGBA cut-outs of a folder without fg/ or alpha/; a JPEG or BMP there is reported (it has no alpha channel to
     cut out with) instead of being passed over in silence."""
     files = _images_in(folder)
-    cutouts = [p for p in files if p.suffix.lower() in _RGBA_SUFFIXES]
+    cutouts = [p for p in files if p.suffix.lower() in ALPHA_CHANNEL_SUFFIXES]
     problems = [
         f"{p}: a {p.suffix.lower()[1:].upper()} file has no alpha channel; RGBA cut-outs must be PNG, WebP or TIFF "
         "(skipped)"
         for p in files
-        if p.suffix.lower() not in _RGBA_SUFFIXES
+        if p.suffix.lower() not in ALPHA_CHANNEL_SUFFIXES
     ]
     unique, _, clash_problems = _by_stem(cutouts, "cut-out")
     refs = [ForegroundRef(f"{label}:{stem}", "rgba", (str(path),)) for stem, path in unique.items()]

@@ -458,7 +458,7 @@ def is_video_folder(spec: str) -> bool:
 def scan_video_cutouts(folder: str) -> tuple[list[ForegroundRef], list[str]]:
     """One ref per clip of a VideoMatte240K-style folder (its frames paired by stem, in stem order), and the
     problems met listing it (a clip with no pha/ folder, a frame with no matte). Symbolic links are not followed."""
-    from himbench.synthesis.sources import IMAGE_SUFFIXES
+    from himbench.io import IMAGE_SUFFIXES
 
     root = Path(folder)
     label = "/".join(root.resolve().parts[-2:])

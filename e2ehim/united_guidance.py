@@ -1,5 +1,10 @@
 """United guidance network (SPEC s.5): learned instance queries read the image through a DETR-style decoder.
 
+Named as the paper names it, apart from the *guidance masks* of mask-guided methods (:mod:`himbench.guidance`).
+Inside :class:`~e2ehim.model.E2EHIM` it is the submodule ``guidance`` configured by ``E2EHIMConfig.guidance``
+(a :class:`~e2ehim.config.UnitedGuidanceConfig`): that short name is the key of every stored ``config.json`` and the
+prefix of every weight name in ``model.safetensors``, so it stays.
+
 Two steps, because the matting network's FPN sits between them:
 
 1. :meth:`UnitedGuidanceNetwork.encode` projects the 1/32 backbone features to ``d_model`` and refines them with a
@@ -17,9 +22,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from e2ehim.config import GuidanceConfig
+from e2ehim.config import UnitedGuidanceConfig
+from e2ehim.layers import MLP, group_norm_groups
 
-__all__ = ["MLP", "UnitedGuidanceNetwork", "sine_position_embedding"]
+__all__ = ["UnitedGuidanceNetwork", "sine_position_embedding"]
 
 
 def sine_position_embedding(h: int, w: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -36,20 +42,6 @@ def sine_position_embedding(h: int, w: int, dim: int, device: torch.device, dtyp
     if emb.shape[1] < dim:
         emb = torch.cat([emb, emb.new_zeros(h * w, dim - emb.shape[1])], dim=1)
     return emb.to(dtype)
-
-
-class MLP(nn.Module):
-    def __init__(self, din: int, hidden: int, dout: int, layers: int) -> None:
-        super().__init__()
-        dims = [din] + [hidden] * (layers - 1) + [dout]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
-
-    def forward(self, x: Tensor) -> Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
 
 
 class _EncoderLayer(nn.Module):
@@ -84,12 +76,14 @@ class _DecoderLayer(nn.Module):
 
 
 class UnitedGuidanceNetwork(nn.Module):
-    def __init__(self, cfg: GuidanceConfig, channels_s16: int, channels_s32: int) -> None:
+    """The paper's united guidance network (see the module docstring); configured by :class:`UnitedGuidanceConfig`."""
+
+    def __init__(self, cfg: UnitedGuidanceConfig, channels_s16: int, channels_s32: int) -> None:
         super().__init__()
         d = cfg.d_model
         self.d_model = d
-        self.input_s32 = nn.Sequential(nn.Conv2d(channels_s32, d, 1), nn.GroupNorm(_groups(d), d))
-        self.input_s16 = nn.Sequential(nn.Conv2d(channels_s16, d, 1), nn.GroupNorm(_groups(d), d))
+        self.input_s32 = nn.Sequential(nn.Conv2d(channels_s32, d, 1), nn.GroupNorm(group_norm_groups(d), d))
+        self.input_s16 = nn.Sequential(nn.Conv2d(channels_s16, d, 1), nn.GroupNorm(group_norm_groups(d), d))
         self.level_embed = nn.Parameter(torch.zeros(2, d))
         nn.init.normal_(self.level_embed, std=0.02)
         self.encoder = nn.ModuleList(
@@ -134,9 +128,3 @@ class UnitedGuidanceNetwork(nn.Module):
             "spatial_logits": spatial,
         }
 
-
-def _groups(channels: int) -> int:
-    for groups in (32, 16, 8, 4, 2):
-        if channels % groups == 0:
-            return groups
-    return 1
