@@ -36,7 +36,9 @@ def zero_flow(frames: int = 3) -> np.ndarray:
 
 def test_perfect_prediction_scores_zero_everywhere():
     rng = np.random.default_rng(0)
-    gt = np.round(rng.random((5, 16, 20)) * 255) / 255  # a flickering GT: its own flow, nothing to do with 0
+    levels = rng.integers(0, 256, size=(5, 16, 20))
+    levels[(levels == 1) | (levels == 254)] = 0  # values MaGGIe's prediction clipping would move
+    gt = levels / 255  # a flickering GT: its own flow, nothing to do with 0
     out = clip_temporal(gt.copy(), gt)
     assert out["dtSSD"] == 0.0 and out["MESSDdt"] == 0.0
     assert out["maggie_dtSSD_sum"] == 0.0 and out["maggie_MESSDdt_sum"] == 0.0
@@ -45,6 +47,17 @@ def test_perfect_prediction_scores_zero_everywhere():
         for warp in ("correct", "maggie-transposed"):
             m = maggie_temporal(gt, gt, warp=warp, window=window, clip_pred=False)
             assert m["maggie_dtSSD_sum"] == 0.0 and m["maggie_MESSDdt_sum"] == 0.0
+
+
+def test_maggie_clips_predictions_in_float32():
+    # MaGGIe's alphas are float32 and NumPy compares them with 1/255 in float32: float32(1/255), just above the
+    # float64 1/255, is set to 0. A prediction off by that one level where the GT is 0 is then perfect for MaGGIe.
+    gt = np.zeros((3, H, W))
+    pred = gt.copy()
+    pred[1, 0, 0] = np.float32(1 / 255)
+    assert maggie_temporal(pred, gt, flow=zero_flow())["maggie_dtSSD_sum"] == 0.0
+    assert maggie_temporal(pred, gt, flow=zero_flow(), clip_pred=False)["maggie_dtSSD_sum"] > 0.0
+    assert temporal_errors(pred, gt, flow=zero_flow())["dtSSD"] > 0.0
 
 
 def test_same_error_in_every_frame_is_temporally_coherent():
@@ -138,7 +151,7 @@ def test_correct_warp_follows_the_flow():
     flow[..., 0], flow[..., 1] = 1.0, 1.0
     out = warp_next(np.stack([frame, moved]), flow)[0]
     np.testing.assert_array_equal(out[:-1, :-1], frame[:-1, :-1])
-    # Flow is rounded half to even, as MaGGIe's np.rint: 0.5 -> 0, 1.5 -> 2 (then clamped to the frame).
+    # Flow is rounded half to even, as MaGGIe's np.rint: 0.5 -> 0, so frame 1 comes back as it is.
     half = np.full((1, 4, 6, 2), 0.5)
     np.testing.assert_array_equal(warp_next(np.stack([frame, moved]), half)[0], moved)
 

@@ -32,7 +32,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from himbench.metrics.paper_units import MAGGIE_EPS, maggie_clip
+from himbench.metrics.paper_units import MAGGIE_EPS
 
 __all__ = [
     "FARNEBACK_PARAMS",
@@ -223,7 +223,7 @@ def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = 
     flattened (T-1, H, W) stack with indices below H*W), as that code does."""
     pred, gt = _pair(pred, gt)
     if clip_pred:
-        pred = maggie_clip(pred)
+        pred = _maggie_clip32(pred)
     flow = gt_flow(gt) if flow is None else _flow(flow, gt.shape)
     t, h, w = gt.shape
     diff = np.diff(pred, axis=0) - np.diff(gt, axis=0)
@@ -244,6 +244,15 @@ def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = 
             "maggie_count": 1,
         }
     raise ValueError(f"window must be 'pairs' or 'clip', got {window!r}")
+
+
+def _maggie_clip32(pred: np.ndarray) -> np.ndarray:
+    """MaGGIe's clipping in its dtype: its alphas are float32 and NumPy compares a float32 array with the Python
+    floats 1/255 and 254/255 in float32, so float32(1/255), which lies just above 1/255, IS set to 0."""
+    out = pred.astype(np.float32)
+    out[out <= np.float32(1.0 / 255.0)] = 0.0
+    out[out >= np.float32(254.0 / 255.0)] = 1.0
+    return out.astype(np.float64)
 
 
 def clip_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
