@@ -111,9 +111,13 @@ def gt_flow(gt: np.ndarray) -> np.ndarray:
     """Farneback flow from frame t to t+1 of a ground-truth clip, (T-1, H, W, 2) float32, channel 0 = dx (columns),
     channel 1 = dy (rows): MaGGIe's recipe, its parameters (:data:`FARNEBACK_PARAMS`) on ``uint8(gt * 255)``.
 
-    The cast truncates, as MaGGIe's ``.astype(np.uint8)`` does (float32 ``k/255 * 255`` can land just under k);
-    the product is taken in float32, the dtype MaGGIe's loader gives. OpenCV runs per frame pair."""
-    gt = _clip(gt, "ground truth")
+    The cast truncates, as MaGGIe's ``.astype(np.uint8)`` does, so a product landing just under k gives k - 1. The
+    product is taken in float32, the dtype assumed for the ground truth its test loop hands over (torch tensors
+    turned into NumPy); not verified against its data loader. OpenCV runs per frame pair."""
+    return _farneback(_clip(gt, "ground truth"))
+
+
+def _farneback(gt: np.ndarray) -> np.ndarray:
     frames = (gt.astype(np.float32) * np.float32(255.0)).clip(0, 255).astype(np.uint8)
     t, h, w = frames.shape
     out = np.empty((t - 1, h, w, 2), dtype=np.float32)
@@ -125,7 +129,7 @@ def gt_flow(gt: np.ndarray) -> np.ndarray:
 def _indices(flow: np.ndarray, warp: str) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices into frame t+1 for every pixel of frame t, (T-1, H, W) each, flow rounded as MaGGIe
     (``np.rint``, half to even) and clamped to the frame."""
-    pairs, h, w, _ = flow.shape
+    _, h, w, _ = flow.shape
     step = np.rint(flow).astype(np.int64)
     rows = np.arange(h, dtype=np.int64)[None, :, None]
     cols = np.arange(w, dtype=np.int64)[None, None, :]
@@ -136,6 +140,17 @@ def _indices(flow: np.ndarray, warp: str) -> tuple[np.ndarray, np.ndarray]:
         # row = col + dx clamped to the height, column = row + dy clamped to the width.
         return np.clip(cols + step[..., 0], 0, h - 1), np.clip(rows + step[..., 1], 0, w - 1)
     raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+
+
+def _flat_index(flow: np.ndarray, warp: str, frame_one: bool = False) -> np.ndarray:
+    """Indices into ``frames[1:].ravel()``: one index array, so that np.take gathers all pairs in one pass.
+    ``frame_one``: every pair reads the stack's first frame (MaGGIe's ``torch.take`` on a whole clip)."""
+    pairs, h, w, _ = flow.shape
+    rows, cols = _indices(flow, warp)
+    index = rows * w + cols
+    if not frame_one:
+        index += (np.arange(pairs, dtype=np.int64) * (h * w))[:, None, None]
+    return index
 
 
 def warp_next(frames: np.ndarray, flow: np.ndarray, warp: Warp = "correct") -> np.ndarray:
@@ -149,36 +164,38 @@ def warp_next(frames: np.ndarray, flow: np.ndarray, warp: Warp = "correct") -> n
     if frames.ndim != 3 or frames.shape[0] < 2:
         raise ValueError(f"expected frames (T >= 2, H, W), got shape {frames.shape}")
     flow = _flow(flow, frames.shape)
-    rows, cols = _indices(flow, warp)
-    pair = np.arange(flow.shape[0])[:, None, None]
-    return frames[1:][pair, rows, cols]
+    return np.take(frames[1:].ravel(), _flat_index(flow, warp))
 
 
 # ------------------------------------------------------------------------------------------- per-pair values
-def dtssd_pairs(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
-    """``sqrt(sum_p [(a_{t+1} - a_t) - (g_{t+1} - g_t)]^2)`` for each pair t, (T-1,) float64, over the whole frame or
-    over ``region[t]`` (a (T, H, W) 0/1 mask; the pair uses frame t's mask, as OTVM)."""
-    pred, gt = _pair(pred, gt)
-    mask = _region(region, gt.shape)
-    diff = np.diff(pred, axis=0) - np.diff(gt, axis=0)
-    sq = diff * diff
+# The private functions take validated float64 arrays; the public ones validate once and call them.
+def _ssd(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    diff = np.diff(pred, axis=0)
+    diff -= np.diff(gt, axis=0)
+    diff *= diff
     if mask is not None:
-        sq *= mask[:-1]
-    return np.sqrt(sq.reshape(sq.shape[0], -1).sum(axis=1))
+        diff *= mask[:-1]
+    return diff.reshape(diff.shape[0], -1).sum(axis=1)
 
 
 def _error_change(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray, mask: np.ndarray | None, warp: str,
-                  next_frame: np.ndarray | None = None) -> np.ndarray:
+                  frame_one: bool = False) -> np.ndarray:
     """``|E_t * m_t - warp(E_{t+1} * m_{t+1})|`` summed per pair, (T-1,)."""
     err = pred - gt
     err *= err
     if mask is not None:
         err *= mask
-    rows, cols = _indices(flow, warp)
-    pair = np.arange(flow.shape[0])[:, None, None] if next_frame is None else next_frame
-    moved = err[1:][pair, rows, cols]
-    change = np.abs(err[:-1] - moved)
-    return change.reshape(change.shape[0], -1).sum(axis=1)
+    moved = np.take(err[1:].ravel(), _flat_index(flow, warp, frame_one))
+    moved -= err[:-1]
+    np.abs(moved, out=moved)
+    return moved.reshape(moved.shape[0], -1).sum(axis=1)
+
+
+def dtssd_pairs(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+    """``sqrt(sum_p [(a_{t+1} - a_t) - (g_{t+1} - g_t)]^2)`` for each pair t, (T-1,) float64, over the whole frame or
+    over ``region[t]`` (a (T, H, W) 0/1 mask; the pair uses frame t's mask, as OTVM)."""
+    pred, gt = _pair(pred, gt)
+    return np.sqrt(_ssd(pred, gt, _region(region, gt.shape)))
 
 
 def messddt_pairs(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
@@ -190,20 +207,49 @@ def messddt_pairs(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = No
     pixels and indices are clamped (:func:`warp_next`). ``region`` masks E in each frame before warping (OTVM)."""
     pred, gt = _pair(pred, gt)
     mask = _region(region, gt.shape)
-    flow = gt_flow(gt) if flow is None else _flow(flow, gt.shape)
+    flow = _farneback(gt) if flow is None else _flow(flow, gt.shape)
     return _error_change(pred, gt, flow, mask, warp)
 
 
 # ---------------------------------------------------------------------------------------------- clip values
+def _paper(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray, mask: np.ndarray | None,
+           warp: str) -> dict[str, float]:
+    dt = np.sqrt(_ssd(pred, gt, mask))
+    me = _error_change(pred, gt, flow, mask, warp)
+    return {"dtSSD": float(dt.mean()), "MESSDdt": float(me.mean()), "pairs": int(dt.size)}
+
+
 def temporal_errors(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
                     region: np.ndarray | None = None, warp: Warp = "correct") -> dict[str, float]:
     """One instance clip in the benchmark's definition: ``{"dtSSD", "MESSDdt"}`` = the mean over the T-1 frame
     pairs of :func:`dtssd_pairs` and :func:`messddt_pairs` (alpha units, unscaled), plus ``"pairs"``."""
     pred, gt = _pair(pred, gt)
-    flow = gt_flow(gt) if flow is None else flow
-    dt = dtssd_pairs(pred, gt, region)
-    me = messddt_pairs(pred, gt, flow, region, warp)
-    return {"dtSSD": float(dt.mean()), "MESSDdt": float(me.mean()), "pairs": int(dt.size)}
+    mask = _region(region, gt.shape)
+    flow = _farneback(gt) if flow is None else _flow(flow, gt.shape)
+    return _paper(pred, gt, flow, mask, warp)
+
+
+def _maggie(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray, warp: str, window: str,
+            clip_pred: bool) -> dict[str, float]:
+    if window not in ("pairs", "clip"):
+        raise ValueError(f"window must be 'pairs' or 'clip', got {window!r}")
+    if clip_pred:
+        pred = _maggie_clip32(pred)
+    t, h, w = gt.shape
+    ssd = _ssd(pred, gt, None)
+    if window == "pairs":
+        change = _error_change(pred, gt, flow, None, warp)
+        return {
+            "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd).sum()),
+            "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * (change / (h * w + 1.0)).sum()),
+            "maggie_count": t - 1,
+        }
+    change = _error_change(pred, gt, flow, None, warp, frame_one=warp == "maggie-transposed")
+    return {
+        "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd.sum())),
+        "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * change.sum() / ((t - 1) * (h * w + 1.0))),
+        "maggie_count": 1,
+    }
 
 
 def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
@@ -213,7 +259,7 @@ def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = 
     "maggie_count"}``; the split's table value is ``sum / (count + 1e-6)`` over all clips (:class:`TemporalStat`).
 
     Whole frame (no region), flow from :func:`gt_flow` unless given, predictions first clipped as MaGGIe's test
-    loop does (``<= 1/255 -> 0``, ``>= 254/255 -> 1``; ``clip_pred=False`` skips it).
+    loop does (``<= 1/255 -> 0``, ``>= 254/255 -> 1``, in float32; ``clip_pred=False`` skips it).
 
     ``window="pairs"`` (default) reproduces ``engine/test.py``'s video loop, which hands ``dtSSD.update`` and
     ``MESSDdt.update`` two frames at a time: each pair adds ``0.1 * dtSSD_t`` and ``1e4 * MESSDdt_t / (H*W + 1)``
@@ -222,28 +268,8 @@ def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = 
     each counting 1; with ``warp="maggie-transposed"`` every pair then reads frame 1 (``torch.take`` indexes the
     flattened (T-1, H, W) stack with indices below H*W), as that code does."""
     pred, gt = _pair(pred, gt)
-    if clip_pred:
-        pred = _maggie_clip32(pred)
-    flow = gt_flow(gt) if flow is None else _flow(flow, gt.shape)
-    t, h, w = gt.shape
-    diff = np.diff(pred, axis=0) - np.diff(gt, axis=0)
-    ssd = (diff * diff).reshape(t - 1, -1).sum(axis=1)
-    if window == "pairs":
-        change = _error_change(pred, gt, flow, None, warp)
-        return {
-            "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd).sum()),
-            "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * (change / (h * w + 1.0)).sum()),
-            "maggie_count": t - 1,
-        }
-    if window == "clip":
-        frame_one = np.zeros((t - 1, 1, 1), dtype=np.int64) if warp == "maggie-transposed" else None
-        change = _error_change(pred, gt, flow, None, warp, next_frame=frame_one)
-        return {
-            "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd.sum())),
-            "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * change.sum() / ((t - 1) * (h * w + 1.0))),
-            "maggie_count": 1,
-        }
-    raise ValueError(f"window must be 'pairs' or 'clip', got {window!r}")
+    flow = _farneback(gt) if flow is None else _flow(flow, gt.shape)
+    return _maggie(pred, gt, flow, warp, window, clip_pred)
 
 
 def _maggie_clip32(pred: np.ndarray) -> np.ndarray:
@@ -261,9 +287,10 @@ def clip_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = No
     """Both variants of one instance clip with the ground-truth flow computed once: :func:`temporal_errors`'s
     keys (with ``region`` and ``warp``) and :func:`maggie_temporal`'s (whole frame, ``maggie_warp``, pairs)."""
     pred, gt = _pair(pred, gt)
-    flow = gt_flow(gt) if flow is None else _flow(flow, gt.shape)
-    out = temporal_errors(pred, gt, flow, region, warp)
-    out.update(maggie_temporal(pred, gt, flow, maggie_warp))
+    mask = _region(region, gt.shape)
+    flow = _farneback(gt) if flow is None else _flow(flow, gt.shape)
+    out = _paper(pred, gt, flow, mask, warp)
+    out.update(_maggie(pred, gt, flow, maggie_warp, "pairs", True))
     return out
 
 
