@@ -36,7 +36,7 @@ def zero_flow(frames: int = 3) -> np.ndarray:
 
 def test_perfect_prediction_scores_zero_everywhere():
     rng = np.random.default_rng(0)
-    levels = rng.integers(0, 256, size=(5, 16, 20))
+    levels = rng.integers(0, 256, size=(5, 32, 40))
     levels[(levels == 1) | (levels == 254)] = 0  # values MaGGIe's prediction clipping would move
     gt = levels / 255  # a flickering GT: its own flow, nothing to do with 0
     out = clip_temporal(gt.copy(), gt)

@@ -274,11 +274,13 @@ def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = 
 
 def _maggie_clip32(pred: np.ndarray) -> np.ndarray:
     """MaGGIe's clipping in its dtype: its alphas are float32 and NumPy compares a float32 array with the Python
-    floats 1/255 and 254/255 in float32, so float32(1/255), which lies just above 1/255, IS set to 0."""
-    out = pred.astype(np.float32)
-    out[out <= np.float32(1.0 / 255.0)] = 0.0
-    out[out >= np.float32(254.0 / 255.0)] = 1.0
-    return out.astype(np.float64)
+    floats 1/255 and 254/255 in float32, so float32(1/255), which lies just above 1/255, IS set to 0. Only the
+    decision is taken in float32; the other values are kept as given."""
+    as32 = pred.astype(np.float32)
+    out = pred.copy()
+    out[as32 <= np.float32(1.0 / 255.0)] = 0.0
+    out[as32 >= np.float32(254.0 / 255.0)] = 1.0
+    return out
 
 
 def clip_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
