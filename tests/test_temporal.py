@@ -204,3 +204,31 @@ def test_bad_flow_and_warp_raise():
         messddt_pairs(gt, gt, np.zeros((3, H, W, 2)))
     with pytest.raises(ValueError, match="warp"):
         messddt_pairs(gt, gt, zero_flow(), warp="bilinear")
+
+
+def test_maggie_clip_bounds_match_float32_comparison():
+    from himbench.metrics.temporal import MAGGIE_CLIP_HIGH, MAGGIE_CLIP_LOW
+
+    # float64 values around both thresholds, down to single ulps: the float64 bounds decide as float32 would.
+    rng = np.random.default_rng(1)
+    for centre in (1 / 255, 254 / 255):
+        near = centre + rng.uniform(-1e-7, 1e-7, 20000)
+        edges = [np.nextafter(b, k) for b in (MAGGIE_CLIP_LOW, MAGGIE_CLIP_HIGH) for k in (-1, 2)]
+        near = np.concatenate([near, edges, [MAGGIE_CLIP_LOW, MAGGIE_CLIP_HIGH]])
+        as32 = near.astype(np.float32)
+        np.testing.assert_array_equal(near <= MAGGIE_CLIP_LOW, as32 <= 1.0 / 255.0)
+        np.testing.assert_array_equal(near >= MAGGIE_CLIP_HIGH, as32 >= 254.0 / 255.0)
+
+
+@pytest.mark.parametrize("with_region", [False, True])
+def test_clip_temporal_equals_the_separate_functions(with_region):
+    rng = np.random.default_rng(2)
+    gt = np.round(rng.random((4, 20, 24)) * 255) / 255
+    pred = np.clip(gt + rng.normal(0, 0.05, gt.shape), 0, 1)
+    pred[0, 0, :3] = [1 / 255, 254 / 255, 0.5 / 255]  # values MaGGIe's clipping moves
+    region = (rng.random(gt.shape) > 0.3).astype(float) if with_region else None
+    flow = rng.normal(0, 2, (3, 20, 24, 2))
+    both = clip_temporal(pred, gt, flow, region)
+    assert {k: both[k] for k in ("dtSSD", "MESSDdt", "pairs")} == temporal_errors(pred, gt, flow, region)
+    assert {k: both[k] for k in ("maggie_dtSSD_sum", "maggie_MESSDdt_sum", "maggie_count")} == pytest.approx(
+        maggie_temporal(pred, gt, flow), rel=1e-12)

@@ -75,7 +75,7 @@ def _clip(array: np.ndarray, name: str) -> np.ndarray:
     if out.shape[0] < 2:
         raise ValueError(f"{name}: a clip needs at least 2 frames for a temporal metric, got {out.shape[0]}")
     out = out.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(out)):
+    if not np.isfinite(out.sum()):  # one reduction: NaN and inf propagate into the sum
         raise ValueError(f"{name}: contains NaN or infinite values")
     return out
 
@@ -101,8 +101,11 @@ def _flow(flow: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     t, h, w = shape
     if out.shape != (t - 1, h, w, 2):
         raise ValueError(f"flow {out.shape} must be (T-1, H, W, 2) = {(t - 1, h, w, 2)}, channel 0 = dx, 1 = dy")
-    if not np.all(np.isfinite(out)):
+    low, high = float(out.min()), float(out.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError("flow contains NaN or infinite values")
+    if max(-low, high) > 1e6:
+        raise ValueError(f"flow has displacements up to {max(-low, high):g} pixels; at most 1e6 are accepted")
     return out
 
 
@@ -126,31 +129,36 @@ def _farneback(gt: np.ndarray) -> np.ndarray:
     return out
 
 
-def _indices(flow: np.ndarray, warp: str) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices into frame t+1 for every pixel of frame t, (T-1, H, W) each, flow rounded as MaGGIe
-    (``np.rint``, half to even) and clamped to the frame."""
-    _, h, w, _ = flow.shape
-    step = np.rint(flow).astype(np.int64)
-    rows = np.arange(h, dtype=np.int64)[None, :, None]
-    cols = np.arange(w, dtype=np.int64)[None, None, :]
+def _flat_index(flow: np.ndarray, warp: str, frame_one: bool = False) -> np.ndarray:
+    """Index into ``frames[1:].ravel()`` for every pixel of every frame t, (T-1, H, W): the flow rounded as MaGGIe
+    (``np.rint``, half to even), row and column clamped to the frame. One index array, so that ``np.take``
+    gathers all pairs in one pass. ``frame_one``: every pair reads the stack's first frame (MaGGIe's
+    ``torch.take`` handed a whole clip)."""
+    pairs, h, w, _ = flow.shape
+    kind = np.int32 if pairs * h * w < 2**31 else np.int64  # half the memory traffic of int64 where it fits
+    dx = np.rint(flow[..., 0]).astype(kind)
+    dy = np.rint(flow[..., 1]).astype(kind)
+    rows = np.arange(h, dtype=kind)[None, :, None]
+    cols = np.arange(w, dtype=kind)[None, None, :]
     if warp == "correct":
-        return np.clip(rows + step[..., 1], 0, h - 1), np.clip(cols + step[..., 0], 0, w - 1)
-    if warp == "maggie-transposed":
+        row, col = dy, dx
+        row += rows
+        col += cols
+    elif warp == "maggie-transposed":
         # MaGGIe builds meshgrid([y, x]) ('ij'), stacks [col, row], adds (dx, dy) and reads channel 0 as the ROW:
         # row = col + dx clamped to the height, column = row + dy clamped to the width.
-        return np.clip(cols + step[..., 0], 0, h - 1), np.clip(rows + step[..., 1], 0, w - 1)
-    raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
-
-
-def _flat_index(flow: np.ndarray, warp: str, frame_one: bool = False) -> np.ndarray:
-    """Indices into ``frames[1:].ravel()``: one index array, so that np.take gathers all pairs in one pass.
-    ``frame_one``: every pair reads the stack's first frame (MaGGIe's ``torch.take`` on a whole clip)."""
-    pairs, h, w, _ = flow.shape
-    rows, cols = _indices(flow, warp)
-    index = rows * w + cols
+        row, col = dx, dy
+        row += cols
+        col += rows
+    else:
+        raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
+    np.clip(row, 0, h - 1, out=row)
+    np.clip(col, 0, w - 1, out=col)
+    row *= w
+    row += col
     if not frame_one:
-        index += (np.arange(pairs, dtype=np.int64) * (h * w))[:, None, None]
-    return index
+        row += (np.arange(pairs, dtype=kind) * (h * w))[:, None, None]
+    return row
 
 
 def warp_next(frames: np.ndarray, flow: np.ndarray, warp: Warp = "correct") -> np.ndarray:
@@ -164,38 +172,45 @@ def warp_next(frames: np.ndarray, flow: np.ndarray, warp: Warp = "correct") -> n
     if frames.ndim != 3 or frames.shape[0] < 2:
         raise ValueError(f"expected frames (T >= 2, H, W), got shape {frames.shape}")
     flow = _flow(flow, frames.shape)
-    return np.take(frames[1:].ravel(), _flat_index(flow, warp))
+    return np.take(frames[1:].ravel(), _flat_index(flow, warp)).reshape(flow.shape[:3])
 
 
 # ------------------------------------------------------------------------------------------- per-pair values
 # The private functions take validated float64 arrays; the public ones validate once and call them.
-def _ssd(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    diff = np.diff(pred, axis=0)
-    diff -= np.diff(gt, axis=0)
-    diff *= diff
+def _ssd(err: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Per pair sum of ``[(a_{t+1} - a_t) - (g_{t+1} - g_t)]^2`` = ``(e_{t+1} - e_t)^2`` with ``e = a - g``."""
+    d = np.diff(err, axis=0).reshape(err.shape[0] - 1, -1)
+    if mask is None:
+        return np.einsum("ij,ij->i", d, d)
+    return np.einsum("ij,ij,ij->i", d, d, mask[:-1].reshape(d.shape))
+
+
+def _change(sq_err: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Per pair sum of ``|E_t - E_{t+1}[index]|``, (T-1,)."""
+    moved = np.take(sq_err[1:].ravel(), index)
+    moved -= sq_err[:-1]
+    np.abs(moved, out=moved)
+    return moved.reshape(moved.shape[0], -1).sum(axis=1)
+
+
+def _squared(err: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    out = err * err
     if mask is not None:
-        diff *= mask[:-1]
-    return diff.reshape(diff.shape[0], -1).sum(axis=1)
+        out *= mask
+    return out
 
 
 def _error_change(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray, mask: np.ndarray | None, warp: str,
                   frame_one: bool = False) -> np.ndarray:
     """``|E_t * m_t - warp(E_{t+1} * m_{t+1})|`` summed per pair, (T-1,)."""
-    err = pred - gt
-    err *= err
-    if mask is not None:
-        err *= mask
-    moved = np.take(err[1:].ravel(), _flat_index(flow, warp, frame_one))
-    moved -= err[:-1]
-    np.abs(moved, out=moved)
-    return moved.reshape(moved.shape[0], -1).sum(axis=1)
+    return _change(_squared(pred - gt, mask), _flat_index(flow, warp, frame_one))
 
 
 def dtssd_pairs(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """``sqrt(sum_p [(a_{t+1} - a_t) - (g_{t+1} - g_t)]^2)`` for each pair t, (T-1,) float64, over the whole frame or
     over ``region[t]`` (a (T, H, W) 0/1 mask; the pair uses frame t's mask, as OTVM)."""
     pred, gt = _pair(pred, gt)
-    return np.sqrt(_ssd(pred, gt, _region(region, gt.shape)))
+    return np.sqrt(_ssd(pred - gt, _region(region, gt.shape)))
 
 
 def messddt_pairs(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
@@ -214,9 +229,12 @@ def messddt_pairs(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = No
 # ---------------------------------------------------------------------------------------------- clip values
 def _paper(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray, mask: np.ndarray | None,
            warp: str) -> dict[str, float]:
-    dt = np.sqrt(_ssd(pred, gt, mask))
-    me = _error_change(pred, gt, flow, mask, warp)
-    return {"dtSSD": float(dt.mean()), "MESSDdt": float(me.mean()), "pairs": int(dt.size)}
+    err = pred - gt
+    return _paper_values(_ssd(err, mask), _change(_squared(err, mask), _flat_index(flow, warp)))
+
+
+def _paper_values(ssd: np.ndarray, change: np.ndarray) -> dict[str, float]:
+    return {"dtSSD": float(np.sqrt(ssd).mean()), "MESSDdt": float(change.mean()), "pairs": int(ssd.size)}
 
 
 def temporal_errors(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = None,
@@ -235,20 +253,25 @@ def _maggie(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray, warp: str, windo
         raise ValueError(f"window must be 'pairs' or 'clip', got {window!r}")
     if clip_pred:
         pred = _maggie_clip32(pred)
-    t, h, w = gt.shape
-    ssd = _ssd(pred, gt, None)
+    err = pred - gt
+    ssd = _ssd(err, None)
     if window == "pairs":
-        change = _error_change(pred, gt, flow, None, warp)
-        return {
-            "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd).sum()),
-            "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * (change / (h * w + 1.0)).sum()),
-            "maggie_count": t - 1,
-        }
-    change = _error_change(pred, gt, flow, None, warp, frame_one=warp == "maggie-transposed")
+        return _maggie_values(ssd, _change(_squared(err, None), _flat_index(flow, warp)), gt.shape)
+    t, h, w = gt.shape
+    change = _change(_squared(err, None), _flat_index(flow, warp, frame_one=warp == "maggie-transposed"))
     return {
         "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd.sum())),
         "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * change.sum() / ((t - 1) * (h * w + 1.0))),
         "maggie_count": 1,
+    }
+
+
+def _maggie_values(ssd: np.ndarray, change: np.ndarray, shape: tuple[int, ...]) -> dict[str, float]:
+    t, h, w = shape
+    return {
+        "maggie_dtSSD_sum": float(MAGGIE_DTSSD_SCALE * np.sqrt(ssd).sum()),
+        "maggie_MESSDdt_sum": float(MAGGIE_MESSDDT_SCALE * (change / (h * w + 1.0)).sum()),
+        "maggie_count": t - 1,
     }
 
 
@@ -272,14 +295,35 @@ def maggie_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = 
     return _maggie(pred, gt, flow, warp, window, clip_pred)
 
 
+def _float32_bounds() -> tuple[float, float]:
+    """float64 bounds equivalent to MaGGIe's float32 tests: ``float32(x) <= float32(1/255)`` iff ``x <= low`` and
+    ``float32(x) >= float32(254/255)`` iff ``x >= high`` (its alphas are float32 and NumPy compares them with the
+    Python floats in float32, so float32(1/255), which lies just above 1/255, IS set to 0). The bounds are the
+    rounding midpoints, settled by NumPy's own float32 rounding."""
+    t = np.float32(1.0 / 255.0)
+    mid = (float(t) + float(np.nextafter(t, np.float32(1.0)))) / 2.0
+    low = mid if np.float32(mid) <= t else float(np.nextafter(mid, -np.inf))
+    u = np.float32(254.0 / 255.0)
+    mid = (float(np.nextafter(u, np.float32(0.0))) + float(u)) / 2.0
+    high = mid if np.float32(mid) >= u else float(np.nextafter(mid, np.inf))
+    return low, high
+
+
+MAGGIE_CLIP_LOW, MAGGIE_CLIP_HIGH = _float32_bounds()
+
+
 def _maggie_clip32(pred: np.ndarray) -> np.ndarray:
-    """MaGGIe's clipping in its dtype: its alphas are float32 and NumPy compares a float32 array with the Python
-    floats 1/255 and 254/255 in float32, so float32(1/255), which lies just above 1/255, IS set to 0. Only the
-    decision is taken in float32; the other values are kept as given."""
-    as32 = pred.astype(np.float32)
+    """MaGGIe's clipping, decided as in float32; returns ``pred`` itself when it changes nothing (the usual case:
+    values at or below 1/255 are already 0 and those at or above 254/255 already 1)."""
+    low = pred <= MAGGIE_CLIP_LOW
+    high = pred >= MAGGIE_CLIP_HIGH
+    low &= pred != 0.0
+    high &= pred != 1.0
+    if not (low.any() or high.any()):
+        return pred
     out = pred.copy()
-    out[as32 <= np.float32(1.0 / 255.0)] = 0.0
-    out[as32 >= np.float32(254.0 / 255.0)] = 1.0
+    out[low] = 0.0
+    out[high] = 1.0
     return out
 
 
@@ -287,12 +331,25 @@ def clip_temporal(pred: np.ndarray, gt: np.ndarray, flow: np.ndarray | None = No
                   region: np.ndarray | None = None, warp: Warp = "correct",
                   maggie_warp: Warp = "maggie-transposed") -> dict[str, float]:
     """Both variants of one instance clip with the ground-truth flow computed once: :func:`temporal_errors`'s
-    keys (with ``region`` and ``warp``) and :func:`maggie_temporal`'s (whole frame, ``maggie_warp``, pairs)."""
+    keys (with ``region`` and ``warp``) and :func:`maggie_temporal`'s (whole frame, ``maggie_warp``, pairs).
+    Where MaGGIe's clipping changes nothing and there is no region, its dtSSD and squared errors are the paper
+    variant's, reused."""
     pred, gt = _pair(pred, gt)
     mask = _region(region, gt.shape)
     flow = _farneback(gt) if flow is None else _flow(flow, gt.shape)
-    out = _paper(pred, gt, flow, mask, warp)
-    out.update(_maggie(pred, gt, flow, maggie_warp, "pairs", True))
+    err = pred - gt
+    ssd, sq_err = _ssd(err, mask), _squared(err, mask)
+    paper_change = _change(sq_err, _flat_index(flow, warp))
+    out = _paper_values(ssd, paper_change)
+    clipped = _maggie_clip32(pred)
+    if mask is None and clipped is pred and maggie_warp == warp:
+        change = paper_change
+    else:
+        if mask is not None or clipped is not pred:
+            err = clipped - gt
+            ssd, sq_err = _ssd(err, None), _squared(err, None)
+        change = _change(sq_err, _flat_index(flow, maggie_warp))
+    out.update(_maggie_values(ssd, change, gt.shape))
     return out
 
 
