@@ -11,7 +11,7 @@ flow rounded into an int64 torch tensor, an ``ij`` meshgrid stacked [col, row], 
 frames (its transposed warp), masks of ones multiplied in. The values of both are checked to agree (relative 1e-5:
 the peer is float32, himbench float64) before the timings are reported.
 
-Timed, best of ``--repeats``:
+Timed, best of ``--repeats`` rounds, the variants interleaved within each round:
   - ``himbench_maggie``: :func:`maggie_temporal` per instance (MaGGIe's variant only: the like-for-like number);
   - ``himbench_both``: :func:`clip_temporal` per instance (paper and MaGGIe variants, flow computed once);
   - ``peer``: the MaGGIe-style loop (MaGGIe's variant only);
@@ -143,6 +143,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
+    load_before = os.getloadavg()
     gt, pred = make_clip(args.frames, args.height, args.width, args.instances)
     flows = [gt_flow(gt[:, i]) for i in range(args.instances)]
     peer_flows = {(t, i): flows[i][t] for i in range(args.instances) for t in range(args.frames - 1)}
@@ -155,9 +156,15 @@ def main() -> None:
         "himbench_both_noflow": lambda: ours(pred, gt, both=True, flows=flows),
         "peer_noflow": lambda: peer(pred, gt, flows=peer_flows),
     }
-    seconds, values = {}, {}
-    for name, fn in runs.items():
-        seconds[name], values[name] = best_of(args.repeats, fn)
+    runs["flow_only"] = lambda: [gt_flow(gt[:, i]) for i in range(args.instances)]
+    # Interleaved (every variant once per round, best round kept), so that a load change on a shared machine
+    # does not fall on one variant only.
+    seconds, values = dict.fromkeys(runs, float("inf")), {}
+    for _ in range(args.repeats):
+        for name, fn in runs.items():
+            took, values[name] = best_of(1, fn)
+            seconds[name] = min(seconds[name], took)
+    flow_seconds = seconds.pop("flow_only")
 
     reference = values["peer"]
     for name in ("himbench_maggie", "himbench_both"):
@@ -165,8 +172,6 @@ def main() -> None:
             got, want = values[name][key], reference[key]
             if abs(got - want) > 1e-5 * max(abs(want), 1e-12):
                 raise SystemExit(f"{name} {key} = {got!r} disagrees with the MaGGIe-style peer's {want!r}")
-    # Flow alone (one Farneback per pair per instance), for the share of the total.
-    flow_seconds, _ = best_of(args.repeats, lambda: [gt_flow(gt[:, i]) for i in range(args.instances)])
 
     ratios = {
         "peer_over_himbench_maggie": seconds["peer"] / seconds["himbench_maggie"],
@@ -179,6 +184,9 @@ def main() -> None:
         "clip": {"frames": args.frames, "height": args.height, "width": args.width, "instances": args.instances},
         "repeats": args.repeats,
         "threads": {"opencv": 1, "torch": 1},
+        # Timings on a shared machine: the load averages before and after say how much to trust them.
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
+                         "cores": os.cpu_count()},
         "seconds": {k: round(v, 5) for k, v in seconds.items()} | {"flow_only": round(flow_seconds, 5)},
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "values": {
