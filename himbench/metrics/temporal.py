@@ -36,6 +36,8 @@ from himbench.metrics.paper_units import MAGGIE_EPS
 
 __all__ = [
     "FARNEBACK_PARAMS",
+    "MAGGIE_CLIP_HIGH",
+    "MAGGIE_CLIP_LOW",
     "MAGGIE_DTSSD_SCALE",
     "MAGGIE_MESSDDT_SCALE",
     "TEMPORAL_KEYS",
