@@ -1,15 +1,18 @@
-"""Shared test fixtures. Tests never touch the network: the Hub is forced offline here."""
+"""Shared test fixtures. Tests never touch the network: the Hub is forced offline here (whatever the caller's
+environment says), for every test."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
+# huggingface_hub and datasets read these once, when first imported (possibly while test modules are collected):
+# set them before any test module is imported. The autouse fixture below forces them again for each test.
+os.environ.update(OFFLINE_ENV)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +26,21 @@ def realdata() -> Path:
     """The real photographs kept in the repository (tests/data/realdata), laid out as their source projects are."""
     assert (REALDATA / "P3M" / "demo" / "imgs" / "alpha").is_dir(), f"test data missing from {REALDATA}"
     return REALDATA
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Force the Hub offline for each test, even where a test (or the caller's shell) set HF_HUB_OFFLINE=0."""
+    for name, value in OFFLINE_ENV.items():
+        monkeypatch.setenv(name, value)
+    # The libraries' own copies, taken at import: the environment alone no longer reaches them.
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    datasets_config = sys.modules.get("datasets.config")
+    if datasets_config is not None:
+        monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", True)
+        monkeypatch.setattr(datasets_config, "HF_DATASETS_OFFLINE", True)
 
 
 @pytest.fixture(autouse=True)

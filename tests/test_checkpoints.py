@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_data import toy_sample
+from helpers import toy_sample
 
 from himbench.checkpoints import load_model, read_checkpoint_config, resolve_checkpoint, save_checkpoint
 from himbench.io import InputError

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import toy_sample
 from scipy.optimize import linear_sum_assignment
-from test_data import toy_sample
 
 from e2ehim.backbone import SwinBlock
 from e2ehim.inference import prepare_batch

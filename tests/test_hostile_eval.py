@@ -285,7 +285,7 @@ def test_mistyped_prediction_manifest_is_one_line(tmp_path, field, value, reason
 
 
 def test_predict_into_a_folder_with_a_mistyped_manifest_is_refused(tmp_path):
-    from test_data import make_toy_dataset
+    from helpers import make_toy_dataset
 
     from himbench.checkpoints import save_checkpoint
     from himbench.registry import create_model

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from test_data import make_toy_dataset
+from helpers import make_toy_dataset
 
 from himbench.checkpoints import save_checkpoint
 from himbench.cli import main

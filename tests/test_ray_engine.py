@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import os
+import pickle
 import signal
 import sys
 from pathlib import Path
@@ -133,6 +133,17 @@ def _raise_input_error(x):
     raise InputError(f"/data/img-{x}.png", "cannot decode image")
 
 
+class TwoPartError(ValueError):
+    """Pickled by its ``args`` (one string) but built from two: unpickling it raises TypeError."""
+
+    def __init__(self, source, problem):
+        super().__init__(f"{source}: {problem}")
+
+
+def _raise_two_part_error(x):
+    raise TwoPartError(f"/data/img-{x}.png", "cannot decode image")
+
+
 # ---------------------------------------------------------------------------------------------------------- tests
 def test_ray_build_is_byte_identical_to_local(reference_build, tmp_path):
     # First in the module, before the shared Ray exists: like the CLI, map_ray starts a local Ray with 2 CPUs
@@ -238,19 +249,23 @@ def test_ray_streams_in_order_or_as_finished_within_the_window(ray_cluster):
     assert "on item 2 of map_tasks" in " ".join(getattr(err.value, "__notes__", []))
 
 
-def test_exception_message_survives_even_if_unpicklable(ray_cluster):
-    import pickle
-
+def test_exception_crosses_as_itself_or_as_its_message(ray_cluster):
     from himbench.io import InputError
 
-    # Whatever the exception's own pickling support, the driver sees the file and the problem ...
-    with pytest.raises(Exception, match=r"/data/img-1\.png: cannot decode image") as err:
+    # InputError rebuilds from both its fields (InputError.__reduce__): the driver gets the exception itself.
+    assert pickle.loads(pickle.dumps(InputError("x", "y"))).problem == "y"
+    with pytest.raises(InputError, match=r"/data/img-1\.png: cannot decode image") as err:
         list(map_tasks(_raise_input_error, [(1,)], engine="ray", workers=2))
-    try:
-        pickle.loads(pickle.dumps(InputError("x", "y")))
-    except TypeError:
-        return
-    assert isinstance(err.value, InputError)  # ... and its own type when it can cross processes
+    assert type(err.value) is InputError
+    assert (err.value.source, err.value.problem) == ("/data/img-1.png", "cannot decode image")
+
+    # One that cannot be rebuilt (TypeError on unpickling, as InputError had before its __reduce__) would reach the
+    # driver only as Ray's "failed to deserialize": the engine sends a RuntimeError with its type and message.
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(TwoPartError("a", "b")))
+    with pytest.raises(RuntimeError, match=r"TwoPartError: /data/img-2\.png: cannot decode image") as err:
+        list(map_tasks(_raise_two_part_error, [(2,)], engine="ray", workers=2))
+    assert type(err.value) is RuntimeError
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -282,8 +297,6 @@ def test_ray_evaluation_matches_local(ray_cluster, reference_build, tmp_path):
     records = [outcomes[i].record for i in range(len(items))]
     assert records == local.records
 
-    if "engine" not in inspect.signature(evaluate_folder).parameters:
-        pytest.skip("evaluate_folder does not take engine= yet")
     on_ray = evaluate_folder(pred, reference_build, split="train", workers=2, progress=False, engine="ray")
     assert on_ray.summary == local.summary
     assert on_ray.records == local.records

@@ -182,7 +182,7 @@ def test_e2ehim_import_predict_round_trip(e2ehim_import):
 
 
 def test_bench_runs_both_released_models_end_to_end(e2ehim_import, mgm_import, tmp_path):
-    from test_data import make_toy_dataset
+    from helpers import make_toy_dataset
 
     data = make_toy_dataset(tmp_path / "data", split="test", num_images=2, shards=1, seed=1, size=(72, 96))
     e2e_root, _ = e2ehim_import

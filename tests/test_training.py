@@ -9,7 +9,7 @@ import socket
 
 import pytest
 import torch
-from test_data import make_toy_dataset
+from helpers import make_toy_dataset
 
 from himbench.checkpoints import load_model
 from himbench.io import InputError

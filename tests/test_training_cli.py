@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_data import make_toy_dataset, toy_sample
+from helpers import make_toy_dataset, toy_sample
 
 from himbench.cli import main
 from himbench.io import read_alpha
