@@ -18,26 +18,9 @@ _ROOT_FILE_SUFFIXES = (".py", ".md", ".toml")  # a span without "/" (`pyproject.
 # Names the map gives for the end state of work merged alongside it (issue 22: h-i22shard, h-i22metrics, h-i22model,
 # h-i22cli). Each must not exist yet; the lead empties this set at merge (test_pending_names_are_still_pending fails
 # on an entry that has arrived, test_every_named_path_exists on one that has not).
-PENDING: set[str] = {
-    "himbench/build_config.py",  # h-i22shard: BuildConfig out of himbench/synthesis/config.py
-    "himbench/predictions/",  # h-i22shard: writer (from cli/predict.py), reader, manifest
-    "himbench/predictions/writer.py",
-    "himbench/predictions/reader.py",  # was himbench/evaluation/predictions.py
-    "himbench/predictions/manifest.py",  # was himbench/prediction_manifest.py
-    "himbench/metrics/table.py",  # h-i22metrics
-    "himbench/metrics/table.py:METRICS",
-    "himbench/metrics/table.py:metric_key",
-    "himbench/registry.py:HIMModel",  # h-i22model
-    "himbench/registry.py:MODEL_HOOKS",
-    "himbench/registry.py:ModelTraits",
-    "himbench/registry.py:register_method",  # h-i22model: from himbench/methods.py
-    "e2ehim/methods.py",  # h-i22model: e2ehim's methods registered in one place
-    "himbench/cli/errors.py",  # h-i22cli
-    "himbench/cli/options.py",
-    "himbench/leaderboard/qualitative.py",  # h-i22cli: from cli/leaderboard.py
-}
+PENDING: set[str] = set()  # names of work merged alongside the map, not yet in the code (none now)
 # Modules the map leaves out because they are moving away in that same work (the lead empties this at merge too).
-MOVING_AWAY: set[str] = {"himbench/prediction_manifest.py"}
+MOVING_AWAY: set[str] = set()
 
 
 def named_paths(text: str) -> list[tuple[int, str, str, str | None]]:
