@@ -62,3 +62,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------------- tiny builds shared by modules
+# The interop "rule" weights (tests/interop_rule.py) are a deterministic function of the architecture's keys and
+# shapes: test_e2ehim_official, test_mgm and test_released_models each built the same ones. Built once per run here;
+# read-only by contract (load_state_dict and e2ehim_pipeline_weights copy them; never edit a tensor in place).
+@pytest.fixture(scope="session")
+def e2ehim_official_rule_weights() -> dict:
+    """The rule weights of ``e2ehim-official`` (the authors' released E2E-HIM network)."""
+    import torch
+    from interop_rule import rule_state_dict
+
+    from himbench.registry import create_model
+
+    with torch.no_grad():
+        return rule_state_dict(create_model("e2ehim-official").state_dict())
+
+
+@pytest.fixture(scope="session")
+def mgm_rule_weights() -> dict:
+    """The rule weights of ``mgm`` (MGMatting), spectral-norm ``u``/``v`` included."""
+    import torch
+    from interop_rule import mgm_rule_state_dict
+
+    from himbench.registry import create_model
+
+    with torch.no_grad():
+        return mgm_rule_state_dict(create_model("mgm").state_dict())

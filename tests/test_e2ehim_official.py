@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from interop_rule import INTEROP, e2ehim_official_summary, e2ehim_pipeline_weights, load_manifest, rule_state_dict
+from interop_rule import INTEROP, e2ehim_official_summary, e2ehim_pipeline_weights, load_manifest
 
 from e2ehim import E2EHIMOfficial, E2EHIMOfficialConfig
 from himbench.registry import apply_overrides, config_to_dict, list_models
@@ -41,8 +41,11 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def rule_weights(model):
-    return rule_state_dict(model.state_dict())
+def rule_weights(model, e2ehim_official_rule_weights):
+    # Built once per run (conftest.py); the same keys and shapes as this module's network.
+    shapes = {key: value.shape for key, value in model.state_dict().items()}
+    assert {key: value.shape for key, value in e2ehim_official_rule_weights.items()} == shapes
+    return e2ehim_official_rule_weights
 
 
 def _read_rgb(path) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from interop_rule import INTEROP, load_manifest, mgm_rule_state_dict
+from interop_rule import INTEROP, load_manifest
 
 from baselines.mgm import (
     OUTPUT_KEYS,
@@ -37,9 +37,9 @@ DATA = INTEROP / "mgmatting"
 
 
 @pytest.fixture(scope="module")
-def model() -> MGMatting:
+def model(mgm_rule_weights) -> MGMatting:
     net = MGMatting().eval()
-    net.load_state_dict(mgm_rule_state_dict(net.state_dict()), strict=True)
+    net.load_state_dict(mgm_rule_weights, strict=True)  # mgm_rule_state_dict, built once per run (conftest.py)
     return net
 
 

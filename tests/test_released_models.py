@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from interop_rule import INTEROP, e2ehim_pipeline_weights, load_manifest, mgm_rule_state_dict, rule_state_dict
+from interop_rule import INTEROP, e2ehim_pipeline_weights, load_manifest
 
 from himbench.cli import main
 from himbench.io import InputError, read_alpha
@@ -38,13 +38,13 @@ def _predicted(folder) -> list[np.ndarray]:
 
 # ----------------------------------------------------------------------------------------------------- MGMatting
 @pytest.fixture(scope="module")
-def mgm_import(tmp_path_factory):
+def mgm_import(tmp_path_factory, mgm_rule_weights):
     """An authors'-style MGMatting checkpoint ({'state_dict': {'module.' + key: ...}}, keys in the manifest's order)
     imported with the CLI; returns (imported folder, the model holding the same weights)."""
     root = tmp_path_factory.mktemp("mgm")
     manifest = load_manifest(INTEROP / "mgmatting" / "mgm_state_dict.json")
     model = create_model("mgm").eval()
-    state = mgm_rule_state_dict(model.state_dict())  # u, v consistent with W, as training leaves them
+    state = mgm_rule_weights  # mgm_rule_state_dict: u, v consistent with W, as training leaves them (conftest.py)
     model.load_state_dict(state)
     authors = {f"module.{key}": state[key] for key, _, _ in manifest}
     torch.save({"state_dict": authors, "epoch": 100}, root / "latest_model.pth")
@@ -146,13 +146,13 @@ def test_predict_without_weights_says_where_to_get_them(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------ E2E-HIM
 @pytest.fixture(scope="module")
-def e2ehim_import(tmp_path_factory):
+def e2ehim_import(tmp_path_factory, e2ehim_official_rule_weights):
     """An authors'-style E2E-HIM checkpoint (a bare state dict, as eval_swintiny.py loads it) with the interop
     pipeline weights (people found, all trimap classes present), imported with the CLI."""
     root = tmp_path_factory.mktemp("e2ehim")
     manifest = load_manifest(INTEROP / "e2ehim-official" / "e2ehim_official_state_dict.json")
     model = create_model("e2ehim-official").eval()
-    state = e2ehim_pipeline_weights(rule_state_dict(model.state_dict()))
+    state = e2ehim_pipeline_weights(e2ehim_official_rule_weights)  # rule_state_dict of this network (conftest.py)
     model.load_state_dict(state)
     torch.save({key: state[key] for key, _, _ in manifest}, root / "swintiny.ckpt")
     result = _invoke(
