@@ -95,7 +95,7 @@ class BuildConfig:
     image_format: str = "png"
     jpeg_quality: int = 95
     # (LO, HI): the most-hidden person of each image has a hidden fraction in [LO, HI] (so every person keeps at
-    # least 1 - HI of its in-frame alpha), replacing min_visible; placement seeks the overlap (sampler._place_people).
+    # least 1 - HI of its in-frame alpha), replacing min_visible; placement seeks the overlap (sampler.place_people).
     # None: the min_visible rule. See OCCLUSION_PRESETS.
     occlusion_range: tuple[float, float] | None = None
 

@@ -15,7 +15,7 @@ import importlib
 
 import click
 
-from himbench.cli.errors import as_user_error
+from himbench.cli.errors import invoke_mapping_input_errors
 
 __all__ = ["COMMANDS", "main"]
 
@@ -50,13 +50,7 @@ class _LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         # The one place input errors are mapped for the whole CLI (also covers a plugin's command that does not
         # use himbench's Command class): one line and exit 2, never a traceback.
-        try:
-            return super().invoke(ctx)
-        except ValueError as err:
-            user_error = as_user_error(err)
-            if user_error is None:
-                raise
-            raise user_error from err
+        return invoke_mapping_input_errors(super().invoke, ctx)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Use the static help strings so that listing commands imports nothing.

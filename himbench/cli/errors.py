@@ -9,11 +9,12 @@ Click's own usage errors (a bad option value) already exit 2.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-__all__ = ["Command", "UserError", "as_user_error"]
+__all__ = ["Command", "UserError", "as_user_error", "invoke_mapping_input_errors"]
 
 
 class UserError(click.ClickException):
@@ -31,14 +32,20 @@ def as_user_error(err: BaseException) -> UserError | None:
     return UserError(str(err)) if isinstance(err, InputError) else None
 
 
+def invoke_mapping_input_errors(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
+    """``invoke(ctx)``, with an input error raised as its :class:`UserError` (one line, exit 2); anything else keeps
+    its traceback."""
+    try:
+        return invoke(ctx)
+    except ValueError as err:
+        user_error = as_user_error(err)
+        if user_error is None:
+            raise
+        raise user_error from err
+
+
 class Command(click.Command):
     """A click command whose :class:`~himbench.io.InputError` ends as a :class:`UserError` (exit 2)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ValueError as err:
-            user_error = as_user_error(err)
-            if user_error is None:
-                raise
-            raise user_error from err
+        return invoke_mapping_input_errors(super().invoke, ctx)

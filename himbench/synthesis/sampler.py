@@ -40,12 +40,18 @@ __all__ = [
     "MIN_DRAWN_SIDE",
     "Placement",
     "SampleResult",
+    "drawable_cutout",
+    "procedural_height",
     "encode_composite",
     "foregrounds_drawn",
     "image_id",
     "image_rng",
     "in_occlusion_range",
     "occlusion_fractions",
+    "pick_foregrounds",
+    "pick_source",
+    "place_people",
+    "place_people_in_range",
     "prepared_cap",
     "synthesize_image",
 ]
@@ -94,8 +100,9 @@ def image_rng(config: BuildConfig, split: str, index: int) -> np.random.Generato
     return np.random.default_rng(image_seed(config, split, index))
 
 
-def _embedded_height(config: BuildConfig) -> int:
-    # Generate procedural people at the largest height they will be shown at (multiple of 64, capped).
+def procedural_height(config: BuildConfig) -> int:
+    """The height the procedural people are generated at: the largest they will be shown at (multiple of 64,
+    capped), so that they are scaled down, never up."""
     return int(min(1536, max(256, 64 * -(-round(config.height * config.scale_max) // 64))))
 
 
@@ -108,7 +115,7 @@ def prepared_cap(config: BuildConfig) -> tuple[int, int]:
     return max(1, int(cap_h)), max(1, int(cap_w))
 
 
-def _drawable(cutout: Cutout, ref: ForegroundRef, config: BuildConfig) -> Cutout:
+def drawable_cutout(cutout: Cutout, ref: ForegroundRef, config: BuildConfig) -> Cutout:
     """``cutout`` unchanged, or InputError naming its file when its narrow side would be drawn under MIN_DRAWN_SIDE
     pixels (an extreme aspect ratio: the person would be a line of pixels in the ground truth)."""
     h, w = cutout.shape
@@ -125,7 +132,7 @@ def _drawable(cutout: Cutout, ref: ForegroundRef, config: BuildConfig) -> Cutout
     return cutout
 
 
-def _pick(refs: list, rng: np.random.Generator, loader, bad: dict, problems: list[str], what: str, avoid=()):
+def pick_source(refs: list, rng: np.random.Generator, loader, bad: dict, problems: list[str], what: str, avoid=()):
     """Draw refs until one loads; bad files are remembered (per process) and reported, never fatal.
 
     Refs in ``avoid`` (already in this image) are redrawn for the first draws, so people in one image differ when the
@@ -149,11 +156,13 @@ def _pick(refs: list, rng: np.random.Generator, loader, bad: dict, problems: lis
     )
 
 
-def _pick_foregrounds(config, rng, fg_refs, loader, bad, problems) -> list[tuple[ForegroundRef, object]]:
+def pick_foregrounds(config, rng, fg_refs, loader, bad, problems) -> list[tuple[ForegroundRef, object]]:
+    """The people of one image: a count drawn from the config, each a loaded source picked by :func:`pick_source`
+    (no source twice in an image while others remain)."""
     picked: list = []
     for _ in range(_count(config, rng)):
         avoid = {ref for ref, _ in picked}
-        picked.append(_pick(fg_refs, rng, loader, bad, problems, "foreground", avoid))
+        picked.append(pick_source(fg_refs, rng, loader, bad, problems, "foreground", avoid))
     return picked
 
 
@@ -169,7 +178,7 @@ def foregrounds_drawn(
         if len(found) == len(wanted):
             break
         rng = image_rng(config, split, index)
-        for ref, _ in _pick_foregrounds(config, rng, fg_refs, lambda r: None, {}, []):
+        for ref, _ in pick_foregrounds(config, rng, fg_refs, lambda r: None, {}, []):
             if ref in wanted:
                 found.setdefault(ref)
     return list(found)
@@ -246,7 +255,7 @@ def _low_res_try(
     return layer, layer.own / total
 
 
-def _place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
+def place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
     """Greedy placement in a random depth order: each person gets up to max_attempts tries; one that never fits is
     dropped. Returns the accepted placements back to front.
 
@@ -340,8 +349,8 @@ def _seek_layout(config, rng, cutout, target: _LowRes, target_box: Box, goal: fl
     return height, centre + side * near, bottom_y, flip
 
 
-def _place_people_in_range(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
-    """:func:`_place_people` under ``config.occlusion_range`` (LO, HI) instead of min_visible: a try is refused when
+def place_people_in_range(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
+    """:func:`place_people` under ``config.occlusion_range`` (LO, HI) instead of min_visible: a try is refused when
     it would leave someone behind hidden more than HI, and while nobody is hidden LO yet, the next person seeks the
     overlap (:func:`_seek_layout`: placed in front of a person already placed, at the offset that hides about a
     fraction drawn in the range) for the first three quarters of its tries, then is placed at random. Decided on the
@@ -422,11 +431,12 @@ def synthesize_image(
     problems: list[str] = []
     seconds = {"decode": 0.0, "composite": 0.0, "encode": 0.0}
     tic = time.perf_counter()
-    cap, embedded_height = prepared_cap(config), _embedded_height(config)
-    picked = _pick_foregrounds(
-        config, rng, fg_refs, lambda r: _drawable(load_foreground(r, cap, embedded_height), r, config), bad, problems
-    )
-    bg_ref, background = _pick(
+    cap, embedded_height = prepared_cap(config), procedural_height(config)
+    def load(ref: ForegroundRef) -> Cutout:
+        return drawable_cutout(load_foreground(ref, cap, embedded_height), ref, config)
+
+    picked = pick_foregrounds(config, rng, fg_refs, load, bad, problems)
+    bg_ref, background = pick_source(
         bg_refs, rng, lambda r: load_background(r, config.height, config.width, rng), bad, problems, "background"
     )
     seconds["decode"] += time.perf_counter() - tic
@@ -441,13 +451,13 @@ def synthesize_image(
     canvas_hw = (config.height, config.width)
     in_range = True
     if config.occlusion_range is None:
-        placements = _place_people(config, cutouts, rng)
+        placements = place_people(config, cutouts, rng)
         drawn = _render(cutouts, picked, matrices, placements, canvas_hw)
     else:
         # Placed again until the exact fractions are in the range; the try closest to it is kept otherwise.
         best = None
         for _ in range(_RANGE_TRIES):
-            placements = _place_people_in_range(config, cutouts, rng)
+            placements = place_people_in_range(config, cutouts, rng)
             drawn = _render(cutouts, picked, matrices, placements, canvas_hw)
             fractions = occlusion_fractions(*drawn[:2])
             # judged on the people kept (a vanished matte is dropped below), as the occlusion column records them

@@ -50,15 +50,15 @@ from himbench.synthesis.compose import Layer, composite_crops, jitter_matrix, la
 from himbench.synthesis.sampler import (
     DROP_NO_PLACEMENT,
     DROP_NO_PLACEMENT_IN_RANGE,
-    _drawable,
-    _embedded_height,
-    _pick,
-    _pick_foregrounds,
-    _place_people,
-    _place_people_in_range,
+    drawable_cutout,
     encode_composite,
     occlusion_fractions,
+    pick_foregrounds,
+    pick_source,
+    place_people,
+    place_people_in_range,
     prepared_cap,
+    procedural_height,
 )
 from himbench.synthesis.sources import BackgroundRef, Cutout, ForegroundRef, load_background, load_foreground
 
@@ -274,9 +274,9 @@ def _try_clip(video: VideoConfig, cutouts, matrices, rng, factor: float, best_mi
     config = video.build
     canvas_hw = (config.height, config.width)
     if config.occlusion_range is None:
-        placements = _place_people(config, cutouts, rng)
+        placements = place_people(config, cutouts, rng)
     else:
-        placements = _place_people_in_range(config, cutouts, rng)
+        placements = place_people_in_range(config, cutouts, rng)
     trajectories = [_trajectory(video, rng, factor) for _ in placements]
     excess, worst, frames = 0.0, 0.0, []
     high = 1.0 - config.min_visible if config.occlusion_range is None else config.occlusion_range[1]
@@ -337,21 +337,21 @@ def render_clip(
     problems: list[str] = []
     seconds = {"decode": 0.0, "composite": 0.0, "encode": 0.0}
     tic = time.perf_counter()
-    cap, embedded_height = _video_cap(build, config), _embedded_height(build)
+    cap, embedded_height = _video_cap(build, config), procedural_height(build)
     seed = clip_seed(config, split, index)
 
     def load(ref: ForegroundRef) -> Cutout:
         if ref.kind == VIDEO_KIND:
-            return _drawable(_load_video_cutout(ref, config.frames, seed, cap), ref, build)
-        return _drawable(load_foreground(ref, cap, embedded_height), ref, build)
+            return drawable_cutout(_load_video_cutout(ref, config.frames, seed, cap), ref, build)
+        return drawable_cutout(load_foreground(ref, cap, embedded_height), ref, build)
 
     # Bad video cut-outs are remembered for this clip only: whether one loads depends on the frames the clip draws,
     # so remembering it for later clips would make them depend on which clips a worker made before.
     memory = dict(bad)
-    picked = _pick_foregrounds(build, rng, fg_refs, load, memory, problems)
+    picked = pick_foregrounds(build, rng, fg_refs, load, memory, problems)
     bad.update({ref: problem for ref, problem in memory.items() if ref.kind != VIDEO_KIND})
     pan_px = round(config.pan * build.width * rng.uniform(0, 1))
-    bg_ref, background = _pick(
+    bg_ref, background = pick_source(
         bg_refs, rng, lambda r: load_background(r, build.height, build.width + pan_px, rng), bad, problems,
         "background",
     )
