@@ -45,7 +45,7 @@ from himbench.build_config import BuildConfig
 from himbench.synthesis import build_dataset
 from himbench.synthesis.build import _BAD_SOURCES
 from himbench.synthesis.compose import composite_crops, render_layer, visible_mattes_crops
-from himbench.synthesis.sampler import _embedded_height, _place_people, image_rng, prepared_cap, synthesize_image
+from himbench.synthesis.sampler import image_rng, place_people, prepared_cap, procedural_height, synthesize_image
 from himbench.synthesis.sources import load_background, load_foreground, scan_backgrounds, scan_foregrounds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def engine_composite(background, layers, canvas_hw):
 def compare_compositing(config: BuildConfig, images: int) -> dict:
     fg_refs, _ = scan_foregrounds(config.fg_sources)
     bg_refs = scan_backgrounds(config.bg_sources)
-    cap, embedded_height = prepared_cap(config), _embedded_height(config)
+    cap, embedded_height = prepared_cap(config), procedural_height(config)
     canvas_hw = (config.height, config.width)
     cases = []
     for index in range(images):
@@ -98,7 +98,7 @@ def compare_compositing(config: BuildConfig, images: int) -> dict:
             load_foreground(fg_refs[int(rng.integers(len(fg_refs)))], cap, embedded_height) for _ in range(3)
         ]
         background = load_background(bg_refs[int(rng.integers(len(bg_refs)))], config.height, config.width, rng)
-        placements = _place_people(config, cutouts, rng)
+        placements = place_people(config, cutouts, rng)
         layers = [
             render_layer(cutouts[p.source].rgba16, canvas_hw, p.geometry, p.flip)
             for p in placements
@@ -151,7 +151,7 @@ def embedded_part(args) -> dict:
 
     # Stage shares, one process, steady state (people and backgrounds already prepared in this process).
     for ref in fg_refs:
-        load_foreground(ref, prepared_cap(config), _embedded_height(config))
+        load_foreground(ref, prepared_cap(config), procedural_height(config))
     for index in range(2 * len(bg_refs)):
         synthesize_image(config, "warm", index, fg_refs, bg_refs, _BAD_SOURCES)
     stages = {"decode": 0.0, "composite": 0.0, "encode": 0.0}

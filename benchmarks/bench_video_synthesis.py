@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from himbench.build_config import OCCLUSION_PRESETS, BuildConfig
-from himbench.synthesis.sampler import _drawable, _embedded_height, _pick, _pick_foregrounds, _place_people
+from himbench.synthesis.sampler import drawable_cutout, pick_foregrounds, pick_source, place_people, procedural_height
 from himbench.synthesis.sources import load_background, load_foreground, scan_backgrounds, scan_foregrounds
 from himbench.synthesis.video import VideoConfig, _trajectory, _video_cap, clip_rng, synthesize_clip
 
@@ -48,13 +48,16 @@ def straightforward_clip(video: VideoConfig, split: str, index: int, fg_refs, bg
     """The textbook version of one clip (see the module docstring); returns the encoded frames and mattes."""
     build = video.build
     rng = clip_rng(video, split, index)
-    cap, embedded_height = _video_cap(build, video), _embedded_height(build)
-    picked = _pick_foregrounds(
-        build, rng, fg_refs, lambda r: _drawable(load_foreground(r, cap, embedded_height), r, build), {}, []
+    cap, embedded_height = _video_cap(build, video), procedural_height(build)
+    picked = pick_foregrounds(
+        build, rng, fg_refs, lambda r: drawable_cutout(load_foreground(r, cap, embedded_height), r, build), {}, []
     )
-    _, background = _pick(bg_refs, rng, lambda r: load_background(r, build.height, build.width, rng), {}, [], "bg")
+    def load_bg(ref):
+        return load_background(ref, build.height, build.width, rng)
+
+    _, background = pick_source(bg_refs, rng, load_bg, {}, [], "bg")
     cutouts = [cut for _, cut in picked]
-    placements = _place_people(build, cutouts, rng)
+    placements = place_people(build, cutouts, rng)
     trajectories = [_trajectory(video, rng, 1.0) for _ in placements]
     h, w = build.height, build.width
     frames, mattes = [], []
