@@ -66,6 +66,7 @@ __all__ = [
     "read_shard_metadata",
     "read_split",
     "row_problem",
+    "schema_of",
     "shard_dir",
     "shard_name",
     "splits_in",
@@ -184,7 +185,13 @@ def _image_columns() -> tuple[frozenset[str], frozenset[str]]:
 
 def arrow_schema(with_layers: bool = False, metadata: dict[str, str] | None = None):
     """The pyarrow schema, carrying the Hugging Face feature metadata so ``datasets`` decodes Image columns."""
-    schema = _features(with_layers).arrow_schema
+    return schema_of(_features(with_layers), metadata)
+
+
+def schema_of(features, metadata: dict[str, str] | None = None):
+    """The pyarrow schema of ``datasets`` Features, with its feature metadata and ``metadata`` (str -> str) added:
+    how every himbench Parquet file (image shards, clip shards) records what it holds."""
+    schema = features.arrow_schema
     if metadata:
         schema = schema.with_metadata({**schema.metadata, **{k.encode(): v.encode() for k, v in metadata.items()}})
     return schema

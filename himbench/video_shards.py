@@ -100,10 +100,9 @@ def video_features():
 
 def video_arrow_schema(metadata: dict[str, str] | None = None):
     """The pyarrow schema, with the Hugging Face feature metadata so ``datasets`` decodes the Image cells."""
-    schema = video_features().arrow_schema
-    if metadata:
-        schema = schema.with_metadata({**schema.metadata, **{k.encode(): v.encode() for k, v in metadata.items()}})
-    return schema
+    from himbench.shards import schema_of
+
+    return schema_of(video_features(), metadata)
 
 
 def write_video_shard(rows: list[dict], path: str | Path, metadata: dict[str, str] | None = None) -> Path:

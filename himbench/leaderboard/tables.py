@@ -30,6 +30,7 @@ import numpy as np
 
 from himbench.metrics.table import HEADLINE_METRIC, metric_key
 from himbench.metrics.table import direction as _table_direction
+from himbench.metrics.table import resolve as resolve_metric
 
 __all__ = [
     "ACCURACY_COLUMNS",
@@ -87,11 +88,17 @@ INSTANCE_COLUMNS: tuple[tuple[str, str], ...] = (
     (metric_key("inst", "Conn"), "Conn"),
     ("inst_count", "matched"),
 )
-_COST = ("latency", "peak_mem", "params")
 # Rows per table a page shows at most (far above any real leaderboard; a 100,000-row CSV is not a page), and the
 # metric that picks them.
 DEFAULT_MAX_ROWS = 500
 RANK_METRIC = HEADLINE_METRIC
+
+
+def _is_cost(column: str) -> bool:
+    """Whether ``column`` is a cost (time, memory, size), which an untrained method may hold the best value of, as
+    the table of metrics declares its ``kind``."""
+    metric = resolve_metric(column)
+    return metric is not None and metric.kind == "cost"
 
 
 def metric_direction(column: str) -> str | None:
@@ -152,7 +159,7 @@ def best_by_column(rows: Sequence[dict], columns: Sequence[str]) -> dict[str, se
     trained = _trained_mask(rows)
     for column, direction in directed:
         values = column_values(rows, column)
-        if not column.startswith(_COST):  # accuracy of an untrained method is never best
+        if not _is_cost(column):  # accuracy of an untrained method is never best
             values[~trained] = np.nan
         if np.isnan(values).all():
             continue
@@ -191,7 +198,7 @@ def unseparated_by_column(
         if not has.any():
             continue
         overlap = (low <= top_high[has].max()) & (high >= top_low[has].min())  # NaN compares False
-        if not column.startswith(_COST):
+        if not _is_cost(column):
             if trained is None:
                 trained = _trained_mask(rows)
             overlap &= trained

@@ -47,6 +47,7 @@ __all__ = [
     "image_id",
     "image_rng",
     "in_occlusion_range",
+    "jitter_matrices",
     "occlusion_fractions",
     "pick_foregrounds",
     "pick_source",
@@ -255,6 +256,20 @@ def _low_res_try(
     return layer, layer.own / total
 
 
+def _low_res_shape(config: BuildConfig) -> tuple[int, int]:
+    """(height, width) of the canvas placement decisions are made on (1/_SEARCH_SCALE of the image, rounded up)."""
+    return -(-config.height // _SEARCH_SCALE), -(-config.width // _SEARCH_SCALE)
+
+
+def jitter_matrices(cutouts: list[Cutout], config: BuildConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """One colour-jitter matrix per person, drawn from ``rng`` in order (before placement, so that the draws do not
+    depend on where people land)."""
+    return [
+        jitter_matrix(cut.mean_colour, rng, config.brightness, config.contrast, config.saturation, config.hue_degrees)
+        for cut in cutouts
+    ]
+
+
 def place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Generator) -> list[Placement]:
     """Greedy placement in a random depth order: each person gets up to max_attempts tries; one that never fits is
     dropped. Returns the accepted placements back to front.
@@ -263,8 +278,7 @@ def place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Gene
     lose area: a try is accepted when its in-frame share is at least ``min_in_frame`` and every person behind keeps
     at least ``min_visible`` of its own (in-frame) mass, all evaluated on the 1/4-resolution canvas, where each
     person's still-visible part is kept up to date (only overlaps are touched)."""
-    step = _SEARCH_SCALE
-    low_hw = (-(-config.height // step), -(-config.width // step))
+    low_hw = _low_res_shape(config)
     placed: list[_LowRes] = []
     placements: list[Placement] = []
     for source in rng.permutation(len(cutouts)):
@@ -277,14 +291,10 @@ def place_people(config: BuildConfig, cutouts: list[Cutout], rng: np.random.Gene
             if layer is None or share < config.min_in_frame:
                 continue
             losses = []
-            for behind in placed:
-                overlap = behind.overlap(layer)
-                loss = 0.0
-                if overlap is not None:
-                    in_behind, in_new = overlap
-                    loss = float(np.vdot(behind.visible[in_behind], layer.alpha[in_new]))
-                    if behind.visible_sum - loss < config.min_visible * behind.own:
-                        break
+            for behind in placed:  # stops at the first person the try would hide too much
+                overlap, loss = _loss(behind, layer)
+                if overlap is not None and behind.visible_sum - loss < config.min_visible * behind.own:
+                    break
                 losses.append((overlap, loss))
             else:
                 _accept(placed, losses, layer)
@@ -359,8 +369,7 @@ def place_people_in_range(config: BuildConfig, cutouts: list[Cutout], rng: np.ra
     margin = min(_RANGE_MARGIN, (high - low) / 4)
     low_goal = low + margin if low > 0 else 0.0
     cap = high - margin if high < 1 else 1.0
-    step = _SEARCH_SCALE
-    low_hw = (-(-config.height // step), -(-config.width // step))
+    low_hw = _low_res_shape(config)
     placed: list[_LowRes] = []
     placements: list[Placement] = []
     for source in rng.permutation(len(cutouts)):
@@ -432,6 +441,7 @@ def synthesize_image(
     seconds = {"decode": 0.0, "composite": 0.0, "encode": 0.0}
     tic = time.perf_counter()
     cap, embedded_height = prepared_cap(config), procedural_height(config)
+
     def load(ref: ForegroundRef) -> Cutout:
         return drawable_cutout(load_foreground(ref, cap, embedded_height), ref, config)
 
@@ -444,10 +454,7 @@ def synthesize_image(
     tic = time.perf_counter()
     cutouts = [cut for _, cut in picked]
     # Colour jitter per person (drawn before placement), applied to the drawn pixels of the people who are placed.
-    matrices = [
-        jitter_matrix(cut.mean_colour, rng, config.brightness, config.contrast, config.saturation, config.hue_degrees)
-        for cut in cutouts
-    ]
+    matrices = jitter_matrices(cutouts, config, rng)
     canvas_hw = (config.height, config.width)
     in_range = True
     if config.occlusion_range is None:

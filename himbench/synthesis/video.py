@@ -46,12 +46,13 @@ import numpy as np
 from himbench.build_config import BuildConfig
 from himbench.geometry import Box, tight_box
 from himbench.io import InputError, encode_png
-from himbench.synthesis.compose import Layer, composite_crops, jitter_matrix, layer_geometry, visible_mattes_crops
+from himbench.synthesis.compose import Layer, composite_crops, layer_geometry, visible_mattes_crops
 from himbench.synthesis.sampler import (
     DROP_NO_PLACEMENT,
     DROP_NO_PLACEMENT_IN_RANGE,
     drawable_cutout,
     encode_composite,
+    jitter_matrices,
     occlusion_fractions,
     pick_foregrounds,
     pick_source,
@@ -361,10 +362,7 @@ def render_clip(
     tic = time.perf_counter()
     cutouts = [cut for _, cut in picked]
     # Colour jitter per person, drawn before placement as for images; fixed over the clip.
-    matrices = [
-        jitter_matrix(cut.mean_colour, rng, build.brightness, build.contrast, build.saturation, build.hue_degrees)
-        for cut in cutouts
-    ]
+    matrices = jitter_matrices(cutouts, build, rng)
     best = None
     for factor in _TRY_MOTION:
         found = _try_clip(config, cutouts, matrices, rng, factor, math.inf if best is None else best[0])
