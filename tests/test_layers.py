@@ -30,6 +30,7 @@ FLOORS: dict[str, str] = {
     "himbench.layouts": "core",
     "himbench.video_layout": "core",  # the V-HIM folder layout (issue 23)
     "himbench.video_shards": "core",  # the clip Parquet format (issue 23)
+    "himbench.video_export": "core",  # a video build written in the V-HIM layout (issue 23)
     "himbench.data": "core",
     "himbench.registry": "core",
     "himbench.checkpoints": "core",

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "Run the whole pipeline on the embedded default data (no downloads)."),
     "build-dataset": ("build_dataset", "Synthesise HIM training/test data into Parquet shards."),
     "export-him2k": ("export_him2k", "Export built shards to the HIM-2K folder layout."),
+    "export-vhim": ("export_vhim", "Export a --video build to MaGGIe's V-HIM folder layout."),
     "evaluate": ("evaluate", "Score a prediction folder (HIM-2K layout) against ground truth."),
     "compare": ("compare", "Paired bootstrap: is method A's score different from B's on the same images?"),
     "models": ("models", "List registered models and methods (one namespace) with parameter counts."),

@@ -60,7 +60,9 @@ def _check_writable(folder: Path) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Ground truth: a built shard folder (with data/*.parquet, as `himbench build-dataset` writes) or a folder "
     "in the HIM-2K layout (alphas/<split>/<stem>/<k>.png, optionally images/<split>/<stem>.jpg). Default: the "
-    "shard folder named in PRED_DIR/predictions.json (written by `himbench predict`).",
+    "shard folder named in PRED_DIR/predictions.json (written by `himbench predict`). Video ground truth (a "
+    "`build-dataset --video` folder, or a V-HIM folder with <split>/fgr/ and <split>/pha/) runs the video "
+    "evaluation; PRED_DIR then holds <split>/<video>/<frame>/<k>.png (docs/video.md).",
 )
 @click.option(
     "--layout",
@@ -159,6 +161,15 @@ def _check_writable(folder: Path) -> None:
     help="Bootstrap resamples over images for the 95% interval of every number in summary.json; 0: none.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@click.option(
+    "--temporal-warp",
+    type=click.Choice(["correct", "maggie-transposed"]),
+    default="correct",
+    show_default=True,
+    help="Video ground truth only: the MESSDdt warp of the MaGGIe-convention numbers. maggie-transposed reads "
+    "pixel (j + dx, i + dy) of the next frame for pixel (i, j), as MaGGIe's code does, to match its printed "
+    "numbers (docs/temporal_metrics.md).",
+)
 def command(
     pred_dir: Path,
     gt: Path,
@@ -182,6 +193,7 @@ def command(
     size_buckets: str = "0,0.01,0.05,0.2,1",
     resamples: int = 1000,
     seed: int = 0,
+    temporal_warp: str = "correct",
 ) -> None:
     """Score the instance mattes in PRED_DIR against ground truth (SPEC s.2-4).
 
@@ -218,6 +230,12 @@ def command(
     size_edges = parse_edges(size_buckets, "--size-buckets")
     if out is not None:
         _check_writable(out)
+    if gt is not None:
+        from himbench.evaluation.video import is_video_ground_truth
+
+        if is_video_ground_truth(gt):  # a clip build or a V-HIM folder: the video evaluation
+            _evaluate_video(pred_dir, gt, split, out, temporal_warp, thresholds, quiet, max_problems, strict)
+            return
     gt, provenance, manifest_problem = _ground_truth(pred_dir, gt)
     result = evaluate_folder(
         pred_dir,
@@ -280,6 +298,40 @@ def command(
     for name in sorted(paths):
         click.echo(f"  {paths[name]}")
     if strict and result.problems:
+        raise SystemExit(1)
+
+
+def _evaluate_video(pred_dir: Path, gt: Path, split: str | None, out: Path | None, warp: str,
+                    thresholds: tuple[float, ...], quiet: bool, max_problems: int, strict: bool) -> None:
+    """The video evaluation (himbench.evaluation.video): score, write the files, print the table."""
+    from himbench.evaluation import format_problems
+    from himbench.evaluation.video import evaluate_video_folder, format_video_summary, write_video_evaluation
+
+    ev = evaluate_video_folder(pred_dir, gt, split=split, warp=warp, progress=not quiet,
+                               thresholds=tuple(sorted(set(thresholds))))
+    config = ev.config
+    if not ev.clips:  # "0 clips" and a 0.00 table would read as a result
+        raise UserError(f"{config['gt']}: no clip of split {config['split']!r} could be read")
+    resolved = pred_dir.resolve()
+    out_dir = out or resolved.with_name(resolved.name + "-eval") / config["split"]
+    try:
+        paths = write_video_evaluation(ev, out_dir)
+    except OSError as err:
+        where = err.filename or out_dir
+        raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from err
+    summary = ev.summary
+    click.echo(f"\n{config['split']}: {summary['num_clips']} clips, {summary.get('num_frames', 0)} frames, "
+               f"{summary.get('num_gt', 0)} ground-truth person-frames ({config['gt_kind']} ground truth at "
+               f"{config['gt']}; MaGGIe-convention warp {warp})")
+    click.echo(format_video_summary(summary))
+    if ev.problems:
+        click.echo(f"\n{len(ev.problems)} input problem(s):", err=True)
+        if max_problems:
+            click.echo(format_problems(ev.problems, max_problems), err=True)
+    click.echo(f"\nReport written to {out_dir}")
+    for name in sorted(paths):
+        click.echo(f"  {paths[name]}")
+    if strict and ev.problems:
         raise SystemExit(1)
 
 

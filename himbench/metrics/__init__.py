@@ -45,6 +45,7 @@ from himbench.metrics.table import (
     parse_key,
     resolve,
 )
+from himbench.metrics.temporal import TemporalStat, clip_temporal, maggie_temporal, temporal_errors
 
 __all__ = [
     "CONVENTIONS",
@@ -83,4 +84,8 @@ __all__ = [
     "similarity",
     "squared_error_sum",
     "unknown_region",
+    "TemporalStat",
+    "clip_temporal",
+    "maggie_temporal",
+    "temporal_errors",
 ]
