@@ -36,6 +36,7 @@ CASES = {
     "build-dataset": (lambda t: ["build-dataset", "--out", str(_file(t, "a-file") / "b"), "--splits", "test=1",
                                  "--size", "64", "--workers", "1", "--no-progress", "--no-fg-cache"], "a-file"),
     "export-him2k": (lambda t: ["export-him2k", str(_empty(t)), str(t / "out"), "--no-progress"], "empty"),
+    "export-vhim": (lambda t: ["export-vhim", str(_empty(t)), str(t / "out")], "empty"),
     "evaluate": (lambda t: ["evaluate", str(_empty(t, "pred")), "--gt", str(_empty(t, "gt")), "--quiet",
                             "--out", str(t / "eval")], "gt"),
     "compare": (lambda t: ["compare", str(_empty(t, "eval-a")), str(_empty(t, "eval-b"))], "per_image.json"),
