@@ -181,10 +181,11 @@ def test_corrupt_png_and_missing_clip_are_counted_and_the_rest_scores_as_clean(b
     bad = pred / SPLIT / videos[1] / "00002" / "01.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     shutil.rmtree(pred / SPLIT / videos[2])
+    (pred / SPLIT / "not-a-clip").mkdir()
     ev = evaluate_video_folder(pred, root)
     files = [p.file for p in ev.problems]
-    assert str(bad) in files and str(pred / SPLIT / videos[2]) in files
-    assert len(ev.problems) == 2
+    assert str(bad) in files and str(pred / SPLIT / videos[2]) in files and str(pred / SPLIT / "not-a-clip") in files
+    assert len(ev.problems) == 3
     by_video = {r["video"]: r for r in ev.clips}
     assert by_video[videos[0]] == next(r for r in clean.clips if r["video"] == videos[0])
     # the unreadable matte is an empty one: that person is missed in that frame only
@@ -195,7 +196,7 @@ def test_corrupt_png_and_missing_clip_are_counted_and_the_rest_scores_as_clean(b
     assert ev.summary["clips_without_prediction"] == 1
     paths = write_video_evaluation(ev, tmp_path / "out")
     assert str(bad) in paths["problems_csv"].read_text()
-    assert json.loads(paths["summary_json"].read_text())["num_problems"] == 2
+    assert json.loads(paths["summary_json"].read_text())["num_problems"] == 3
 
 
 def test_bad_ground_truth_is_one_line_and_exit_2(build, tmp_path):

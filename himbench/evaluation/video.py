@@ -40,7 +40,6 @@ import csv
 import io
 import json
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from himbench.io import InputError, Problem, atomic_write_text, safe_name
+from himbench.io import InputError, Problem, atomic_write_text, is_inside, safe_name
 from himbench.metrics.clip_matching import evaluate_clip
 from himbench.metrics.imq import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS
 from himbench.metrics.table import metric_key
@@ -108,13 +107,20 @@ def is_video_ground_truth(path: str | os.PathLike) -> bool:
     return True
 
 
+def _entries(root: Path) -> list[os.DirEntry]:
+    try:
+        return sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as err:  # unreadable: one named input error, not a traceback
+        raise InputError(root, f"cannot be listed ({err.strerror or err})") from err
+
+
 def _vhim_splits(root: Path) -> list[str]:
     from himbench.video_layout import is_vhim_split
 
     if not root.is_dir():
         return []
-    return sorted(entry.name for entry in os.scandir(root)
-                  if entry.is_dir(follow_symlinks=False) and is_vhim_split(entry.path))
+    return [entry.name for entry in _entries(root)
+            if entry.is_dir(follow_symlinks=False) and is_vhim_split(entry.path)]
 
 
 def detect_video_ground_truth(path: str | os.PathLike) -> tuple[str, Path, list[str]]:
@@ -138,7 +144,7 @@ def detect_video_ground_truth(path: str | os.PathLike) -> tuple[str, Path, list[
     splits = _vhim_splits(root)
     if splits:
         return "vhim", root, splits
-    found = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in os.scandir(root))
+    found = [entry.name + ("/" if entry.is_dir() else "") for entry in _entries(root)]
     shown = ", ".join(found[:8]) + (f", ... ({len(found)} entries)" if len(found) > 8 else "") or "nothing"
     raise InputError(root, f"not video ground truth: expected a `build-dataset --video` folder ({VIDEO_CONFIG_FILE} "
                            "and data/*.parquet) or a V-HIM folder (<split>/fgr/ and <split>/pha/); found "
@@ -264,25 +270,32 @@ def evaluate_video_folder(
     if split not in splits:
         raise InputError(root, f"no split {split!r} in the video ground truth (found: {', '.join(splits)})")
 
+    from tqdm import tqdm
+
     problems: list[Problem] = []
     records: list[dict[str, Any]] = []
     temporal = TemporalStat()
+    split_dir = pred_dir / split
+    bar = tqdm(desc=f"evaluate {split}", unit="clip", disable=not progress)
     for video, frame_names, gt_alphas in _gt_clips(kind, root, split, problems):
         shape = gt_alphas.shape[2:]
         prediction = read_video_prediction(pred_dir, split, video, frame_names, shape)
         problems.extend(prediction.problems)
-        status = "missing" if not (pred_dir / split / video).is_dir() else "read"
+        folder = split_dir / video
+        status = "read" if folder.is_dir() and is_inside(pred_dir, folder) else "missing"
         result = evaluate_clip(prediction.alphas, gt_alphas, thresholds=thresholds,
                                switch_threshold=switch_threshold)
-        stat = _temporal(prediction.alphas, gt_alphas, result.matching.partner_of_gt(), warp,
-                         str(pred_dir / split / video), problems)
+        stat = _temporal(prediction.alphas, gt_alphas, result.matching.partner_of_gt(), warp, str(folder), problems)
         temporal += stat
         records.append(_record(video, split, result, stat, len(prediction.track_names), status,
                                len(prediction.problems)))
-        if progress:
-            print(f"evaluate {split}: {len(records)} clips", end="\r", file=sys.stderr, flush=True)
-    if progress and records:
-        print(file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    known = {record["video"] for record in records}
+    if split_dir.is_dir():
+        for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+            if entry.name not in known and not entry.name.startswith("."):
+                problems.append(Problem(entry.path, "prediction: not a video of the ground truth; ignored"))
     config = {
         "pred_dir": str(pred_dir), "gt": str(root), "gt_kind": kind, "split": split, "warp": warp,
         "thresholds": list(thresholds), "switch_threshold": float(switch_threshold),
