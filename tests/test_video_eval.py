@@ -20,7 +20,7 @@ from himbench.evaluation.video import (
     is_video_ground_truth,
     write_video_evaluation,
 )
-from himbench.io import InputError, encode_alpha_png
+from himbench.io import InputError, encode_alpha_png, read_alpha
 from himbench.metrics import TemporalStat, maggie_temporal, resolve
 from himbench.synthesis.video import VideoConfig, build_video_dataset
 from himbench.video_shards import read_video_split
@@ -95,6 +95,9 @@ def test_build_loads_exports_and_scores_perfectly_against_itself(build, tmp_path
     people = len(truth[video])
     mask = vhim / SPLIT / "xmem" / video / "00003" / "00.png"
     assert mask.is_file() and (vhim / SPLIT / "fgr" / video / "00005.jpg").is_file()
+    assert np.array_equal(read_alpha(mask), (truth[video][0, 3] > 0.5).astype(np.float32))  # oracle guidance
+    again = _cli("export-vhim", str(root), str(vhim))
+    assert again.exit_code == 2 and "already exists and is not empty" in again.output
     assert sorted(p.name for p in vhim.iterdir()) == [SPLIT]  # no staging folder left behind
     assert len(list((vhim / SPLIT / "pha" / video / "00000").iterdir())) == people
     assert is_video_ground_truth(root) and is_video_ground_truth(vhim) and is_video_ground_truth(vhim / SPLIT)
