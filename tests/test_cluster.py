@@ -206,6 +206,38 @@ def test_non_shared_output_is_refused_before_any_work(two_nodes, tmp_path):
     assert list(out.iterdir()) == []  # no config, no shard, no token left: nothing started
 
 
+def test_cli_refuses_a_non_shared_out_in_one_line(two_nodes):
+    from click.testing import CliRunner
+
+    from himbench.cli import main
+
+    private, other = two_nodes
+    out = private / "cli-out"
+    result = CliRunner().invoke(main, ["build-dataset", "--engine", "ray", "--out", str(out), "--splits", "train=2",
+                                       "--size", "64x96", "--no-fg-cache", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith(f"Error: {out}: is not shared with ray node {other}")
+    assert "s3://bucket/him" in message[0] and list(out.iterdir()) == []
+
+
+def test_check_folder_that_is_a_link_is_not_followed(two_nodes, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / cluster_checks.CHECK_DIR).symlink_to(elsewhere)
+    with pytest.raises(InputError, match="cannot write here .*is a symbolic link"):
+        cluster_checks.check_output_shared(out)
+    assert list(elsewhere.iterdir()) == [] and (out / cluster_checks.CHECK_DIR).is_symlink()
+
+
+def test_a_check_folder_found_there_is_kept(two_nodes, tmp_path):
+    (tmp_path / cluster_checks.CHECK_DIR).mkdir()
+    (tmp_path / cluster_checks.CHECK_DIR / "theirs.token").write_text("not ours")
+    cluster_checks.check_output_shared(tmp_path)
+    assert [p.name for p in (tmp_path / cluster_checks.CHECK_DIR).iterdir()] == ["theirs.token"]
+
+
 def test_sources_a_node_cannot_see_are_refused(two_nodes, tmp_path):
     import cv2
 

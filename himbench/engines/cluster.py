@@ -105,10 +105,13 @@ def file_sha256(location: str | os.PathLike, storage_options: dict | None = None
 # ------------------------------------------------------------------------------------------ tasks on each node
 def _write_token(location: str, storage_options: dict | None, nonce: str) -> dict:
     node = _this_node()
-    answer = {**node, "path": "", "token": "", "error": ""}
+    answer = {**node, "path": "", "token": "", "error": "", "made_dir": False}
     try:
         fs, root = _fs(location, storage_options)
         folder = _join(root, CHECK_DIR)
+        if os.path.islink(folder) and "local" in fs.protocol:  # never follow a link out of the output location
+            raise OSError(f"{folder} is a symbolic link")
+        answer["made_dir"] = not fs.exists(folder)
         fs.makedirs(folder, exist_ok=True)
         path = _join(folder, f"{nonce}-{node['node_id']}.token")
         token = json.dumps({"nonce": nonce, **node})
@@ -119,15 +122,15 @@ def _write_token(location: str, storage_options: dict | None, nonce: str) -> dic
     return answer
 
 
-def _remove_token(location: str, storage_options: dict | None, path: str) -> None:
+def _remove_token(location: str, storage_options: dict | None, path: str, made_dir: bool) -> None:
     """Remove this check's token as this node sees it (a private disk the driver cannot clean), and the check folder
-    when it is left empty (it may hold other builds' tokens: then it stays)."""
+    if this check made it and it is left empty (other builds' tokens, or a folder found there, stay)."""
     with contextlib.suppress(Exception):
         fs, root = _fs(location, storage_options)
         if fs.exists(path):
             fs.rm_file(path)
         folder = _join(root, CHECK_DIR)
-        if fs.isdir(folder) and not fs.ls(folder, detail=False):
+        if made_dir and fs.isdir(folder) and not fs.ls(folder, detail=False):
             fs.rmdir(folder)
 
 
@@ -217,8 +220,9 @@ def check_output_shared(location: str | os.PathLike, storage_options: dict | Non
 
     location = str(location)
     nonce = secrets.token_hex(8)
+    fs, root = _fs(location, storage_options)
+    made_here = not fs.exists(_join(root, CHECK_DIR))  # as the driver sees it; a folder found there is kept
     answers = _on_each_node(_write_token, location, storage_options, nonce)
-    fs, _ = _fs(location, storage_options)
     try:
         for _node, answer in answers:
             label = _label(answer)
@@ -238,13 +242,14 @@ def check_output_shared(location: str | os.PathLike, storage_options: dict | Non
     finally:
         cleanup = [ray.remote(_remove_token).options(
             num_cpus=0, max_retries=0,
-            scheduling_strategy=_pinned(answer["node_id"])).remote(location, storage_options, answer["path"])
+            scheduling_strategy=_pinned(answer["node_id"])).remote(location, storage_options, answer["path"],
+                                                                   answer["made_dir"])
             for _node, answer in answers if answer["path"]]
         with contextlib.suppress(Exception):
             ray.get(cleanup, timeout=CHECK_TIMEOUT_S)
         for _node, answer in answers:  # the driver's view, too (the same files where shared)
             if answer["path"]:
-                _remove_token(location, storage_options, answer["path"])
+                _remove_token(location, storage_options, answer["path"], made_here)
 
 
 def _pinned(node_id: str) -> Any:
