@@ -28,7 +28,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError("the 'ray' engine needs Ray: pip install 'himbench[ray]'") from err
 
-__all__ = ["DEFAULT_MAX_RETRIES", "LOCAL_HOST", "local_ray_options", "map_ray", "start_local_ray"]
+__all__ = ["DEFAULT_MAX_RETRIES", "LOCAL_HOST", "connect", "local_ray_options", "map_ray", "start_local_ray"]
 
 DEFAULT_MAX_RETRIES = 3
 # Scalars are cheap to send with every task; anything else shared by several items is put in the object store once.
@@ -108,8 +108,10 @@ def start_local_ray(num_cpus: int) -> None:
         ray.init(**local_ray_options(num_cpus))
 
 
-def _connect(workers: int, ray_address: str | None) -> bool:
-    """Make sure this process is connected to Ray; True when this call did the connecting (and must disconnect)."""
+def connect(workers: int, ray_address: str | None) -> bool:
+    """Make sure this process is connected to Ray (``ray_address``, else ``$RAY_ADDRESS``, else a local Ray with
+    ``workers`` CPUs); True when this call did the connecting (and must disconnect). Public for the cluster checks
+    (:mod:`himbench.engines.cluster`), which connect once for a whole build."""
     if ray.is_initialized():
         return False
     # RAY_ADDRESS (set by `ray job submit` and by users of `ray start`) means: use that cluster, as ray.init does.
@@ -193,7 +195,7 @@ def map_ray(
     iterator = iter_or_none(items)
     if iterator is None:
         return
-    started = _connect(workers, ray_address)
+    started = connect(workers, ray_address)
     pending: dict[ray.ObjectRef, tuple[int, tuple]] = {}  # in submission (= input) order
     try:
         remote = _remote_call.options(num_cpus=1, max_retries=max_retries, retry_exceptions=False)

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from himbench.build_config import BuildConfig
-from himbench.engines import map_tasks
+from himbench.engines import cluster, map_tasks  # cluster (h-cluster): node checks, shard writers and checksums
 from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_text
 from himbench.shards import (
@@ -102,6 +102,8 @@ class ShardReport:
     below_min_images: int = 0  # ... of which with fewer than min_instances
     dropped: dict[str, int] = field(default_factory=dict)  # people left out, by reason (sampler.DROP_*)
     off_range_images: int = 0  # images whose most-hidden person missed config.occlusion_range (kept, counted)
+    node: str = cluster.LOCAL_NODE  # who wrote it: a Ray node "<id> (<host>/<ip>)", or "local"
+    sha256: str = ""  # of the shard file as written; checked before the card is written
 
 
 @dataclass
@@ -218,7 +220,8 @@ def build_shard(
     write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
     seconds["write"] += time.perf_counter() - tic
     return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds), short, below_min,
-                       dict(sorted(dropped.items())), off_range)
+                       dict(sorted(dropped.items())), off_range,
+                       node=cluster.writer_node(), sha256=cluster.file_sha256(path))  # h-cluster
 
 
 def _pid_alive(pid: int) -> bool:
@@ -394,6 +397,7 @@ def _earlier_shards(out_dir: Path, config: BuildConfig) -> dict[str, ShardReport
                     int(shard.get("below_min_images", 0)),
                     {str(k): int(v) for k, v in dict(shard.get("dropped", {})).items()},
                     int(shard.get("off_range_images", 0)),
+                    node=str(shard.get("node", "")), sha256=str(shard.get("sha256", "")),  # h-cluster
                 )
         except (InputError, AttributeError, KeyError, TypeError, ValueError):  # damaged: the skips are found again
             continue
@@ -428,7 +432,9 @@ def build_dataset(
         raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
     sources = (fg_refs, listing_problems, bg_refs, listings)
     try:
-        with build_lock(out_dir):
+        with build_lock(out_dir), cluster.preflight(  # h-cluster: every Ray node sees --out and the sources
+            engine, workers, ray_address, out_dir, [*config.fg_sources, *config.bg_sources]
+        ):
             return _build_locked(
                 config, out_dir, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache
             )
@@ -469,7 +475,10 @@ def _build_locked(
             kept = earlier.get(task.filename)
             if kept is None:  # no record of it (a damaged progress file): its bad sources are not known again
                 kept = ShardReport(task.split, task.index, str(path), task.stop - task.start, True)
-            reports.append(replace(kept, path=str(path), num_images=task.stop - task.start, resumed=True, seconds={}))
+            kept = replace(kept, path=str(path), num_images=task.stop - task.start, resumed=True, seconds={})
+            if not kept.sha256:  # h-cluster: a shard of a run before checksums were recorded
+                kept = replace(kept, sha256=cluster.file_sha256(path))
+            reports.append(kept)
         else:
             todo.append(task)
 
@@ -488,6 +497,7 @@ def _build_locked(
     _remove_partial_writes(shard_dir(out_dir))  # of workers killed mid-write (their shards were redone)
     # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
+    cluster.verify_shards(reports)  # h-cluster: every listed shard is here with its checksum, before report and card
     report = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)
     atomic_write_text(out_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     if write_card:

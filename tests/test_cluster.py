@@ -1,0 +1,288 @@
+"""A multi-node Ray cluster on this machine that cannot lose shards (issue 24, part 2).
+
+One module-scoped cluster: a head node (1 CPU, runs the driver's node) made by ``ray.cluster_utils.Cluster``, and a
+second node started by ``ray start --block`` in its own mount namespace (``unshare -m``), where a tmpfs hides the
+``private`` folder: that node sees an empty private folder where the driver sees the real one, as a second machine
+would see its own disk. Everything else on the machine is shared, as a network filesystem would be.
+
+Helpers that run inside Ray workers live in this module, pickled by value (workers cannot import test modules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from himbench.build_config import BuildConfig  # noqa: E402
+from himbench.engines import cluster as cluster_checks  # noqa: E402
+from himbench.io import InputError  # noqa: E402
+from himbench.shards import list_shards  # noqa: E402
+from himbench.synthesis import build as build_module  # noqa: E402
+from himbench.synthesis import build_dataset  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+CONFIG = BuildConfig(splits={"train": 4}, width=128, height=96, images_per_shard=1, seed=5)
+_NODE_START_S = 90.0
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in list_shards(folder)}
+
+
+def _mount_namespace_prefix() -> list[str] | None:
+    """``unshare -m`` (or, unprivileged, ``unshare -rm``) if it may mount a tmpfs here; None otherwise."""
+    if shutil.which("unshare") is None:
+        return None
+    for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
+        probe = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+@pytest.fixture(scope="module")
+def reference_build(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    build_dataset(CONFIG, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory):
+    """``(private folder, the second node's id)`` of a connected 2-node cluster."""
+    from ray.cluster_utils import Cluster
+
+    prefix = _mount_namespace_prefix()
+    if prefix is None:
+        pytest.skip("unshare may not mount a tmpfs here (no mount namespaces): cannot make a non-shared folder")
+    root = tmp_path_factory.mktemp("cluster")
+    private, node_dir = root / "private", root / "node-b"
+    private.mkdir()
+    (node_dir / "tmp").mkdir(parents=True)
+    if ray.is_initialized():
+        ray.shutdown()
+    head = node = None
+    with pytest.MonkeyPatch.context() as patch:
+        # Nodes and their workers inherit this environment: caches stay inside the test's temp folder.
+        patch.setenv("HIMBENCH_CACHE", str(root / "himbench-cache"))
+        patch.setenv("HF_HOME", str(root / "hf"))
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            head = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+            ray_bin = str(Path(sys.executable).with_name("ray"))
+            command = (f"mount -t tmpfs tmpfs '{private}' && exec '{ray_bin}' start --address='{head.address}' "
+                       "--num-cpus=1 --block --disable-usage-stats")
+            env = {**os.environ, "TMPDIR": str(node_dir / "tmp")}
+            node = subprocess.Popen([*prefix, "sh", "-c", command], cwd=node_dir, env=env, start_new_session=True,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ray.init(address=head.address, log_to_driver=False)
+            head_id = ray.get_runtime_context().get_node_id()
+            deadline = time.monotonic() + _NODE_START_S
+            while len(alive := [n for n in ray.nodes() if n["Alive"]]) < 2:
+                assert node.poll() is None, "the second Ray node exited at start"
+                assert time.monotonic() < deadline, "the second Ray node did not join"
+                time.sleep(0.5)
+            other = next(n["NodeID"] for n in alive if n["NodeID"] != head_id)
+            ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+            yield private, other
+        finally:
+            ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+            ray.shutdown()
+            if node is not None:
+                _stop_group(node)
+            if head is not None:
+                head.shutdown()
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Stop ``ray start --block`` and what it started (its own session: raylet, workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------------------------ worker helpers
+def _slow_build_shard(marker_dir, config, task, out_dir, fg_refs, bg_refs):
+    """``build_shard`` whose first attempt at shard 1 records its pid and waits to be killed (mid-shard)."""
+    from himbench.synthesis import build as build_in_worker
+
+    if task.index == 1:
+        marker = Path(marker_dir) / "shard-1.pid"
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            time.sleep(120)  # the test kills this process meanwhile
+    return build_in_worker.build_shard(config, task, out_dir, fg_refs, bg_refs)
+
+
+# ---------------------------------------------------------------------------------------- without a cluster
+def test_local_report_names_local_writer_and_checksums(reference_build):
+    report = json.loads((reference_build / "build_report.json").read_text())
+    digests = _digest(reference_build)
+    assert len(report["shards"]) == 4
+    for shard in report["shards"]:
+        assert shard["node"] == "local"
+        assert shard["sha256"] == digests[Path(shard["path"]).name]
+
+
+def test_verify_refuses_a_missing_or_changed_shard_and_deletes_nothing(tmp_path):
+    config = BuildConfig(splits={"train": 2}, width=64, height=96, images_per_shard=1, seed=3)
+    report = build_dataset(config, tmp_path / "b", workers=1, progress=False, write_card=False)
+    first, second = (Path(s.path) for s in report.shards)
+    cluster_checks.verify_shards(report.shards)  # as built: fine
+
+    first.write_bytes(first.read_bytes() + b"x")
+    with pytest.raises(InputError, match=r"sha256 is [0-9a-f]{64}, but node local reported") as err:
+        cluster_checks.verify_shards(report.shards)
+    assert err.value.source == str(first)
+    assert first.is_file() and second.is_file()
+
+    second.unlink()
+    with pytest.raises(InputError, match="written by node local, is missing") as err:
+        cluster_checks.verify_shards(report.shards[1:])
+    assert err.value.source == str(second)
+    assert first.is_file()
+
+
+# ------------------------------------------------------------------------------------------ on two nodes
+def test_cluster_build_equals_local_build_and_lists_writers(two_nodes, reference_build, tmp_path):
+    out = tmp_path / "shared-out"
+    report = build_dataset(CONFIG, out, workers=2, progress=False, engine="ray")
+    assert ray.is_initialized()  # used the cluster it found and left it alone
+    assert _digest(out) == _digest(reference_build)
+    assert not (out / cluster_checks.CHECK_DIR).exists()  # the node tokens were removed
+
+    nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
+    written = json.loads((out / "build_report.json").read_text())["shards"]
+    assert [Path(s["path"]).name for s in written] == sorted(_digest(out))
+    for shard in written:
+        node_id, where = shard["node"].split(" ", 1)
+        assert node_id in nodes and nodes[node_id]["NodeManagerAddress"] in where
+        assert shard["sha256"] == hashlib.sha256(Path(shard["path"]).read_bytes()).hexdigest()
+    assert {s.node for s in report.shards} == {s["node"] for s in written}
+
+    # A rerun resumes: every shard kept, none rewritten (modification times unchanged), same report entries.
+    times = {p.name: p.stat().st_mtime_ns for p in list_shards(out)}
+    again = build_dataset(CONFIG, out, workers=2, progress=False, engine="ray")
+    assert all(shard.resumed for shard in again.shards)
+    assert {p.name: p.stat().st_mtime_ns for p in list_shards(out)} == times
+    assert [(s.node, s.sha256) for s in again.shards] == [(s["node"], s["sha256"]) for s in written]
+
+
+def test_non_shared_output_is_refused_before_any_work(two_nodes, tmp_path):
+    private, other = two_nodes
+    out = private / "out"
+    with pytest.raises(InputError, match=r"is not shared with ray node .*s3://bucket/him") as err:
+        build_dataset(CONFIG, out, workers=2, progress=False, engine="ray")
+    assert err.value.source == str(out)
+    node = next(n for n in ray.nodes() if n["NodeID"] == other)
+    assert other in err.value.problem and node["NodeManagerAddress"] in err.value.problem
+    assert list(out.iterdir()) == []  # no config, no shard, no token left: nothing started
+
+
+def test_cli_refuses_a_non_shared_out_in_one_line(two_nodes):
+    from click.testing import CliRunner
+
+    from himbench.cli import main
+
+    private, other = two_nodes
+    out = private / "cli-out"
+    result = CliRunner().invoke(main, ["build-dataset", "--engine", "ray", "--out", str(out), "--splits", "train=2",
+                                       "--size", "64x96", "--no-fg-cache", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith(f"Error: {out}: is not shared with ray node {other}")
+    assert "s3://bucket/him" in message[0] and list(out.iterdir()) == []
+
+
+def test_check_folder_that_is_a_link_is_not_followed(two_nodes, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / cluster_checks.CHECK_DIR).symlink_to(elsewhere)
+    with pytest.raises(InputError, match="cannot write here .*is a symbolic link"):
+        cluster_checks.check_output_shared(out)
+    assert list(elsewhere.iterdir()) == [] and (out / cluster_checks.CHECK_DIR).is_symlink()
+
+
+def test_a_check_folder_found_there_is_kept(two_nodes, tmp_path):
+    (tmp_path / cluster_checks.CHECK_DIR).mkdir()
+    (tmp_path / cluster_checks.CHECK_DIR / "theirs.token").write_text("not ours")
+    cluster_checks.check_output_shared(tmp_path)
+    assert [p.name for p in (tmp_path / cluster_checks.CHECK_DIR).iterdir()] == ["theirs.token"]
+
+
+def test_sources_a_node_cannot_see_are_refused(two_nodes, tmp_path):
+    import cv2
+
+    private, other = two_nodes
+    backgrounds = private / "bg"
+    backgrounds.mkdir()
+    for k in range(2):
+        cv2.imwrite(str(backgrounds / f"bg{k}.png"), np.full((96, 128, 3), 40 * k, np.uint8))
+    config = BuildConfig(splits={"train": 2}, width=128, height=96, images_per_shard=1, seed=5,
+                         bg_sources=(str(backgrounds),))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"sees 0 image file\(s\) in this source folder, the driver 2") as err:
+        build_dataset(config, out, workers=2, progress=False, engine="ray")
+    assert err.value.source == str(backgrounds) and other in err.value.problem
+    assert not (out / "build_config.json").exists() and not (out / "data").exists()
+
+
+def test_worker_killed_mid_shard_loses_nothing(two_nodes, reference_build, tmp_path, monkeypatch):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "killed"
+    monkeypatch.setattr(build_module, "build_shard", functools.partial(_slow_build_shard, str(markers)))
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["report"] = build_dataset(CONFIG, out, workers=2, progress=False, engine="ray")
+        except BaseException as err:  # re-raised by the test below
+            result["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    marker = markers / "shard-1.pid"
+    deadline = time.monotonic() + 60
+    while not (marker.is_file() and marker.read_text()):
+        assert time.monotonic() < deadline and thread.is_alive(), "shard 1 never started"
+        time.sleep(0.1)
+    pid = int(marker.read_text())
+    os.kill(pid, signal.SIGKILL)  # the Ray worker process making shard 1, mid-shard
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    if "error" in result:
+        raise result["error"]
+    assert result["report"].num_images == 4
+    stat = Path(f"/proc/{pid}/stat")  # gone, or a zombie its parent has not reaped yet
+    assert not stat.is_file() or stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    assert _digest(out) == _digest(reference_build)
+    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(_digest(reference_build))
