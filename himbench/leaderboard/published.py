@@ -61,8 +61,8 @@ PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]]
     "maggie-table7": (
         "MaGGIe Table 7 (V-HIM60 easy / medium / hard, video), in MaGGIe's units",
         [(m, None, m) for m in ("MAD", "Grad", "Conn", "dtSSD", "MESSDdt")],
-        "Units of MaGGIe's released evaluation code (maggie/utils/metric.py, maggie/engine/test.py): MAD, Grad and Conn "
-        "as in Table 5; dtSSD = 0.1 x the per-pair root of summed squared derivative differences and "
+        "Units of MaGGIe's released evaluation code (maggie/utils/metric.py, maggie/engine/test.py): MAD, Grad and "
+        "Conn as in Table 5; dtSSD = 0.1 x the per-pair root of summed squared derivative differences and "
         "MESSDdt = 1e4 x the per-pair warped squared-error change / (H*W + 1), both over the whole frame, pooled over "
         "every (frame pair, instance) of the split, with MaGGIe's transposed warp (docs/temporal_metrics.md). Masks: "
         "XMem on every frame, or a first-frame trimap for OTVM and FTP-VM. The text read does not mark the gray "
