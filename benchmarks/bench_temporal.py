@@ -1,6 +1,6 @@
 """Speed of the temporal metrics (dtSSD, MESSDdt): himbench.metrics.temporal vs MaGGIe's approach, same run, same data.
 
-Clip: 30 frames of 512 x 288 with 3 soft, moving, elliptical "people" (8-bit mattes); predictions are the mattes
+Clip: 30 frames (per size) with 3 soft, moving, elliptical "people" (8-bit mattes); predictions are the mattes
 with per-frame noise and a one-pixel jitter, 8-bit. Flow is OpenCV Farneback with MaGGIe's parameters on every
 frame pair of every instance, in both implementations (it is most of the cost, and the same work in both).
 
@@ -11,13 +11,16 @@ flow rounded into an int64 torch tensor, an ``ij`` meshgrid stacked [col, row], 
 frames (its transposed warp), masks of ones multiplied in. The values of both are checked to agree (relative 1e-5:
 the peer is float32, himbench float64) before the timings are reported.
 
-Timed, best of ``--repeats`` rounds, the variants interleaved within each round:
-  - ``himbench_maggie``: :func:`maggie_temporal` per instance (MaGGIe's variant only: the like-for-like number);
-  - ``himbench_both``: :func:`clip_temporal` per instance (paper and MaGGIe variants, flow computed once);
-  - ``peer``: the MaGGIe-style loop (MaGGIe's variant only);
-  - the same three with the flow precomputed, to show the metric arithmetic alone.
+Timed at each ``--sizes`` entry (H x W; default 480x640 and 240x320), in the same run:
+  - with flow (Farneback included, most of the cost and the same work in both): ``himbench_maggie``
+    (:func:`maggie_temporal` per instance: MaGGIe's variant only, the like-for-like number) and ``peer`` (the
+    MaGGIe-style loop), once each; ``flow_only`` is Farneback alone, timed once while the flows are precomputed;
+  - the flow precomputed, to show the metric arithmetic alone, best of ``--repeats`` interleaved rounds:
+    ``himbench_maggie_noflow``, ``himbench_both_noflow`` (:func:`clip_temporal`: paper and MaGGIe variants) and
+    ``peer_noflow``.
+Ratios are peer time / himbench time from the same run. The default run takes about 40 s on 2 quiet cores.
 
-    python benchmarks/bench_temporal.py [--frames 30] [--width 512] [--height 288] [--instances 3] [--repeats 3]
+    python benchmarks/bench_temporal.py [--frames 30] [--instances 3] [--sizes 480x640,240x320] [--repeats 3]
         [--out benchmarks/results/temporal.json]
 """
 
@@ -122,87 +125,115 @@ def ours(pred: np.ndarray, gt: np.ndarray, both: bool, flows: list | None = None
     return stat.result()
 
 
-def best_of(repeats: int, fn) -> tuple[float, object]:
-    times, value = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), value
+TOLERANCE = 1e-5  # relative: the peer sums in float32 (as MaGGIe's test loop), himbench in float64
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=30)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--height", type=int, default=288)
-    parser.add_argument("--instances", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/temporal.json"))
-    args = parser.parse_args()
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+def timed(fn):
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
 
-    load_before = os.getloadavg()
-    gt, pred = make_clip(args.frames, args.height, args.width, args.instances)
-    flows = [gt_flow(gt[:, i]) for i in range(args.instances)]
-    peer_flows = {(t, i): flows[i][t] for i in range(args.instances) for t in range(args.frames - 1)}
 
-    runs = {
-        "himbench_maggie": lambda: ours(pred, gt, both=False),
-        "himbench_both": lambda: ours(pred, gt, both=True),
-        "peer": lambda: peer(pred, gt),
+def parse_size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    if not (height.isdigit() and width.isdigit()) or int(height) < 8 or int(width) < 8:
+        raise argparse.ArgumentTypeError(f"a size is HEIGHTxWIDTH, both at least 8, e.g. 480x640; got {text!r}")
+    return int(height), int(width)
+
+
+def bench_size(frames: int, height: int, width: int, instances: int, repeats: int) -> dict:
+    """Timings, ratios and values at one frame size."""
+    gt, pred = make_clip(frames, height, width, instances)
+    flow_seconds, flows = timed(lambda: [gt_flow(gt[:, i]) for i in range(instances)])
+    peer_flows = {(t, i): flows[i][t] for i in range(instances) for t in range(frames - 1)}
+    seconds, values = {}, {}
+    # With flow: mostly Farneback, the same work on both sides; once each (a second round would double the run for
+    # a ratio that Farneback's run-to-run noise dominates anyway).
+    for name, fn in (("himbench_maggie", lambda: ours(pred, gt, both=False)), ("peer", lambda: peer(pred, gt))):
+        seconds[name], values[name] = timed(fn)
+    # Flow precomputed, the metric arithmetic alone: every variant once per round, best round kept, so that a load
+    # change on a shared machine does not fall on one variant only.
+    noflow = {
         "himbench_maggie_noflow": lambda: ours(pred, gt, both=False, flows=flows),
         "himbench_both_noflow": lambda: ours(pred, gt, both=True, flows=flows),
         "peer_noflow": lambda: peer(pred, gt, flows=peer_flows),
     }
-    runs["flow_only"] = lambda: [gt_flow(gt[:, i]) for i in range(args.instances)]
-    # Interleaved (every variant once per round, best round kept), so that a load change on a shared machine
-    # does not fall on one variant only.
-    seconds, values = dict.fromkeys(runs, float("inf")), {}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            took, values[name] = best_of(1, fn)
-            seconds[name] = min(seconds[name], took)
-    flow_seconds = seconds.pop("flow_only")
+    for _ in range(repeats):
+        for name, fn in noflow.items():
+            took, values[name] = timed(fn)
+            seconds[name] = min(seconds.get(name, float("inf")), took)
+    seconds["flow_only"] = flow_seconds
 
-    reference = values["peer"]
-    for name in ("himbench_maggie", "himbench_both"):
+    worst = 0.0
+    for name, reference in (("himbench_maggie", "peer"), ("himbench_maggie_noflow", "peer_noflow"),
+                            ("himbench_both_noflow", "peer_noflow")):
         for key in ("maggie_dtSSD", "maggie_MESSDdt"):
-            got, want = values[name][key], reference[key]
-            if abs(got - want) > 1e-5 * max(abs(want), 1e-12):
-                raise SystemExit(f"{name} {key} = {got!r} disagrees with the MaGGIe-style peer's {want!r}")
-
-    ratios = {
-        "peer_over_himbench_maggie": seconds["peer"] / seconds["himbench_maggie"],
-        "peer_over_himbench_both": seconds["peer"] / seconds["himbench_both"],
-        "peer_over_himbench_maggie_noflow": seconds["peer_noflow"] / seconds["himbench_maggie_noflow"],
-        "peer_over_himbench_both_noflow": seconds["peer_noflow"] / seconds["himbench_both_noflow"],
-    }
-    both = values["himbench_both"]
-    result = {
-        "clip": {"frames": args.frames, "height": args.height, "width": args.width, "instances": args.instances},
-        "repeats": args.repeats,
-        "threads": {"opencv": 1, "torch": 1},
-        # Timings on a shared machine: the load averages before and after say how much to trust them.
-        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
-                         "cores": os.cpu_count()},
-        "seconds": {k: round(v, 5) for k, v in seconds.items()} | {"flow_only": round(flow_seconds, 5)},
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+            got, want = values[name][key], values[reference][key]
+            relative = abs(got - want) / max(abs(want), 1e-12)
+            worst = max(worst, relative)
+            if relative > TOLERANCE:
+                raise SystemExit(f"{height}x{width}: {name} {key} = {got!r} disagrees with the MaGGIe-style peer's "
+                                 f"{want!r} (relative {relative:.2e} > {TOLERANCE:g})")
+    both, reference = values["himbench_both_noflow"], values["peer"]
+    return {
+        "clip": {"frames": frames, "height": height, "width": width, "instances": instances},
+        "seconds": {k: round(v, 5) for k, v in seconds.items()},
+        "ratios": {
+            "peer_over_himbench_maggie": round(seconds["peer"] / seconds["himbench_maggie"], 3),
+            "peer_over_himbench_maggie_noflow": round(seconds["peer_noflow"] / seconds["himbench_maggie_noflow"], 3),
+            "peer_over_himbench_both_noflow": round(seconds["peer_noflow"] / seconds["himbench_both_noflow"], 3),
+        },
+        "agreement": {"tolerance_relative": TOLERANCE, "max_relative_difference": worst},
         "values": {
             "paper_dtSSD": both["dtSSD"], "paper_MESSDdt": both["MESSDdt"],
             "maggie_dtSSD": both["maggie_dtSSD"], "maggie_MESSDdt": both["maggie_MESSDdt"],
             "peer_maggie_dtSSD": reference["maggie_dtSSD"], "peer_maggie_MESSDdt": reference["maggie_MESSDdt"],
         },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")],
+                        default=[(480, 640), (240, 320)], help="comma-separated HEIGHTxWIDTH (default 480x640,240x320)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/temporal.json"))
+    args = parser.parse_args()
+    if args.frames < 2 or args.instances < 1 or args.repeats < 1:
+        parser.error("--frames must be at least 2, --instances and --repeats at least 1")
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+    # Warm-up on a tiny clip (imports, first-call allocations), so that no timed variant pays for them.
+    bench_size(3, 16, 16, 1, 1)
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    sizes = [bench_size(args.frames, h, w, args.instances, args.repeats) for h, w in args.sizes]
+    result = {
+        "repeats": args.repeats,
+        "threads": {"opencv": 1, "torch": 1},
+        # Timings on a shared machine: the load averages before and after say how much to trust them.
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
+                         "cores": os.cpu_count()},
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "sizes": sizes,
         "platform": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
                      "torch": torch.__version__, "machine": platform.machine()},
     }
-    for name, value in seconds.items():
-        print(f"{name:>24}: {value * 1000:9.1f} ms")
-    print(f"{'flow_only':>24}: {flow_seconds * 1000:9.1f} ms")
-    for name, value in ratios.items():
-        print(f"{name:>34}: {value:6.2f}x")
-    print("values agree with the MaGGIe-style peer (rel 1e-5):", {k: round(v, 6) for k, v in result["values"].items()})
+    names = ("himbench_maggie", "peer", "flow_only", "himbench_maggie_noflow", "himbench_both_noflow", "peer_noflow")
+    print(f"{'clip (T x N x HxW)':<22}" + "".join(f"{n:>24}" for n in names))
+    for size in sizes:
+        c = size["clip"]
+        label = f"{c['frames']} x {c['instances']} x {c['height']}x{c['width']}"
+        print(f"{label:<22}" + "".join(f"{size['seconds'][n]:>22.3f} s" for n in names))
+    for size in sizes:
+        c = size["clip"]
+        ratios = ", ".join(f"{k} {v:.2f}x" for k, v in size["ratios"].items())
+        print(f"{c['height']}x{c['width']}: {ratios}; max relative difference "
+              f"{size['agreement']['max_relative_difference']:.1e} (tolerance {TOLERANCE:g})")
+    print(f"wall {result['wall_seconds']} s, load average before {result['load_average']['before']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
 

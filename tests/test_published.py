@@ -19,7 +19,8 @@ from himbench.leaderboard import (
 from himbench.leaderboard.published import CLASSIC_MEASURED_COLUMNS
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "leaderboard" / "published.csv"
-METRICS = ("MAD", "MSE", "Grad", "Conn", "MADf", "MADu", "EMSE", "EMAD", "SAD", "SAD_trimap", "SAD_human")
+METRICS = ("MAD", "MSE", "Grad", "Conn", "MADf", "MADu", "EMSE", "EMAD", "SAD", "SAD_trimap", "SAD_human", "dtSSD",
+           "MESSDdt")
 CLASSIC = {"P3M-500-P": "2104.14222", "AIM-500": "2107.07235", "Composition-1k": "1703.03872"}
 
 
@@ -58,6 +59,32 @@ def test_maggie_table5_is_complete(rows):
     # Cross-checked against the paper's Table 11 and the repository's docs/MODEL_ZOO.md (natural MAD/Grad).
     assert (maggie["natural"]["MAD"], maggie["natural"]["Grad"]) == ("27.17", "9.94")
     assert maggie["composite"]["MAD"] == "12.93" and maggie["composite"]["MADu"] == "235.95"
+
+
+def test_maggie_table7_is_complete_and_equals_what_was_read(rows):
+    table7 = [r for r in rows if r["metric_set"] == "maggie-table7"]
+    # OTVM x2, FTP-VM x2, MGM-TCVOM, MGM*-TCVOM, InstMatt, SparseMat, MaGGIe; each on easy, medium and hard
+    assert len({(r["method"], r["variant"]) for r in table7}) == 9 and len(table7) == 27
+    assert {r["benchmark"] for r in table7} == {"V-HIM60-easy", "V-HIM60-medium", "V-HIM60-hard"}
+    assert all(r["arxiv_id"] == "2404.16035" and r["table"] == "Table 7" for r in table7)
+    assert all(r[m] for r in table7 for m in ("MAD", "Grad", "Conn", "dtSSD", "MESSDdt"))
+    assert all(not r["MSE"] for r in table7)  # Table 7 prints no MSE
+    maggie = {r["benchmark"]: r for r in table7 if r["method"] == "MaGGIe"}
+    # MaGGIe #12 quotes 16.4 for easy; docs/MODEL_ZOO.md prints hard MAD/Grad/dtSSD 21.23/7.08/29.90.
+    assert [maggie["V-HIM60-easy"][m] for m in ("MAD", "Grad", "Conn", "dtSSD", "MESSDdt")] == [
+        "10.12", "4.08", "3.43", "16.40", "16.41"]
+    assert [maggie["V-HIM60-hard"][m] for m in ("MAD", "Grad", "dtSSD")] == ["21.23", "7.08", "29.90"]
+    assert maggie["V-HIM60-medium"]["MESSDdt"] == "38.12"
+    sparse = {r["benchmark"]: r for r in table7 if r["method"] == "SparseMat"}
+    assert (sparse["V-HIM60-medium"]["dtSSD"], sparse["V-HIM60-medium"]["MESSDdt"]) == ("30.19", "85.79")
+
+
+def test_maggie_table7_is_rendered_with_its_temporal_columns(rows):
+    text = render_comparison_markdown(rows, [])
+    table7 = text.split("### MaGGIe Table 7")[1].split("###")[0]
+    assert "| dtSSD | MESSDdt |" in table7
+    assert sum("| **published** |" in line for line in table7.splitlines()) == 27
+    assert "| 16.40 | 16.41 |" in table7  # printed digits kept
 
 
 def test_e2ehim_readme_numbers_are_marked_undefined(rows):

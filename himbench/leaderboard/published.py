@@ -58,6 +58,17 @@ PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]]
         "they are comparable with a published row only when benchmark, subset and protocol match. MADf/MADu are "
         "not reproduced.",
     ),
+    "maggie-table7": (
+        "MaGGIe Table 7 (V-HIM60 easy / medium / hard, video), in MaGGIe's units",
+        [(m, None, m) for m in ("MAD", "Grad", "Conn", "dtSSD", "MESSDdt")],
+        "Units of MaGGIe's released evaluation code (maggie/utils/metric.py, maggie/engine/test.py): MAD, Grad and "
+        "Conn as in Table 5; dtSSD = 0.1 x the per-pair root of summed squared derivative differences and "
+        "MESSDdt = 1e4 x the per-pair warped squared-error change / (H*W + 1), both over the whole frame, pooled over "
+        "every (frame pair, instance) of the split, with MaGGIe's transposed warp (docs/temporal_metrics.md). Masks: "
+        "XMem on every frame, or a first-frame trimap for OTVM and FTP-VM. The text read does not mark the gray "
+        "(public-weights) rows, so the two OTVM and two FTP-VM rows are named by print order. No measured row is "
+        "joined here yet.",
+    ),
     "e2ehim-readme": (
         "E2E-HIM README (HIM-100K)",
         [("EMSE", None, "EMSE"), ("EMAD", None, "EMAD")],
