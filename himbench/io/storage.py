@@ -294,8 +294,9 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
 
 
 def stage_cache_dir(url: str) -> Path:
-    """The local folder where :func:`stage` copies ``url``: ``$HIMBENCH_STORAGE_CACHE`` (default
-    ``~/.cache/himbench/storage``) / first 16 hex digits of the URL's SHA-256."""
+    """The cache folder of ``url`` for :func:`stage`: ``$HIMBENCH_STORAGE_CACHE`` (default
+    ``~/.cache/himbench/storage``) / first 16 hex digits of the URL's SHA-256; the files go to its sub-folder named
+    as the URL's last part."""
     base = Path(os.environ.get("HIMBENCH_STORAGE_CACHE") or Path.home() / ".cache" / "himbench" / "storage")
     return base.expanduser() / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
@@ -342,7 +343,8 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     except ValueError:
         manifest = {}
-    data = cache / "files"
+    # The folder keeps the URL's last name (bench and evaluate name results after it).
+    data = cache / safe_name(location.url.rsplit("/", 1)[-1] or location.protocol, location.url, "folder name")
     new_manifest = {}
     for parts, meta in files.items():
         key = "/".join(parts)
