@@ -142,7 +142,13 @@ class Location:
         return "/".join([self.url, *[safe_name(n, f"{self.url}/{n}") for n in names]])
 
     def exists(self, *names: str) -> bool:
+        self._fresh(*names)
         return self.fs.isfile(self.path(*names))
+
+    def _fresh(self, *names: str) -> None:
+        # Workers in other processes write here: a listing cached by this process's filesystem may be stale.
+        if not self.is_local:
+            self.fs.invalidate_cache(self.path(*names))
 
     def read_bytes(self, *names: str, max_bytes: int = 256 << 20) -> bytes:
         """The object's bytes; InputError when larger than ``max_bytes`` (checked before reading)."""
@@ -153,6 +159,7 @@ class Location:
 
     def info(self, *names: str) -> dict:
         """``size``, ``mtime`` (seconds, or None) and ``etag`` (or None) of a file; FileNotFoundError if absent."""
+        self._fresh(*names)
         raw = self.fs.info(self.path(*names))
         mtime = raw.get("LastModified") or raw.get("mtime") or raw.get("created")
         if hasattr(mtime, "timestamp"):
@@ -162,6 +169,7 @@ class Location:
 
     def list(self, *names: str) -> list[str]:
         """Names of the plain files directly in the folder (or its sub-folder ``names``), sorted; [] if absent."""
+        self._fresh(*names)
         try:
             entries = self.fs.ls(self.path(*names), detail=True)
         except FileNotFoundError:
@@ -175,6 +183,7 @@ class Location:
         return sorted(found)
 
     def list_dirs(self) -> list[str]:
+        self._fresh()
         try:
             entries = self.fs.ls(self.root, detail=True)
         except FileNotFoundError:
@@ -317,6 +326,7 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
     fs = location.fs
     root = location.root
     cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
+    fs.invalidate_cache(root)
     try:
         found = fs.find(root, detail=True)
     except FileNotFoundError:
