@@ -1,6 +1,6 @@
 """An S3-compatible server on 127.0.0.1 for the tests: moto's server mode, started as a subprocess on a free port.
 
-Import the fixtures into a test module (``from s3_server import s3, s3_server  # noqa: F401``). ``s3_server`` (one per
+Bind the fixtures in a test module (``s3 = s3_server_module.s3``, and ``s3_server`` likewise). ``s3_server`` (one per
 session) yields the endpoint; ``s3`` makes a fresh bucket for a test and yields ``(url, storage_options)``.
 """
 

@@ -8,15 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
+import s3_server as moto_s3
 from click.testing import CliRunner
 from helpers import tiny_build
-from s3_server import s3, s3_server  # noqa: F401  (fixtures)
 
 from himbench.build_config import BuildConfig
 from himbench.io import InputError
 from himbench.io.storage import Location
 from himbench.synthesis.build import LOCK_FILE, build_dataset
 
+# The fixtures of the S3 server (a moto server on 127.0.0.1, one per session) and of a fresh bucket per test.
+s3_server = moto_s3.s3_server
+s3 = moto_s3.s3
 CONFIG = BuildConfig(splits={"train": 2, "test": 3}, width=64, height=96, seed=5, images_per_shard=2)
 
 
