@@ -43,7 +43,7 @@ def _build(url: str, options: dict, **kwargs):
 def test_s3_build_equals_local_build_and_resumes_without_rewriting(s3, local_build):
     bucket, options = s3
     url = f"{bucket}/him"
-    report = _build(url, options)
+    report = build_dataset(CONFIG, url, workers=2, progress=False, storage_options=options)  # 2 worker processes
     location = Location.parse(url, options)
     assert _shards(location) == _local_shards(local_build)
     assert location.read_bytes("build_config.json") == (local_build / "build_config.json").read_bytes()
@@ -147,3 +147,31 @@ def test_push_to_hub_plans_an_s3_source(s3):
     for name in ("data/test-00000-of-00002.parquet", "data/train-00000-of-00001.parquet", "README.md"):
         assert name in result.output
     assert ".himbench-build" not in result.output
+
+
+def test_cli_build_with_sources_from_s3(s3, realdata, tmp_path):
+    from himbench.cli.build_dataset import command as build_command
+    from himbench.shards import ShardFolder
+
+    bucket, options = s3
+    remote = Location.parse(bucket, options)
+    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs") + "/", remote.path("p3m"), recursive=True)
+    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs" / "original") + "/", remote.path("bgs"), recursive=True)
+    args = ["--splits", "test=2", "--size", "64x96", "--workers", "1", "--no-fg-cache", "--no-progress",
+            "--fg", f"{bucket}/p3m", "--bg", f"{bucket}/bgs", "--storage-options", json.dumps(options)]
+    result = CliRunner().invoke(build_command, ["--out", f"{bucket}/him", *args])
+    assert result.exit_code == 0, result.output
+    built = Location.parse(f"{bucket}/him", options)
+    assert built.list("data") == ["test-00000-of-00001.parquet"]
+    config = json.loads(built.read_bytes("build_config.json"))
+    assert all(s.startswith(str(tmp_path / "storage-cache")) for s in config["fg_sources"] + config["bg_sources"])
+    local = _staged(built)
+    table = ShardFolder(local).read_columns(local / "data" / "test-00000-of-00001.parquet", ("fg_sources", "bg_source"))
+    assert any("p_" in name for names in table["fg_sources"] for name in names)
+    assert all(name.endswith(".jpg") for name in table["bg_source"])
+
+
+def _staged(location: Location) -> Path:
+    from himbench.io.storage import stage
+
+    return stage(location.url, location.options)

@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from himbench.io.atomic import atomic_write_bytes
@@ -76,8 +75,8 @@ def parse_storage_options(text: str | None, source: str = "--storage-options") -
     return value
 
 
-@lru_cache(maxsize=16)
 def _filesystem(protocol: str, options_json: str):
+    # fsspec caches instances itself, per process (a forked worker gets its own, not the parent's event loop).
     import fsspec
 
     try:
