@@ -175,3 +175,17 @@ def _staged(location: Location) -> Path:
     from himbench.io.storage import stage
 
     return stage(location.url, location.options)
+
+
+def test_datasets_loads_the_s3_build_as_the_card_says(s3, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    config = pytest.importorskip("datasets.config")
+
+    # datasets' offline switch also stops s3:// data files; this test reaches only the loopback server.
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(config, "HF_DATASETS_OFFLINE", False)
+    bucket, options = s3
+    _build(f"{bucket}/him", options)
+    ds = datasets.load_dataset("parquet", data_files={"test": f"{bucket}/him/data/test-*.parquet"},
+                               storage_options=options)
+    assert ds["test"].num_rows == 3 and {"image", "alphas"} <= set(ds["test"].column_names)
