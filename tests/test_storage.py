@@ -145,3 +145,28 @@ def test_build_to_memory_store_resumes(mem):
     assert json.loads(mem.read_bytes("build_report.json"))["out_dir"] == mem.url
     again = build_dataset(config, mem.url, workers=1, progress=False)
     assert again.to_dict()["resumed_shards"] == 2
+
+
+def test_export_him2k_reads_a_url(mem, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from himbench.build_config import BuildConfig
+    from himbench.cli.export_him2k import command as export_command
+    from himbench.synthesis.build import build_dataset
+
+    monkeypatch.setenv("HIMBENCH_STORAGE_CACHE", str(tmp_path / "cache"))
+    build_dataset(BuildConfig(splits={"test": 2}, width=64, height=96, seed=4), mem.url, workers=1, progress=False)
+    result = CliRunner().invoke(export_command, [mem.url, str(tmp_path / "him2k"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "him2k" / "images" / "test").iterdir())) == 2
+
+
+def test_bench_never_records_storage_options():
+    from himbench.cli.bench import command as bench_command
+    from himbench.cli.bench import command_line
+
+    ctx = bench_command.make_context("bench", ["-m", "mask-cf", "--data", "s3://b/him", "--storage-options",
+                                               '{"secret": "hunter2"}'])
+    assert ctx.params["storage_options"] == {"secret": "hunter2"}
+    line = command_line(ctx)
+    assert "s3://b/him" in line and "hunter2" not in line and "--storage-options" not in line
