@@ -145,6 +145,8 @@ def test_build_to_memory_store_resumes(mem):
     assert json.loads(mem.read_bytes("build_report.json"))["out_dir"] == mem.url
     again = build_dataset(config, mem.url, workers=1, progress=False)
     assert again.to_dict()["resumed_shards"] == 2
+    with pytest.raises(InputError, match="--workers 1"):
+        build_dataset(config, mem.url, workers=2, progress=False)
 
 
 def test_export_him2k_reads_a_url(mem, tmp_path, monkeypatch):

@@ -161,6 +161,9 @@ def build_to_store(config: BuildConfig, location: Location, sources: tuple, work
     from himbench.synthesis import build as b
 
     fg_refs, listing_problems, bg_refs, listings = sources
+    if location.protocol == "memory" and (workers != 1 or engine != "local"):
+        # Each worker process has its own memory: shards put there would never reach this process.
+        raise InputError(location.url, "memory:// is one process's memory; build to it with --workers 1")
     try:
         with lease_lock(location, b.LOCK_FILE):
             fg_refs = b._with_fg_cache(fg_refs, fg_cache)
