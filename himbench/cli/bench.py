@@ -8,7 +8,14 @@ import shlex
 import click
 
 from himbench.cli.errors import Command, UserError
-from himbench.cli.options import device_option, no_progress_option, threads_option
+from himbench.cli.options import (
+    PathOrURL,
+    device_option,
+    no_progress_option,
+    staged,
+    storage_options_option,
+    threads_option,
+)
 from himbench.metrics.table import HEADLINE_METRIC
 
 __all__ = ["command", "command_line", "echo_rows", "invocation_of", "parse_method_options"]
@@ -56,7 +63,7 @@ def parse_method_options(
               help="Comma-separated methods: e2ehim-tiny, e2ehim-base, mask-only, mask-cf, mask-refine (mask-guided), "
                    "seg-tiny, seg-refine, e2ehim-official, mgm (mask-guided), seg-mgm (need the authors' weights: "
                    "--checkpoint METHOD=DIR from `himbench import-checkpoint`), or any model of `himbench models`.")
-@click.option("--data", "-d", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--data", "-d", required=True, type=PathOrURL(exists=True, file_okay=False),
               help="Built shard folder (himbench build-dataset output), a HIM-2K / M-HIM2K folder "
                    "(images/<split>/, alphas/<split>/<stem>/) holding the split to score, or a classic benchmark "
                    "folder (P3M-500-P/NP, AIM-500, PPM-100, Composition-1k; split test): its rows also carry the "
@@ -108,10 +115,11 @@ def parse_method_options(
 @click.option("--breakdown", "breakdown_spec", default=None, metavar="STRATA",
               help="Also score by stratum (occlusion,people,size or all, as `himbench evaluate --breakdown`); "
               "written to OUT/<results stem>.breakdown.json, one entry per method.")
+@storage_options_option()
 def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options, guidance, guidance_seed,
             guidance_radius, masks_dir, size_protocol, limit, device, latency_size, latency_repeats, warmup,
             max_instances, leaderboard_csv, no_leaderboard, threads, no_progress, bootstrap=0,
-            breakdown_spec=None) -> None:
+            breakdown_spec=None, storage_options=None) -> None:
     """Run every method of --methods on the same images of --data: predict, score with the instance metrics
     (IMQ/RQ/MQ at IoU 0.5 and 0.75, and per-instance errors), and measure cost (parameters, mean latency per
     image, latency versus 1..10 instances on synthetic 640 x 640 images, peak memory).
@@ -141,6 +149,7 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
     except InputError as err:
         raise click.BadParameter(err.problem, param_hint="--breakdown") from err
     invocation = command_line(click.get_current_context())
+    data = str(staged(data, storage_options))  # a URL is copied into the local cache first (docs/storage.md)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     splits = [s.strip() for s in split.split(",") if s.strip()]
     mask_sets = find_mask_sets(masks_dir) if masks_dir else ()
@@ -166,8 +175,9 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
 
 def command_line(ctx: click.Context) -> str:
     """The ``himbench bench`` invocation that reproduces this run (options that differ from their defaults), kept in
-    every row's ``command`` column so the leaderboard can say how each row was made."""
-    return invocation_of(ctx.command, ctx.params)
+    every row's ``command`` column so the leaderboard can say how each row was made. ``--storage-options`` is left
+    out: it may hold credentials, which must not reach a CSV."""
+    return invocation_of(ctx.command, {k: v for k, v in ctx.params.items() if k != "storage_options"})
 
 
 def invocation_of(cmd: click.Command, params: dict) -> str:

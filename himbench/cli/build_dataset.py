@@ -7,7 +7,14 @@ import math
 import click
 
 from himbench.cli.errors import Command, UserError
-from himbench.cli.options import engine_option, no_progress_option, ray_address_option, workers_option
+from himbench.cli.options import (
+    engine_option,
+    no_progress_option,
+    ray_address_option,
+    staged,
+    storage_options_option,
+    workers_option,
+)
 
 __all__ = ["command"]
 
@@ -119,7 +126,8 @@ def _parse_scale(value: str) -> tuple[float, float]:
 
 
 @click.command("build-dataset", cls=Command)
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder, or an fsspec URL such as s3://bucket/prefix (docs/storage.md).")
 @click.option(
     "--preset",
     type=click.Choice(list(BUILD_PRESETS)),
@@ -264,6 +272,7 @@ def _parse_scale(value: str) -> tuple[float, float]:
               "clips, --images-per-shard is clips per shard, default 4). See docs/video.md.")
 @click.option("--frames", default=None, type=click.IntRange(1, 1000),
               help="Frames per clip with --video.  [default: 30]")
+@storage_options_option()
 def command(
     out_dir,
     preset,
@@ -297,6 +306,7 @@ def command(
     no_progress,
     video,
     frames,
+    storage_options=None,
 ) -> None:
     """Composite person cut-outs onto backgrounds into HIM-100K-style Parquet shards.
 
@@ -307,6 +317,9 @@ def command(
     and skipped; images that get fewer people than drawn for them are counted in build_report.json. Foreground
     colours of photo + alpha sources (P3M) are estimated once and cached (--fg-cache); the cache never changes the
     output bytes.
+
+    --out, --fg and --bg also take fsspec URLs (s3://bucket/prefix, with --storage-options): the shards are put
+    straight into the store, and URL sources are copied into a local cache first (docs/storage.md).
 
     \b
     Examples:
@@ -359,8 +372,8 @@ def command(
             scale_max=scale_max,
             min_visible=min_visible,
             max_attempts=max_attempts,
-            fg_sources=tuple(fg_sources),
-            bg_sources=tuple(bg_sources),
+            fg_sources=tuple(str(staged(s, storage_options)) for s in fg_sources),
+            bg_sources=tuple(str(staged(s, storage_options)) for s in bg_sources),
             store_layers=store_layers,
             image_format=image_format,
             jpeg_quality=95 if jpeg_quality is None else jpeg_quality,
@@ -374,6 +387,8 @@ def command(
             png_compression=png_compression,
             occlusion_range=occlusion_limits,
         )
+        if (video or frames is not None) and "://" in str(out_dir):
+            raise UserError(f"{out_dir}: --video builds write to a local folder only (object storage: image builds)")
         if video or frames is not None:
             return _build_video(config, out_dir, frames, workers, overwrite, engine)
         report = build_dataset(
@@ -385,6 +400,7 @@ def command(
             engine=engine,
             ray_address=ray_address,
             fg_cache=False if no_fg_cache else fg_cache,
+            storage_options=storage_options,
         )
     except ValueError as err:  # a BuildConfig field out of range (an InputError, a ValueError too, is the same)
         raise UserError(str(err)) from err

@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from himbench.cli.errors import Command, UserError
-from himbench.cli.options import engine_option, ray_address_option, workers_option
+from himbench.cli.options import (
+    PathOrURL,
+    engine_option,
+    ray_address_option,
+    staged,
+    storage_options_option,
+    workers_option,
+)
 
 __all__ = ["command"]
 
@@ -52,12 +59,12 @@ def _check_writable(folder: Path) -> None:
 
 
 @click.command(name="evaluate", cls=Command)
-@click.argument("pred_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("pred_dir", type=PathOrURL(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--gt",
     "gt",
     default=None,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=PathOrURL(exists=True, file_okay=False, path_type=Path),
     help="Ground truth: a built shard folder (with data/*.parquet, as `himbench build-dataset` writes) or a folder "
     "in the HIM-2K layout (alphas/<split>/<stem>/<k>.png, optionally images/<split>/<stem>.jpg). Default: the "
     "shard folder named in PRED_DIR/predictions.json (written by `himbench predict`). Video ground truth (a "
@@ -170,6 +177,7 @@ def _check_writable(folder: Path) -> None:
     "pixel (j + dx, i + dy) of the next frame for pixel (i, j), as MaGGIe's code does, to match its printed "
     "numbers (docs/temporal_metrics.md).",
 )
+@storage_options_option()
 def command(
     pred_dir: Path,
     gt: Path,
@@ -194,6 +202,7 @@ def command(
     resamples: int = 1000,
     seed: int = 0,
     temporal_warp: str = "correct",
+    storage_options: dict | None = None,
 ) -> None:
     """Score the instance mattes in PRED_DIR against ground truth (SPEC s.2-4).
 
@@ -230,6 +239,11 @@ def command(
     size_edges = parse_edges(size_buckets, "--size-buckets")
     if out is not None:
         _check_writable(out)
+    # A URL (s3://...) is staged into the local cache and read from there; its report goes beside the current
+    # folder (./NAME-eval/SPLIT), not into the cache.
+    url_name = pred_dir.rstrip("/").rsplit("/", 1)[-1] if isinstance(pred_dir, str) else None
+    pred_dir = staged(pred_dir, storage_options, Path)
+    gt = staged(gt, storage_options, Path)
     if gt is not None:
         from himbench.evaluation.video import is_video_ground_truth
 
@@ -259,7 +273,7 @@ def command(
     add_statistics(result, strata, occlusion_edges=occlusion_edges, size_edges=size_edges, resamples=resamples,
                    seed=seed)
     config = result.config
-    resolved = pred_dir.resolve()
+    resolved = pred_dir.resolve() if url_name is None else Path(url_name).absolute()
     out_dir = out or resolved.with_name(resolved.name + "-eval") / config.split
     try:
         paths = write_report(result, out_dir, provenance=provenance)

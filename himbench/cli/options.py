@@ -7,6 +7,7 @@ on the command line and ``ray_address`` in code, down to :func:`himbench.engines
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,10 +16,13 @@ import click
 from himbench.engines import ENGINES  # the standard library only: option modules stay light
 
 __all__ = [
+    "PathOrURL",
     "device_option",
     "engine_option",
     "no_progress_option",
     "ray_address_option",
+    "staged",
+    "storage_options_option",
     "threads_option",
     "workers_option",
 ]
@@ -67,3 +71,51 @@ def threads_option(help: str = "CPU threads for torch.") -> Callable[[F], F]:
 def no_progress_option(help: str = "Hide the progress bar.") -> Callable[[F], F]:
     """``--no-progress``: no progress bar on the terminal."""
     return click.option("--no-progress", is_flag=True, help=help)
+
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+class PathOrURL(click.Path):
+    """A local path (checked as click.Path does) or an fsspec URL such as ``s3://bucket/prefix``, passed on as a
+    string unchecked: the storage library checks it when it is read (see docs/storage.md)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and _URL.match(value) and not value.lower().startswith("file://"):
+            return value
+        return super().convert(value, param, ctx)
+
+
+def _parse_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> dict:
+    from himbench.io import InputError
+    from himbench.io.storage import parse_storage_options
+
+    try:
+        return parse_storage_options(value)
+    except InputError as err:
+        raise click.BadParameter(err.problem, ctx=ctx, param=param) from None
+
+
+def storage_options_option() -> Callable[[F], F]:
+    """``--storage-options JSON`` (the ``storage_options`` parameter, parsed to a dict): fsspec options of the URLs
+    the command reads or writes (credentials, ``endpoint_url``...); a value that is not a JSON object exits 2."""
+    return click.option(
+        "--storage-options",
+        "storage_options",
+        default=None,
+        metavar="JSON",
+        callback=_parse_storage_options,
+        help="fsspec storage options for s3:// (or other URL) paths, as a JSON object, e.g. "
+        "'{\"endpoint_url\": \"http://127.0.0.1:9000\"}'. Credentials also come from the usual environment and "
+        "config files. See docs/storage.md.",
+    )
+
+
+def staged(value, storage_options: dict | None, path_type: type | None = None):
+    """``value`` when local; for a URL, the local folder it is staged into (``himbench.io.storage.stage``)."""
+    if value is None or not (isinstance(value, str) and _URL.match(value)):
+        return value
+    from himbench.io.storage import stage
+
+    local = stage(value, storage_options)
+    return local if path_type is None else path_type(local)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from himbench.cli.errors import Command, UserError
+from himbench.cli.options import PathOrURL, staged, storage_options_option
 
 __all__ = ["command"]
 
@@ -18,7 +19,7 @@ def _size(num_bytes: int) -> str:
 
 
 @click.command("push-to-hub", cls=Command)
-@click.argument("dataset_dir", type=click.Path(file_okay=False))
+@click.argument("dataset_dir", type=PathOrURL(file_okay=False))
 @click.argument("repo_id")
 @click.option("--private", is_flag=True, help="Create the repo as private (only when it does not exist yet).")
 @click.option("--dry-run", is_flag=True, help="List the files that would be sent, with sizes; upload nothing.")
@@ -28,7 +29,8 @@ def _size(num_bytes: int) -> str:
     envvar="HF_TOKEN",
     help="Hugging Face access token with write access (default: $HF_TOKEN or the token saved by `hf auth login`).",
 )
-def command(dataset_dir, repo_id, private, dry_run, token) -> None:
+@storage_options_option()
+def command(dataset_dir, repo_id, private, dry_run, token, storage_options) -> None:
     """Upload the dataset built in DATASET_DIR to the Hub dataset repo REPO_ID (namespace/name).
 
     Sends the Parquet shards (data/*.parquet), the dataset card (README.md, re-rendered so its example loads
@@ -42,6 +44,7 @@ def command(dataset_dir, repo_id, private, dry_run, token) -> None:
     """
     from himbench.hub import PushError, push_to_hub
 
+    dataset_dir = staged(dataset_dir, storage_options)  # a URL is copied into the local cache first
     try:
         plan = push_to_hub(dataset_dir, repo_id, private=private, dry_run=dry_run, token=token)
     except (ValueError, PushError) as err:  # InputError and the Hub's repo-id check are ValueErrors

@@ -43,6 +43,7 @@ from himbench.build_config import BuildConfig
 from himbench.engines import cluster, map_tasks  # cluster (h-cluster): node checks, shard writers and checksums
 from himbench.io import InputError, read_json
 from himbench.io.atomic import atomic_write_text
+from himbench.io.storage import Location, is_url
 from himbench.shards import (
     CONFIG_FILE,
     DATA_DIR,
@@ -193,17 +194,19 @@ _BAD_SOURCES: dict = {}
 def build_shard(
     config: BuildConfig,
     task: ShardTask,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | Location,
     fg_refs: list[ForegroundRef],
     bg_refs: list[BackgroundRef],
 ) -> ShardReport:
-    """Make and atomically write one shard. Pure function of its arguments (plus the files the refs name)."""
+    """Make and atomically write one shard. Pure function of its arguments (plus the files the refs name).
+    ``out_dir`` a :class:`~himbench.io.storage.Location` (object storage): the shard is put there as one object."""
     import cv2
 
     from himbench.synthesis.sampler import synthesize_image
 
     cv2.setNumThreads(1)  # parallelism comes from processes; threads inside would oversubscribe the cores
-    path = shard_dir(out_dir) / task.filename
+    remote = isinstance(out_dir, Location)
+    path = out_dir.url_of(DATA_DIR, task.filename) if remote else shard_dir(out_dir) / task.filename
     rows, problems, seconds, dropped = [], [], Counter(), Counter()
     short = below_min = off_range = 0
     for index in range(task.start, task.stop):
@@ -217,7 +220,12 @@ def build_shard(
         dropped.update(result.dropped)
         off_range += not result.in_range
     tic = time.perf_counter()
-    write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
+    if remote:
+        from himbench.synthesis.store_build import write_remote_shard
+
+        write_remote_shard(rows, out_dir, task.filename, {FINGERPRINT_KEY: config.fingerprint()})
+    else:
+        write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
     seconds["write"] += time.perf_counter() - tic
     return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds), short, below_min,
                        dict(sorted(dropped.items())), off_range,
@@ -414,18 +422,28 @@ def build_dataset(
     engine: str = "local",
     ray_address: str | None = None,
     fg_cache: str | os.PathLike | bool | None = None,
+    storage_options: dict | None = None,
 ) -> BuildReport:
     """Build (or resume) a dataset into ``out_dir``; returns what was done. See the module docstring.
+
+    ``out_dir`` may be an fsspec URL (``s3://bucket/prefix``) with its ``storage_options``: see
+    :mod:`himbench.synthesis.store_build` (same guarantees, a lock object with a lease).
 
     ``engine`` is ``"local"`` (process pool with ``workers`` processes) or ``"ray"`` (``ray_address`` of a cluster, or a
     local Ray with ``workers`` CPUs); both give byte-identical shards. ``fg_cache``: folder of the estimated-
     foreground cache (None: :func:`~himbench.synthesis.fgcache.default_fg_cache_dir`; False: no on-disk cache).
     """
-    out_dir = Path(out_dir)
     # Sources are listed before anything is written: a bad source leaves no folder behind.
     fg_refs, listing_problems = scan_foregrounds(config.fg_sources)
     bg_refs = scan_backgrounds(config.bg_sources)
     listings = source_listings(config)
+    if is_url(out_dir):
+        from himbench.synthesis.store_build import build_to_store
+
+        return build_to_store(config, Location.parse(out_dir, storage_options),
+                              (fg_refs, listing_problems, bg_refs, listings), workers, overwrite, progress, write_card,
+                              engine, ray_address, fg_cache)
+    out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

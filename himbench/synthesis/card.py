@@ -14,7 +14,8 @@ from himbench.build_config import ENGINE_VERSION, OCCLUSION_PRESETS, BuildConfig
 from himbench.io.atomic import atomic_write_text
 from himbench.shards import ShardFolder
 
-__all__ = ["card_statistics", "command_line", "occlusion_histogram", "render_dataset_card", "write_dataset_card"]
+__all__ = ["card_statistics", "command_line", "occlusion_histogram", "render_dataset_card", "url_load_text",
+           "write_dataset_card"]
 
 _TEMPLATE = Path(__file__).resolve().parents[2] / "data_cards" / "him_synthetic.md"
 
@@ -292,3 +293,17 @@ def write_dataset_card(out_dir: str | Path, config: BuildConfig, report) -> Path
     stats = card_statistics(out_dir)
     text = render_dataset_card(config, stats, len(report.problems), command_line(config), str(out_dir))
     return atomic_write_text(out_dir / "README.md", text)
+
+
+def url_load_text(text: str, url: str, config: BuildConfig) -> str:
+    """``text`` (a rendered card) with its "Load it" lines for a build stored at ``url`` (object storage): the
+    Parquet builder reads the shards there, with the same storage options as the build (credentials, endpoint)."""
+    split = next((s for s in config.splits if config.splits[s] > 0), next(iter(config.splits)))
+    files = ", ".join(f'"{s}": "{url}/data/{s}-*.parquet"' for s in config.splits if config.splits[s] > 0)
+    lines = (
+        f'ds = load_dataset("parquet", data_files={{{files}}},\n'
+        f"                  storage_options={{...}})  # as for the build: credentials, endpoint_url, ...\n"
+    )
+    text = text.replace(f'ds = load_dataset("{url}")          # no loading script needed\n', lines)
+    local = f'`himbench.data.HIMShardDataset("{url}", "{split}")`'
+    return text.replace(local, f'`himbench.data.HIMShardDataset(LOCAL_COPY, "{split}")` (copy {url} first)')

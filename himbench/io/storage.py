@@ -1,0 +1,386 @@
+"""Where a dataset lives: a local folder or an fsspec URL (``s3://bucket/prefix``, ``gs://``, ``memory://``).
+
+A :class:`Location` is a URL plus its storage options (credentials, endpoint), both plain data: it pickles, so a
+worker on another machine receives the location, never a path on the driver's disk. Its operations give what the
+local folder gives:
+
+- :meth:`Location.put_file` / :meth:`Location.put_bytes`: atomic. An object store has no rename; an object appears
+  whole or not at all when it is sent in one put of a finished local file, which is what these do (a local
+  location writes a temporary file and renames it, as :mod:`himbench.io.atomic`).
+- :meth:`Location.create`: create-if-absent, the base of the build lock's lease (:func:`lease_lock`). S3 does it
+  with a conditional put (``If-None-Match: *``, s3fs ``mode="create"``); ``memory://`` in-process. A store that
+  cannot do it is refused with :class:`InputError` (a lock that two builds can both take is no lock).
+- names below the location are checked with :func:`~himbench.io.paths.safe_name`: ids are never paths.
+
+Readers that need a local folder (evaluation, bench, export, push-to-hub) copy a remote folder into a cache with
+:func:`stage` (``$HIMBENCH_STORAGE_CACHE``, default ``~/.cache/himbench/storage/<hash of the URL>``) and read that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from himbench.io.atomic import atomic_write_bytes
+from himbench.io.images import InputError
+from himbench.io.paths import safe_name
+
+__all__ = [
+    "CREATE_PROTOCOLS",
+    "DEFAULT_LEASE_S",
+    "Location",
+    "is_url",
+    "lease_lock",
+    "parse_storage_options",
+    "stage",
+    "stage_cache_dir",
+]
+
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$")
+# Stores where Location.create is atomic (a conditional put, or one process's memory).
+CREATE_PROTOCOLS = frozenset({"s3", "s3a", "memory"})
+DEFAULT_LEASE_S = 600.0  # a lock object's lifetime; the holder renews it every third of this
+MAX_STAGE_BYTES = 64 << 30  # a remote folder staged for reading: at most this much in all ...
+MAX_STAGE_FILE_BYTES = 8 << 30  # ... and per file (override with $HIMBENCH_MAX_STAGE_BYTES)
+
+
+def is_url(text: object) -> bool:
+    """True for ``protocol://...`` other than ``file://`` (a local path written as a URL)."""
+    match = _URL.match(str(text)) if isinstance(text, (str, os.PathLike)) else None
+    return bool(match) and match.group(1).lower() not in ("file", "local")
+
+
+def parse_storage_options(text: str | None, source: str = "--storage-options") -> dict:
+    """``text`` (JSON) as a dict of storage options; {} for None/empty. Anything but a JSON object with string keys
+    is an :class:`InputError` naming ``source`` and the problem."""
+    if text is None or not str(text).strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise InputError(source, f"is not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise InputError(source, f"must be a JSON object such as '{{\"anon\": false}}', got {type(value).__name__}")
+    return value
+
+
+def _filesystem(protocol: str, options_json: str):
+    # fsspec caches instances itself, per process (a forked worker gets its own, not the parent's event loop).
+    import fsspec
+
+    try:
+        return fsspec.filesystem(protocol, **json.loads(options_json))
+    except (ImportError, ValueError) as err:
+        extra = " (pip install himbench[s3])" if protocol in ("s3", "s3a") else ""
+        raise InputError(f"{protocol}://", f"cannot open this storage{extra}: {err}") from None
+    except TypeError as err:
+        raise InputError("--storage-options", f"not accepted by the {protocol}:// filesystem: {err}") from None
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder: ``url`` (``s3://bucket/prefix`` or a local path) and ``options_json`` (storage options as JSON)."""
+
+    url: str
+    options_json: str = "{}"
+
+    @classmethod
+    def parse(cls, text: str | os.PathLike, options: dict | None = None) -> Location:
+        text = os.fspath(text)
+        match = _URL.match(text)
+        if match and match.group(1).lower() in ("file", "local"):
+            text = match.group(2)
+        if not is_url(text):
+            return cls(str(Path(text)), json.dumps(options or {}, sort_keys=True))
+        return cls(text.rstrip("/"), json.dumps(options or {}, sort_keys=True))
+
+    @property
+    def is_local(self) -> bool:
+        return not is_url(self.url)
+
+    @property
+    def protocol(self) -> str:
+        return _URL.match(self.url).group(1).lower() if not self.is_local else "file"
+
+    @property
+    def options(self) -> dict:
+        return json.loads(self.options_json)
+
+    @property
+    def fs(self):
+        if self.is_local:
+            from fsspec.implementations.local import LocalFileSystem
+
+            return LocalFileSystem()
+        return _filesystem(self.protocol, self.options_json)
+
+    @property
+    def root(self) -> str:
+        """The folder as the filesystem names it (no protocol)."""
+        return str(Path(self.url).absolute()) if self.is_local else self.fs._strip_protocol(self.url).rstrip("/")
+
+    def path(self, *names: str) -> str:
+        """The filesystem path of ``names`` below the folder, each checked with safe_name."""
+        parts = [safe_name(name, f"{self.url}/{name}") for name in names]
+        return "/".join([self.root, *parts])
+
+    def url_of(self, *names: str) -> str:
+        if self.is_local:
+            return str(Path(self.url, *names))
+        return "/".join([self.url, *[safe_name(n, f"{self.url}/{n}") for n in names]])
+
+    def exists(self, *names: str) -> bool:
+        self._fresh(*names)
+        return self.fs.isfile(self.path(*names))
+
+    def _fresh(self, *names: str) -> None:
+        # Workers in other processes write here: a listing cached by this process's filesystem may be stale.
+        if not self.is_local:
+            self.fs.invalidate_cache(self.path(*names))
+
+    def read_bytes(self, *names: str, max_bytes: int = 256 << 20) -> bytes:
+        """The object's bytes; InputError when larger than ``max_bytes`` (checked before reading)."""
+        info = self.info(*names)
+        if info["size"] > max_bytes:
+            raise InputError(self.url_of(*names), f"is {info['size']} bytes, over the {max_bytes}-byte limit")
+        return self.fs.cat_file(self.path(*names))
+
+    def info(self, *names: str) -> dict:
+        """``size``, ``mtime`` (seconds, or None) and ``etag`` (or None) of a file; FileNotFoundError if absent."""
+        self._fresh(*names)
+        raw = self.fs.info(self.path(*names))
+        mtime = raw.get("LastModified") or raw.get("mtime") or raw.get("created")
+        if hasattr(mtime, "timestamp"):
+            mtime = mtime.timestamp()
+        etag = raw.get("ETag") or raw.get("etag")
+        return {"size": int(raw.get("size") or 0), "mtime": mtime, "etag": etag.strip('"') if etag else None}
+
+    def list(self, *names: str) -> list[str]:
+        """Names of the plain files directly in the folder (or its sub-folder ``names``), sorted; [] if absent."""
+        self._fresh(*names)
+        try:
+            entries = self.fs.ls(self.path(*names), detail=True)
+        except FileNotFoundError:
+            return []
+        found = []
+        for entry in entries:
+            if entry.get("type") != "file" or entry.get("islink"):
+                continue
+            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            found.append(name)
+        return sorted(found)
+
+    def list_dirs(self) -> list[str]:
+        self._fresh()
+        try:
+            entries = self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e["name"]).rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "directory")
+
+    def delete(self, *names: str) -> None:
+        """Remove one file (absent: nothing to do). Callers delete only names a build writes."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(*names))
+
+    def put_file(self, local: str | os.PathLike, *names: str) -> None:
+        """Copy a finished local file to ``names`` atomically (one put; a local rename)."""
+        if self.is_local:
+            target = Path(self.path(*names))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            try:
+                self.fs.cp_file(os.fspath(local), tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return
+        self.fs.put_file(os.fspath(local), self.path(*names))
+        self.fs.invalidate_cache()
+
+    def put_bytes(self, data: bytes, *names: str) -> None:
+        if self.is_local:
+            atomic_write_bytes(self.path(*names), data)
+            return
+        self.fs.pipe_file(self.path(*names), data)  # one put of the whole object
+        self.fs.invalidate_cache()
+
+    def create(self, data: bytes, *names: str) -> bool:
+        """Write ``names`` only if absent, atomically; False when it exists. InputError where the store cannot."""
+        if self.is_local:
+            path = Path(self.path(*names))
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return True
+        if self.protocol not in CREATE_PROTOCOLS:
+            raise InputError(self.url, f"{self.protocol}:// cannot create an object only if it is absent here, so "
+                                       "a build lock cannot be held; build to s3:// or a local folder")
+        try:
+            self.fs.pipe_file(self.path(*names), data, mode="create")
+        except FileExistsError:
+            return False
+        except OSError as err:  # s3fs maps 412 Precondition Failed to EINVAL outside mode="create"
+            if "Precondition" in str(err) or "412" in str(err):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache()
+        return True
+
+
+def _read_lease(location: Location, name: str) -> dict | None:
+    try:
+        data = json.loads(location.read_bytes(name, max_bytes=1 << 16))
+        return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (ValueError, InputError):
+        return {}
+
+
+@contextlib.contextmanager
+def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) -> Iterator[dict]:
+    """Hold the lock object ``name`` in ``location``: created only if absent, holding an owner id and an expiry
+    ``lease_s`` ahead, renewed by a thread while held. A lock whose expiry has passed (its build died) is taken
+    over; a live one is an :class:`InputError` naming its holder. Released (deleted if still ours) at the end."""
+    owner = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
+
+    def payload() -> bytes:
+        return json.dumps({**owner, "expires": time.time() + lease_s}).encode() + b"\n"
+
+    for _ in range(3):
+        if location.create(payload(), name):
+            break
+        held = _read_lease(location, name)
+        if held is None:
+            continue  # released meanwhile
+        expires = held.get("expires")
+        if isinstance(expires, (int, float)) and expires > time.time():
+            left = int(expires - time.time())
+            raise InputError(location.url, f"another build (pid {held.get('pid')} on {held.get('host')}) holds "
+                                           f"{location.url_of(name)}, lease valid {left} s more; wait for it, or "
+                                           "delete that object if no build is running")
+        location.delete(name)  # stale (expired or unreadable): its build died
+    else:
+        raise InputError(location.url, f"could not take the build lock {location.url_of(name)}; another build?")
+    # Taking over a stale lock races with another taker: read back that the object is ours.
+    if (_read_lease(location, name) or {}).get("owner") != owner["owner"]:
+        raise InputError(location.url, f"another build took the build lock {location.url_of(name)} first")
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_s / 3):
+            if (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
+                location.put_bytes(payload(), name)
+
+    thread = threading.Thread(target=renew, daemon=True)
+    thread.start()
+    try:
+        yield owner
+    finally:
+        stop.set()
+        thread.join()
+        if (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
+            location.delete(name)
+
+
+def stage_cache_dir(url: str) -> Path:
+    """The cache folder of ``url`` for :func:`stage`: ``$HIMBENCH_STORAGE_CACHE`` (default
+    ``~/.cache/himbench/storage``) / first 16 hex digits of the URL's SHA-256; the files go to its sub-folder named
+    as the URL's last part."""
+    base = Path(os.environ.get("HIMBENCH_STORAGE_CACHE") or Path.home() / ".cache" / "himbench" / "storage")
+    return base.expanduser() / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+
+
+def _stage_limits() -> tuple[int, int]:
+    total = int(os.environ.get("HIMBENCH_MAX_STAGE_BYTES") or MAX_STAGE_BYTES)
+    return total, min(total, MAX_STAGE_FILE_BYTES)
+
+
+def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A local folder holding what ``text`` holds: ``text`` itself when local; else a copy of the remote folder in
+    the cache (files whose size and ETag/mtime are unchanged are not fetched again; files the remote no longer has
+    are removed from the cache). Every relative name is checked with safe_name, sizes are checked before any byte
+    is fetched, and nothing is written outside the cache folder."""
+    if not is_url(text):
+        return Path(Location.parse(text).url)
+    location = Location.parse(text, options)
+    fs = location.fs
+    root = location.root
+    cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
+    fs.invalidate_cache(root)
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        found = {}
+    if not found:
+        raise InputError(location.url, "holds no files (or cannot be listed with these storage options)")
+    total_cap, file_cap = _stage_limits()
+    files: dict[tuple[str, ...], dict] = {}
+    for name, info in sorted(found.items()):
+        if info.get("type") != "file":
+            continue
+        rel = str(name)[len(root):].strip("/")
+        parts = tuple(safe_name(part, f"{location.url}/{rel}") for part in rel.split("/"))
+        size = int(info.get("size") or 0)
+        if size > file_cap:
+            raise InputError(f"{location.url}/{rel}", f"is {size} bytes, over the {file_cap}-byte staging limit")
+        files[parts] = {"size": size, "tag": str(info.get("ETag") or info.get("LastModified") or info.get("mtime"))}
+    if sum(f["size"] for f in files.values()) > total_cap:
+        raise InputError(location.url, f"holds more than {total_cap} bytes, over the staging limit "
+                                       "($HIMBENCH_MAX_STAGE_BYTES)")
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest_path = cache / ".himbench-stage.json"
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except ValueError:
+        manifest = {}
+    # The folder keeps the URL's last name (bench and evaluate name results after it).
+    data = cache / safe_name(location.url.rsplit("/", 1)[-1] or location.protocol, location.url, "folder name")
+    new_manifest = {}
+    for parts, meta in files.items():
+        key = "/".join(parts)
+        target = data.joinpath(*parts)
+        if manifest.get(key) == meta and target.is_file() and not target.is_symlink() \
+                and target.stat().st_size == meta["size"]:
+            new_manifest[key] = meta
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{parts[-1]}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            fs.get_file(f"{root}/{key}", tmp)
+            if os.path.getsize(tmp) != meta["size"]:
+                raise InputError(f"{location.url}/{key}", "changed while it was being copied; try again")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        new_manifest[key] = meta
+    # Files staged before that the remote folder no longer holds (the cache is ours: nothing else lives there).
+    for key in set(manifest) - set(new_manifest):
+        parts = str(key).split("/")
+        if not all(part and part not in (".", "..") and "\\" not in part for part in parts):
+            continue  # not a name this function wrote
+        old = data.joinpath(*parts)
+        if old.is_file() and not old.is_symlink():
+            old.unlink()
+    atomic_write_bytes(manifest_path, json.dumps(new_manifest, sort_keys=True).encode())
+    return data

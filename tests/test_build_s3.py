@@ -1,0 +1,191 @@
+"""build-dataset into S3 (a moto server on 127.0.0.1): the same bytes as a local build, resume, the lock's lease,
+and the readers (evaluate, push-to-hub) taking s3:// URLs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import s3_server as moto_s3
+from click.testing import CliRunner
+from helpers import tiny_build
+
+from himbench.build_config import BuildConfig
+from himbench.io import InputError
+from himbench.io.storage import Location
+from himbench.synthesis.build import LOCK_FILE, build_dataset
+
+# The fixtures of the S3 server (a moto server on 127.0.0.1, one per session) and of a fresh bucket per test.
+s3_server = moto_s3.s3_server
+s3 = moto_s3.s3
+CONFIG = BuildConfig(splits={"train": 2, "test": 3}, width=64, height=96, seed=5, images_per_shard=2)
+
+
+@pytest.fixture(scope="module")
+def local_build(tmp_path_factory) -> Path:
+    return tiny_build(CONFIG, tmp_path_factory.mktemp("local") / "him")
+
+
+def _shards(location: Location) -> dict[str, bytes]:
+    return {name: location.fs.cat_file(location.path("data", name)) for name in location.list("data")}
+
+
+def _local_shards(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "data").glob("*.parquet"))}
+
+
+def _build(url: str, options: dict, **kwargs):
+    return build_dataset(CONFIG, url, workers=1, progress=False, storage_options=options, **kwargs)
+
+
+def test_s3_build_equals_local_build_and_resumes_without_rewriting(s3, local_build):
+    bucket, options = s3
+    url = f"{bucket}/him"
+    report = build_dataset(CONFIG, url, workers=2, progress=False, storage_options=options)  # 2 worker processes
+    location = Location.parse(url, options)
+    assert _shards(location) == _local_shards(local_build)
+    assert location.read_bytes("build_config.json") == (local_build / "build_config.json").read_bytes()
+    assert not location.exists(LOCK_FILE)  # released
+    assert report.shards[0].path.startswith("s3://")
+    card = location.read_bytes("README.md").decode()
+    assert f'"test": "{url}/data/test-*.parquet"' in card and "storage_options" in card
+
+    before = {name: location.info("data", name) for name in location.list("data")}
+    time.sleep(1.1)  # S3 times have one-second resolution: a rewrite would show
+    again = _build(url, options)
+    assert again.to_dict()["resumed_shards"] == again.to_dict()["num_shards"] == 3
+    assert {name: location.info("data", name) for name in location.list("data")} == before
+
+
+def test_interrupted_s3_build_resumes_to_identical_bytes(s3, local_build):
+    bucket, options = s3
+    url = f"{bucket}/him"
+    _build(url, options)
+    location = Location.parse(url, options)
+    kept = location.info("data", "train-00000-of-00001.parquet")
+    location.delete("data", "test-00000-of-00002.parquet")  # never written
+    location.put_bytes(b"PAR1 truncated", "data", "test-00001-of-00002.parquet")  # a damaged object
+    location.put_bytes(b"someone else's", "data", "notes.txt")  # not ours: stays
+    report = _build(url, options)
+    assert report.to_dict()["resumed_shards"] == 1
+    assert {k: v for k, v in _shards(location).items() if k.endswith(".parquet")} == _local_shards(local_build)
+    assert location.info("data", "train-00000-of-00001.parquet") == kept
+    assert location.read_bytes("data", "notes.txt") == b"someone else's"
+
+
+def test_lock_lease_refuses_a_live_build_and_takes_over_a_stale_one(s3, local_build):
+    bucket, options = s3
+    url = f"{bucket}/him"
+    location = Location.parse(url, options)
+    live = {"owner": "x", "host": "elsewhere", "pid": 4242, "expires": time.time() + 300}
+    location.put_bytes(json.dumps(live).encode(), LOCK_FILE)
+    with pytest.raises(InputError, match=r"pid 4242 on elsewhere.*lease valid"):
+        _build(url, options)
+    assert location.list("data") == []  # refused before any work
+    stale = {**live, "expires": time.time() - 1}
+    location.put_bytes(json.dumps(stale).encode(), LOCK_FILE)
+    _build(url, options)
+    assert _shards(location) == _local_shards(local_build)
+    assert not location.exists(LOCK_FILE)
+
+
+def test_s3_refuses_a_foreign_prefix(s3):
+    bucket, options = s3
+    location = Location.parse(f"{bucket}/him", options)
+    location.put_bytes(b"mine", "photo.jpg")
+    with pytest.raises(InputError, match="not empty.*photo.jpg"):
+        _build(f"{bucket}/him", options)
+    assert location.read_bytes("photo.jpg") == b"mine"
+
+
+def test_evaluate_reads_ground_truth_and_predictions_from_s3(s3, local_build, tmp_path):
+    from himbench.cli.evaluate import command as evaluate_command
+    from himbench.synthesis.export import export_him2k
+
+    bucket, options = s3
+    export_him2k(local_build, tmp_path / "him2k", progress=False)
+    preds = tmp_path / "him2k" / "alphas"
+    remote = Location.parse(f"{bucket}/run", options)
+    remote.fs.put(str(local_build) + "/", remote.path("gt"), recursive=True)
+    remote.fs.put(str(preds) + "/", remote.path("pred"), recursive=True)
+    runner = CliRunner()
+    common = ["--split", "test", "--quiet", "--workers", "1"]
+    local = runner.invoke(evaluate_command, [str(preds), "--gt", str(local_build), "--out", str(tmp_path / "a"),
+                                             *common])
+    assert local.exit_code == 0, local.output
+    from_s3 = runner.invoke(evaluate_command, [f"{bucket}/run/pred", "--gt", f"{bucket}/run/gt", "--out",
+                                               str(tmp_path / "b"), "--storage-options", json.dumps(options), *common])
+    assert from_s3.exit_code == 0, from_s3.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    staged = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert staged.pop("config")["gt"].startswith(str(tmp_path / "storage-cache"))  # read from the staging cache
+    summary.pop("config")
+    assert summary == staged
+    assert summary["summary"]["num_images"] == 3
+
+
+@pytest.mark.parametrize("value, problem", [("{not json", "not valid JSON"), ("[1, 2]", "must be a JSON object")])
+def test_bad_storage_options_exit_2_naming_the_problem(value, problem, tmp_path):
+    from himbench.cli.build_dataset import command as build_command
+
+    result = CliRunner().invoke(build_command, ["--out", "s3://bucket/him", "--storage-options", value])
+    assert result.exit_code == 2
+    assert "--storage-options" in result.output and problem in result.output
+
+
+def test_push_to_hub_plans_an_s3_source(s3):
+    from himbench.cli.push_to_hub import command as push_command
+
+    bucket, options = s3
+    _build(f"{bucket}/him", options)
+    result = CliRunner().invoke(push_command, [f"{bucket}/him", "me/him", "--dry-run", "--storage-options",
+                                               json.dumps(options)])
+    assert result.exit_code == 0, result.output
+    assert "would upload 6 files" in result.output
+    for name in ("data/test-00000-of-00002.parquet", "data/train-00000-of-00001.parquet", "README.md"):
+        assert name in result.output
+    assert ".himbench-build" not in result.output
+
+
+def test_cli_build_with_sources_from_s3(s3, realdata, tmp_path):
+    from himbench.cli.build_dataset import command as build_command
+    from himbench.shards import ShardFolder
+
+    bucket, options = s3
+    remote = Location.parse(bucket, options)
+    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs") + "/", remote.path("p3m"), recursive=True)
+    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs" / "original") + "/", remote.path("bgs"), recursive=True)
+    args = ["--splits", "test=2", "--size", "64x96", "--workers", "1", "--no-fg-cache", "--no-progress",
+            "--fg", f"{bucket}/p3m", "--bg", f"{bucket}/bgs", "--storage-options", json.dumps(options)]
+    result = CliRunner().invoke(build_command, ["--out", f"{bucket}/him", *args])
+    assert result.exit_code == 0, result.output
+    built = Location.parse(f"{bucket}/him", options)
+    assert built.list("data") == ["test-00000-of-00001.parquet"]
+    config = json.loads(built.read_bytes("build_config.json"))
+    assert all(s.startswith(str(tmp_path / "storage-cache")) for s in config["fg_sources"] + config["bg_sources"])
+    local = _staged(built)
+    table = ShardFolder(local).read_columns(local / "data" / "test-00000-of-00001.parquet", ("fg_sources", "bg_source"))
+    assert any("p_" in name for names in table["fg_sources"] for name in names)
+    assert all(name.endswith(".jpg") for name in table["bg_source"])
+
+
+def _staged(location: Location) -> Path:
+    from himbench.io.storage import stage
+
+    return stage(location.url, location.options)
+
+
+def test_datasets_loads_the_s3_build_as_the_card_says(s3, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    config = pytest.importorskip("datasets.config")
+
+    # datasets' offline switch also stops s3:// data files; this test reaches only the loopback server.
+    monkeypatch.setattr(config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(config, "HF_DATASETS_OFFLINE", False)
+    bucket, options = s3
+    _build(f"{bucket}/him", options)
+    ds = datasets.load_dataset("parquet", data_files={"test": f"{bucket}/him/data/test-*.parquet"},
+                               storage_options=options)
+    assert ds["test"].num_rows == 3 and {"image", "alphas"} <= set(ds["test"].column_names)
