@@ -151,7 +151,8 @@ def _vhim_inputs(data: Path, split: str | None, guidance: str) -> Iterator[Video
             # prediction: refuse, naming the file. (Missing ground-truth mattes only matter for frame 0's seed.)
             for problem in clip.problems:
                 if "frame:" in problem.message or "guidance mask" in problem.message:
-                    raise InputError(problem.file, problem.message)
+                    message = problem.message.split("; scored as")[0].split("; left black")[0]
+                    raise InputError(problem.file, f"{message}; the method cannot run on this clip without it")
             yield VideoInput(name, clip.video, clip.frame_names, clip.frames, clip.alphas, clip.masks)
 
 
