@@ -220,6 +220,19 @@ def test_mask_guided_first_frame_writes_a_complete_folder(tmp_path, clip_build, 
         assert sorted(p for p in out.rglob("*")) == before
 
 
+def test_first_frame_guidance_follows_the_methods_perturbation_and_reanchoring():
+    frames, alphas = make_clip()
+    clip = VideoInput("test", "clip0", clip_frame_names(T), frames, alphas)
+    plain = predict_clip(create_method("mask-only"), clip, guidance="first-frame")
+    # mask-only returns its masks, so warping its own mattes (reanchor) is warping the masks
+    np.testing.assert_array_equal(predict_clip(create_method("mask-only"), clip, guidance="first-frame",
+                                               reanchor=True), plain)
+    eroded = predict_clip(create_method("mask-only", guidance="erode", guidance_radius=3), clip,
+                          guidance="first-frame")
+    assert eroded.shape == plain.shape and (eroded[:, 0] <= plain[:, 0]).all()
+    assert eroded[:, 0].sum() < 0.8 * plain[:, 0].sum()  # the seed was eroded, as the method's guidance says
+
+
 def test_xmem_masks_from_disk_are_used(tmp_path, vhim):
     out = tmp_path / "pred"
     summary = predict_video(create_method("mask-only"), vhim, out, guidance="xmem")
