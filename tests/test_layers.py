@@ -37,6 +37,8 @@ FLOORS: dict[str, str] = {
     "himbench.methods": "core",
     "himbench.device": "core",
     "himbench.guidance": "core",
+    "himbench.mask_tracking": "core",  # first-frame masks carried through a clip (issue 23)
+    "himbench.temporal_smoothing": "core",  # temporal smoothing of per-frame mattes (issue 23)
     "himbench.plotting": "core",
     # services: the workflows, each built on the core.
     "himbench.engines": "services",

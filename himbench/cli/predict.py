@@ -160,10 +160,29 @@ def _refuse_clashing_names(items: list[tuple[str, str, object]]) -> None:
     "--guidance",
     default=None,
     help="Guidance for mask-guided models on built shard folders: masks from the ground truth (binarised at 0.5), "
-    "perturbed by none, erode, dilate, drop, merge or a comma list (e.g. erode,drop).",
+    "perturbed by none, erode, dilate, drop, merge or a comma list (e.g. erode,drop). On video input: first-frame "
+    "(the first frame's ground truth carried through each clip by optical flow: an oracle seed; the default for "
+    "mask-guided methods), xmem or disk:NAME (a V-HIM folder's <split>/NAME/<video>/<frame>/<k>.png masks), or none "
+    "(the default and only choice for methods that find people themselves).",
+)
+@click.option(
+    "--video",
+    is_flag=True,
+    help="Treat the input as video (also detected: a `build-dataset --video` folder or a V-HIM folder): run the "
+    "method frame by frame and write OUT/<split>/<video>/<frame>/<k>.png, k the same person in every frame "
+    "(automatic methods: each frame's people matched to the previous ones by IoU).",
+)
+@click.option(
+    "--smooth",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Video only: temporal smoothing strength w in [0, 1), a moving average of each person's matte over frames "
+    "along optical flow (0 = off). Higher w flickers less but lags behind motion (more per-frame error).",
 )
 def command(
-    model_name, checkpoint, images, out_dir, split, batch_size, device, threads, score_threshold, masks_dir, guidance
+    model_name, checkpoint, images, out_dir, split, batch_size, device, threads, score_threshold, masks_dir, guidance,
+    video, smooth,
 ) -> None:
     """Predict instance mattes for IMAGES (files, folders of images, or built shard folders) with a trained model.
     Any input size; mattes are written at the original size. A bad image is reported and skipped; the rest go on.
@@ -172,7 +191,10 @@ def command(
     GIF, HEIC, a subfolder) is named in one warning line and skipped. Two inputs with one stem (a.jpg and a.png) are
     refused, since they would share one output folder.
 
-    Mask-guided models (mgm, mask-refine-*) need guidance: --masks DIR (any input) or --guidance for shard folders."""
+    Mask-guided models (mgm, mask-refine-*) need guidance: --masks DIR (any input) or --guidance for shard folders.
+
+    Video (one `build-dataset --video` folder or V-HIM folder, or --video): any method or model runs frame by frame;
+    see --guidance and --smooth. The manifest records the method, guidance, smoothing and seed."""
     import torch
     from tqdm import tqdm
 
@@ -193,6 +215,13 @@ def command(
         device = resolve_device(device)
     except InputError as err:
         raise click.BadParameter(str(err), param_hint="--device") from err
+    if video or _is_video(images):
+        _predict_video(model_name, checkpoint, images, out_dir, split, device, guidance, smooth,
+                       {"--masks": masks_dir, "--score-threshold": score_threshold,
+                        "--batch-size": batch_size if batch_size != 1 else None})
+        return
+    if smooth:
+        raise click.UsageError("--smooth applies to video input only")
     overrides = {"score_threshold": score_threshold} if score_threshold is not None else {}
     if model_name is not None and checkpoint is None and _runs_no_model(model_name):
         model, checkpoint = _MethodRunner(model_name, device), f"method:{model_name}"  # mask-cf, mask-only
@@ -278,6 +307,45 @@ def command(
     click.echo(f"wrote predictions for {written} image(s) to {out}" + (f"; {len(failures)} failed" if failures else ""))
     if failures and not written:
         raise SystemExit(1)
+
+
+def _is_video(images: tuple[str, ...]) -> bool:
+    from himbench.predictions.video_writer import is_video_input
+
+    return len(images) == 1 and is_video_input(images[0])
+
+
+def _predict_video(model_name, checkpoint, images, out_dir, split, device, guidance, smooth, unused) -> None:
+    """The video case of predict: one clip build or V-HIM folder, run frame by frame (predict_video)."""
+    from himbench.methods import create_method
+    from himbench.predictions.video_writer import is_video_input, predict_video
+
+    given = sorted(name for name, value in unused.items() if value is not None)
+    if given:
+        raise click.UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to video input")
+    if len(images) != 1 or not is_video_input(images[0]):
+        raise UserError(f"{images[0] if len(images) == 1 else ' '.join(images)}: --video needs exactly one "
+                        "`build-dataset --video` folder or V-HIM folder (<split>/fgr/ and <split>/pha/)")
+    name = model_name or (_stored_model_name(checkpoint) if checkpoint else None)
+    if name is None:
+        raise click.UsageError("pass --model NAME (a method or model) or --checkpoint")
+    try:
+        method = create_method(name, checkpoint=checkpoint, device=device)
+    except KeyError as err:
+        raise click.UsageError(str(err.args[0]) if err.args else str(err)) from err
+    except TypeError as err:
+        raise click.UsageError(str(err)) from err
+    try:
+        summary = predict_video(method, images[0], out_dir, split=split, guidance=guidance, smoothing=smooth,
+                                progress=True)
+    except ValueError as err:  # an InputError is mapped by Command; an option the method cannot use is one line
+        from himbench.io import InputError
+
+        if isinstance(err, InputError):
+            raise
+        raise click.UsageError(str(err)) from err
+    click.echo(f"wrote predictions for {summary['clips']} clip(s), {summary['frames']} frame(s) to {out_dir} "
+               f"(guidance {summary['config']['guidance']}, smoothing {summary['config']['smoothing']:g})")
 
 
 def _read_layout_item(item) -> tuple:
