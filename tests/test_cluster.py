@@ -28,9 +28,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import s3_server as moto_s3  # noqa: E402
+
 from himbench.build_config import BuildConfig  # noqa: E402
 from himbench.engines import cluster as cluster_checks  # noqa: E402
 from himbench.io import InputError  # noqa: E402
+from himbench.io.storage import Location  # noqa: E402
 from himbench.shards import list_shards  # noqa: E402
 from himbench.synthesis import build as build_module  # noqa: E402
 from himbench.synthesis import build_dataset  # noqa: E402
@@ -38,6 +41,10 @@ from himbench.synthesis import build_dataset  # noqa: E402
 pytestmark = pytest.mark.cluster
 
 CONFIG = BuildConfig(splits={"train": 4}, width=128, height=96, images_per_shard=1, seed=5)
+# The builds to S3 (a moto server on 127.0.0.1, which the second node reaches: it shares the loopback network).
+S3_CONFIG = BuildConfig(splits={"train": 2, "test": 4}, width=64, height=96, images_per_shard=2, seed=7)
+s3_server = moto_s3.s3_server
+s3 = moto_s3.s3
 _NODE_START_S = 90.0
 
 
@@ -61,6 +68,21 @@ def reference_build(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference")
     build_dataset(CONFIG, out, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def s3_reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("s3-reference")
+    build_dataset(S3_CONFIG, out, workers=1, progress=False)
+    return out
+
+
+def _object_shards(location: Location) -> dict[str, bytes]:
+    return {name: location.fs.cat_file(location.path("data", name)) for name in location.list("data")}
+
+
+def _file_shards(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in list_shards(folder)}
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +308,110 @@ def test_worker_killed_mid_shard_loses_nothing(two_nodes, reference_build, tmp_p
     assert not stat.is_file() or stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     assert _digest(out) == _digest(reference_build)
     assert sorted(p.name for p in (out / "data").iterdir()) == sorted(_digest(reference_build))
+
+
+# ------------------------------------------------------------------------------ on two nodes, into S3
+def test_s3_build_on_two_nodes_equals_local_build_and_resumes(two_nodes, s3, s3_reference):
+    bucket, options = s3
+    url = f"{bucket}/him"
+    report = build_dataset(S3_CONFIG, url, workers=2, progress=False, engine="ray", storage_options=options)
+    location = Location.parse(url, options)
+    assert _object_shards(location) == _file_shards(s3_reference)
+    assert location.read_bytes("build_config.json") == (s3_reference / "build_config.json").read_bytes()
+    assert not location.exists(build_module.LOCK_FILE)  # released
+    assert cluster_checks.CHECK_DIR not in location.list_dirs()  # the node tokens were removed
+
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    local = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in list_shards(s3_reference)}
+    written = json.loads(location.read_bytes("build_report.json"))["shards"]
+    assert sorted(s["path"] for s in written) == [location.url_of("data", name) for name in sorted(local)]
+    for shard in written:
+        name = shard["path"].rsplit("/", 1)[-1]
+        assert shard["node"].split(" ", 1)[0] in nodes
+        assert shard["sha256"] == local[name]  # taken from the file before its put
+        assert shard["etag"] == location.info("data", name)["etag"]  # read back after the put
+    assert [(s.node, s.sha256, s.etag) for s in report.shards] == [(s["node"], s["sha256"], s["etag"]) for s in written]
+
+    # A rerun resumes: every shard kept, no object rewritten (LastModified and ETag unchanged).
+    before = {name: location.info("data", name) for name in location.list("data")}
+    time.sleep(1.1)  # S3 times have one-second resolution: a rewrite would show
+    again = build_dataset(S3_CONFIG, url, workers=2, progress=False, engine="ray", storage_options=options)
+    assert [s.resumed for s in again.shards] == [True] * 3
+    assert {name: location.info("data", name) for name in location.list("data")} == before
+    assert [(s.node, s.sha256, s.etag) for s in again.shards] == [(s["node"], s["sha256"], s["etag"]) for s in written]
+
+
+def test_s3_verify_refuses_a_replaced_or_missing_object(two_nodes, s3, s3_reference):
+    bucket, options = s3
+    url = f"{bucket}/him"
+    report = build_dataset(S3_CONFIG, url, workers=2, progress=False, engine="ray", storage_options=options)
+    location = Location.parse(url, options)
+    cluster_checks.verify_shards(report.shards, options)  # as built: fine
+    first, second = (s.path.rsplit("/", 1)[-1] for s in report.shards[:2])
+    location.put_bytes(location.read_bytes("data", first) + b"x", "data", first)
+    with pytest.raises(InputError, match=r"ETag is \w+, but node .* reported \w+ after its put") as err:
+        cluster_checks.verify_shards(report.shards, options)
+    assert err.value.source == report.shards[0].path
+    location.delete("data", second)
+    with pytest.raises(InputError, match="is missing from the output location") as err:
+        cluster_checks.verify_shards(report.shards[1:], options)
+    assert err.value.source == report.shards[1].path
+    assert location.exists("data", first)  # nothing deleted
+
+
+def test_worker_killed_mid_shard_of_an_s3_build_loses_nothing(two_nodes, s3, s3_reference, tmp_path, monkeypatch):
+    bucket, options = s3
+    url = f"{bucket}/killed"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setattr(build_module, "build_shard", functools.partial(_slow_build_shard, str(markers)))
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["report"] = build_dataset(S3_CONFIG, url, workers=2, progress=False, engine="ray",
+                                             storage_options=options)
+        except BaseException as err:  # re-raised by the test below
+            result["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    marker = markers / "shard-1.pid"
+    deadline = time.monotonic() + 60
+    while not (marker.is_file() and marker.read_text()):
+        assert time.monotonic() < deadline and thread.is_alive(), "shard 1 never started"
+        time.sleep(0.1)
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # the Ray worker making test shard 1, before its put
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    if "error" in result:
+        raise result["error"]
+    assert result["report"].num_images == 6
+    location = Location.parse(url, options)
+    assert _object_shards(location) == _file_shards(s3_reference)
+    assert location.list("data") == sorted(_file_shards(s3_reference))  # no partial object left
+
+
+def test_evaluate_reads_ground_truth_of_a_cluster_build_from_s3(two_nodes, s3, s3_reference, tmp_path):
+    from click.testing import CliRunner
+
+    from himbench.cli.evaluate import command as evaluate_command
+    from himbench.synthesis.export import export_him2k
+
+    bucket, options = s3
+    url = f"{bucket}/him"
+    build_dataset(S3_CONFIG, url, workers=2, progress=False, engine="ray", storage_options=options)
+    export_him2k(s3_reference, tmp_path / "him2k", progress=False)
+    preds = tmp_path / "him2k" / "alphas"
+    common = [str(preds), "--split", "test", "--quiet", "--workers", "1"]
+    runner = CliRunner()
+    local = runner.invoke(evaluate_command, [*common, "--gt", str(s3_reference), "--out", str(tmp_path / "a")])
+    assert local.exit_code == 0, local.output
+    remote = runner.invoke(evaluate_command, [*common, "--gt", url, "--out", str(tmp_path / "b"),
+                                              "--storage-options", json.dumps(options)])
+    assert remote.exit_code == 0, remote.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    staged = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert staged.pop("config")["gt"].startswith(str(tmp_path / "storage-cache"))  # read from the store
+    summary.pop("config")
+    assert summary == staged and summary["summary"]["num_images"] == 4

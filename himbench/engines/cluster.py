@@ -13,8 +13,9 @@ driver would report shards it does not have. So, before any work:
   package); a node that sees other files, or runs other code, is refused naming the node and the folder.
 
 After the work, each shard's report carries the node that wrote it (:func:`writer_node`) and its sha256
-(:func:`file_sha256`); :func:`verify_shards` checks every listed shard exists with that checksum before the driver
-writes its card. Locations are paths or fsspec URLs (``s3://bucket/him``), opened with
+(:func:`file_sha256`, of the bytes written: on a store, of the local file before its put) and, on a store, the
+object's ETag read back after the put; :func:`verify_shards` checks every listed shard exists as written before the
+driver writes its card. Locations are paths or fsspec URLs (``s3://bucket/him``), opened with
 ``fsspec.core.url_to_fs(location, **storage_options)``.
 """
 
@@ -305,18 +306,45 @@ def preflight(engine: str, workers: int | None, ray_address: str | None, locatio
 
 
 def verify_shards(shards: Iterable[Any], storage_options: dict | None = None) -> None:
-    """Check that every shard report (``.path``, ``.sha256``, ``.node``) names a file that exists with that sha256;
-    InputError naming the first shard that is missing or differs. Nothing is deleted."""
+    """Check that every shard report (``.path``, ``.sha256``, ``.node``, optionally ``.etag``) names a file that
+    exists as its writer made it; InputError naming the first shard that is missing or differs. Nothing is deleted.
+
+    A local file (or an object whose writer recorded no ETag) is read and its sha256 compared. An object with an
+    ETag is not downloaded: its ETag is read back (one HEAD request) and compared with the one the writer read right
+    after its put. The store computes the ETag from the bytes it received (the MD5 of a single-part put), so any other
+    put to that name changes it, and the writer's sha256 is of the very file it put."""
+    fs_cache: dict[str, Any] = {}
     for shard in shards:
         expected = getattr(shard, "sha256", "")
+        etag = getattr(shard, "etag", "")
         writer = getattr(shard, "node", "") or "unknown"
         try:
-            found = file_sha256(shard.path, storage_options)
+            if etag:
+                found_etag = _etag(str(shard.path), storage_options, fs_cache)
+            else:
+                found = file_sha256(shard.path, storage_options)
         except (FileNotFoundError, OSError):
             raise InputError(shard.path, f"this shard, written by node {writer}, is missing from the output "
                                          "location; its node may not share it: use object storage (s3://...) or a "
                                          "shared filesystem, then rerun the build (finished shards are kept)") from None
-        if expected and found != expected:
+        if etag and found_etag != etag:
+            raise InputError(shard.path, f"this shard's ETag is {found_etag}, but node {writer} reported {etag} "
+                                         "after its put; another process may have replaced it. Rerun the build (it "
+                                         "redoes shards that are not this build's)")
+        if not etag and expected and found != expected:
             raise InputError(shard.path, f"this shard's sha256 is {found}, but node {writer} reported {expected}; "
                                          "another process may have changed it. Rerun the build (it redoes shards "
                                          "that are not this build's)")
+
+
+def _etag(location: str, storage_options: dict | None, fs_cache: dict[str, Any]) -> str | None:
+    """The ETag of the object at ``location`` as the store reports it now (not a listing cached earlier)."""
+    protocol = location.split("://", 1)[0]
+    if protocol not in fs_cache:
+        fs, _ = _fs(location, storage_options)
+        fs.invalidate_cache()  # workers in other processes wrote since this process last listed
+        fs_cache[protocol] = fs
+    fs = fs_cache[protocol]
+    info = fs.info(fs._strip_protocol(location))
+    etag = info.get("ETag") or info.get("etag")
+    return str(etag).strip('"') if etag else None

@@ -6,20 +6,30 @@ A shard is written atomically; on restart, shards whose footer carries this buil
 count are kept and everything else is redone. The bad sources met by the shards of an earlier (interrupted) run are
 kept in the report of the resumed run (``.himbench-build-progress.json`` records them as shards finish).
 
+One driver (:func:`build_dataset`) builds into a :class:`~himbench.io.storage.Location`: a local folder or an
+fsspec URL (``s3://bucket/prefix``). The few things a store does differently are small functions chosen by the
+location: how a shard is written (local: write then rename; store: one put of the finished local file), how its
+footer is read (a local file; ranged reads of an object), the lock (an ``O_EXCL`` file; a lock object with a lease,
+:func:`himbench.io.storage.lease_lock`), how the output is listed, and where the card reads its statistics.
+
 The output folder is someone's disk: a build never deletes or overwrites a file it did not write.
 
 - An existing, non-empty ``out_dir`` without ``build_config.json`` is refused, unless ``overwrite``; then only the
   files a build writes (``data/<split>-NNNNN-of-NNNNN.parquet``, ``README.md``, ``build_config.json``,
   ``build_report.json``) are replaced and everything else is left alone.
 - A folder holding another configuration's build is refused unless ``overwrite``.
-- ``.himbench-build.lock`` (created exclusively, holding the pid) makes a second concurrent build into the same
-  folder fail clearly; a lock left by a process that no longer exists is taken over.
+- ``.himbench-build.lock`` makes a second concurrent build into the same folder fail clearly: locally a file created
+  exclusively, holding the pid (a lock left by a process that no longer exists is taken over); on a store an object
+  created only if absent, holding a lease (an expired lease is taken over).
 - ``.himbench-build-sources.json`` records what the source folders held when the build started
   (:mod:`himbench.synthesis.digest`: names, sizes, modification times). A resume whose source folders differ is
   refused, naming the change (kept shards would mix files of the old and the new sources), unless ``overwrite``,
   which rebuilds every shard from the current sources.
 - Everything that can be checked before writing is checked first (the config when it is made, the source folders
   and their listing before the output folder is created); a folder that cannot be written is an InputError.
+- On Ray, every node must write the output location and read the sources, checked before any work
+  (:func:`himbench.engines.cluster.preflight`); each shard's report names its writer and checksum, and every listed
+  shard is verified before the report and the card (:func:`himbench.engines.cluster.verify_shards`).
 
 Photo + alpha sources need their foreground colours estimated. Before the shards start, the build lists the ones its
 images draw, looks each up in the on-disk cache (:mod:`himbench.synthesis.fgcache`, ``fg_cache``) and computes the
@@ -29,9 +39,11 @@ caches it itself. The cache never changes the output bytes, and its place is not
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -40,17 +52,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from himbench.build_config import BuildConfig
-from himbench.engines import cluster, map_tasks  # cluster (h-cluster): node checks, shard writers and checksums
+from himbench.engines import cluster, map_tasks
 from himbench.io import InputError, read_json
-from himbench.io.atomic import atomic_write_text
-from himbench.io.storage import Location, is_url
+from himbench.io.storage import Location, lease_lock
 from himbench.shards import (
     CONFIG_FILE,
     DATA_DIR,
     REPORT_FILE,
     is_shard_name,
     read_shard_metadata,
-    shard_dir,
     shard_name,
     write_shard,
 )
@@ -104,7 +114,8 @@ class ShardReport:
     dropped: dict[str, int] = field(default_factory=dict)  # people left out, by reason (sampler.DROP_*)
     off_range_images: int = 0  # images whose most-hidden person missed config.occlusion_range (kept, counted)
     node: str = cluster.LOCAL_NODE  # who wrote it: a Ray node "<id> (<host>/<ip>)", or "local"
-    sha256: str = ""  # of the shard file as written; checked before the card is written
+    sha256: str = ""  # of the shard's bytes as written; checked before the card is written
+    etag: str = ""  # object stores: the ETag the store gave the object its writer put ("" on a local disk)
 
 
 @dataclass
@@ -155,8 +166,16 @@ class BuildReport:
             "occlusion_out_of_range": self.occlusion_out_of_range,
             "seconds": dict(sum((Counter(s.seconds) for s in self.shards), Counter())),
             "foreground_estimates": self.foreground_estimates,
-            "shards": [asdict(s) for s in self.shards],
+            "shards": [_shard_dict(s) for s in self.shards],
         }
+
+
+def _shard_dict(shard: ShardReport) -> dict:
+    # A local build's report has no "etag" (it has none), so its report keeps the same keys as before stores.
+    data = asdict(shard)
+    if not data["etag"]:
+        del data["etag"]
+    return data
 
 
 def plan_shards(config: BuildConfig) -> list[ShardTask]:
@@ -173,14 +192,14 @@ def shard_is_complete(path: Path, task: ShardTask, config: BuildConfig) -> bool:
     """True when ``path`` is a finished shard of this very build (right fingerprint and row count) that has the
     ``occlusion`` column: a shard of the same build made before the column existed is redone, so that one folder
     never mixes two schemas (the other columns come out the same)."""
-    import pyarrow.parquet as pq
+    return _is_complete(functools.partial(_local_footer, Path(path)), task, config)
 
-    if not path.is_file():
-        return False
+
+def _is_complete(footer, task: ShardTask, config: BuildConfig) -> bool:
+    """:func:`shard_is_complete` given ``footer()``, the (rows, metadata, columns) reader of one shard."""
     try:
-        rows, meta = read_shard_metadata(path)
-        columns = pq.read_schema(path).names
-    except Exception:  # a truncated file from a crash is simply redone
+        rows, meta, columns = footer()
+    except Exception:  # absent, or a truncated file from a crash: simply redone
         return False
     return (rows == task.stop - task.start and meta.get(FINGERPRINT_KEY) == config.fingerprint()
             and "occlusion" in columns)
@@ -199,14 +218,14 @@ def build_shard(
     bg_refs: list[BackgroundRef],
 ) -> ShardReport:
     """Make and atomically write one shard. Pure function of its arguments (plus the files the refs name).
-    ``out_dir`` a :class:`~himbench.io.storage.Location` (object storage): the shard is put there as one object."""
+    ``out_dir``: a local folder or a :class:`~himbench.io.storage.Location` (what the driver hands out, so that a
+    worker on another machine writes where the driver reads)."""
     import cv2
 
     from himbench.synthesis.sampler import synthesize_image
 
     cv2.setNumThreads(1)  # parallelism comes from processes; threads inside would oversubscribe the cores
-    remote = isinstance(out_dir, Location)
-    path = out_dir.url_of(DATA_DIR, task.filename) if remote else shard_dir(out_dir) / task.filename
+    location = out_dir if isinstance(out_dir, Location) else Location.parse(out_dir)
     rows, problems, seconds, dropped = [], [], Counter(), Counter()
     short = below_min = off_range = 0
     for index in range(task.start, task.stop):
@@ -220,18 +239,158 @@ def build_shard(
         dropped.update(result.dropped)
         off_range += not result.in_range
     tic = time.perf_counter()
-    if remote:
-        from himbench.synthesis.store_build import write_remote_shard
-
-        write_remote_shard(rows, out_dir, task.filename, {FINGERPRINT_KEY: config.fingerprint()})
-    else:
-        write_shard(rows, path, metadata={FINGERPRINT_KEY: config.fingerprint()})
+    sha256, etag = _write_shard(rows, location, task.filename, {FINGERPRINT_KEY: config.fingerprint()})
     seconds["write"] += time.perf_counter() - tic
-    return ShardReport(task.split, task.index, str(path), len(rows), False, problems, dict(seconds), short, below_min,
-                       dict(sorted(dropped.items())), off_range,
-                       node=cluster.writer_node(), sha256=cluster.file_sha256(path))  # h-cluster
+    return ShardReport(task.split, task.index, location.url_of(DATA_DIR, task.filename), len(rows), False, problems,
+                       dict(seconds), short, below_min, dict(sorted(dropped.items())), off_range,
+                       node=cluster.writer_node(), sha256=sha256, etag=etag)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# What differs between a local folder and an object store: small functions chosen by the Location. The driver
+# (build_dataset and _build_locked) is the same for both.
+
+
+def _write_shard(rows: list[dict], location: Location, filename: str, metadata: dict[str, str]) -> tuple[str, str]:
+    """Write one shard atomically; (sha256 of its bytes, ETag of the object or "" on a local disk).
+
+    Local: :func:`himbench.shards.write_shard` writes a temporary file and renames it. Object store: the same writer
+    makes a local temporary file, whose sha256 is taken before it is put whole, in one put (an object is whole or
+    absent); the ETag the store gives it is read back once, for :func:`himbench.engines.cluster.verify_shards`."""
+    if location.is_local:
+        path = write_shard(rows, location.path(DATA_DIR, filename), metadata=metadata)
+        return cluster.file_sha256(path), ""
+    with tempfile.TemporaryDirectory(prefix="himbench-shard-") as tmp:
+        local = write_shard(rows, Path(tmp) / filename, metadata=metadata)
+        sha256 = cluster.file_sha256(local)
+        location.put_file(local, DATA_DIR, filename)
+    return sha256, location.info(DATA_DIR, filename)["etag"] or ""
+
+
+def _footer(location: Location, filename: str) -> tuple[int, dict[str, str], list[str]]:
+    """(row count, key-value metadata, column names) of a shard, from its footer only: a local file, or a few ranged
+    reads of an object. FileNotFoundError when absent."""
+    import pyarrow.parquet as pq
+
+    if location.is_local:
+        return _local_footer(Path(location.path(DATA_DIR, filename)))
+    with location.fs.open(location.path(DATA_DIR, filename), "rb") as handle:
+        meta = pq.ParquetFile(handle).metadata
+        kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
+        return meta.num_rows, kv, meta.schema.to_arrow_schema().names
+
+
+def _local_footer(path: Path) -> tuple[int, dict[str, str], list[str]]:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    rows, meta = read_shard_metadata(path)
+    return rows, meta, pq.read_schema(path).names
+
+
+def _shard_files(location: Location) -> list[str]:
+    """Names of the plain shard files in ``data/`` (a local link is not a file of ours)."""
+    if location.is_local:
+        data_dir = Path(location.path(DATA_DIR))
+        if not data_dir.is_dir():
+            return []
+        return sorted(p.name for p in data_dir.glob("*.parquet") if not p.is_symlink() and p.is_file()
+                      and is_shard_name(p.name))
+    return [name for name in location.list(DATA_DIR) if name.endswith(".parquet") and is_shard_name(name)]
+
+
+def _options(location: Location) -> dict | None:
+    """The storage options for fsspec calls: a local folder takes none."""
+    return None if location.is_local else location.options
+
+
+def _exists(location: Location, name: str) -> bool:
+    return Path(location.path(name)).exists() if location.is_local else location.exists(name)
+
+
+def _read_json(location: Location, name: str, max_bytes: int = 256 << 20):
+    """The JSON object ``name`` (None when absent); InputError naming it when it is not JSON or too large."""
+    if location.is_local:
+        path = Path(location.url) / name
+        return read_json(path, max_bytes=max_bytes) if path.is_file() else None
+    try:
+        data = location.read_bytes(name, max_bytes=max_bytes)
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError as err:
+        raise InputError(location.url_of(name), f"is not valid JSON ({err})") from None
+
+
+def _make_folder(location: Location) -> None:
+    """Create a local output folder (an object store has no folders to make)."""
+    if not location.is_local:
+        return
+    out_dir = Path(location.url)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
+
+
+def _lock(location: Location):
+    """The build lock: an O_EXCL file holding a pid on a local disk, a lock object with a lease on a store."""
+    return build_lock(Path(location.url)) if location.is_local else lease_lock(location, LOCK_FILE)
+
+
+def _foreign_entries(location: Location) -> list[str]:
+    """Entries of the output location that a build that never got to write its config cannot have left."""
+    ours = (LOCK_FILE, PROGRESS_FILE, SOURCES_FILE)
+    if not location.is_local:
+        foreign = [n for n in location.list() if n not in ours]
+        foreign += [d for d in location.list_dirs() if d != DATA_DIR]
+        foreign += [f"{DATA_DIR}/{n}" for n in location.list(DATA_DIR) if not n.startswith(".")]
+        return sorted(foreign)
+    foreign = []
+    for entry in sorted(os.scandir(location.url), key=lambda e: e.name):
+        if entry.name in ours:
+            continue
+        if entry.name == DATA_DIR and entry.is_dir(follow_symlinks=False) and not any(
+            not name.startswith(".") for name in os.listdir(entry.path)
+        ):
+            continue
+        foreign.append(entry.name)
+    return foreign
+
+
+def _remove_partial_writes(location: Location) -> None:
+    """Temporary files of shards left by a crashed local write (an object store has none: a put is whole)."""
+    if location.is_local:
+        for leftover in Path(location.path(DATA_DIR)).glob(".*.parquet.*.tmp"):  # atomic_write_bytes' temp files
+            leftover.unlink(missing_ok=True)
+
+
+def _write_card(location: Location, config: BuildConfig, report: BuildReport) -> None:
+    from himbench.synthesis.card import (
+        card_statistics,
+        command_line,
+        render_dataset_card,
+        url_load_text,
+        write_dataset_card,
+    )
+
+    if location.is_local:
+        write_dataset_card(location.url, config, report)
+        return
+    # The statistics come from the shards as stored, read into a temporary folder.
+    with tempfile.TemporaryDirectory(prefix="himbench-card-") as tmp:
+        data = Path(tmp) / DATA_DIR
+        data.mkdir()
+        for name in _shard_files(location):
+            location.fs.get_file(location.path(DATA_DIR, name), str(data / name))
+        stats = card_statistics(tmp)
+    text = render_dataset_card(config, stats, len(report.problems), command_line(config), location.url)
+    location.put_bytes(url_load_text(text, location.url, config).encode(), CARD_FILE)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -292,85 +451,67 @@ def build_lock(out_dir: Path) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
-def _foreign_entries(out_dir: Path) -> list[str]:
-    """Entries of ``out_dir`` that a build that never got to write its config cannot have left."""
-    foreign = []
-    for entry in sorted(os.scandir(out_dir), key=lambda e: e.name):
-        if entry.name in (LOCK_FILE, PROGRESS_FILE, SOURCES_FILE):
-            continue
-        if entry.name == DATA_DIR and entry.is_dir(follow_symlinks=False) and not any(
-            not name.startswith(".") for name in os.listdir(entry.path)
-        ):
-            continue
-        foreign.append(entry.name)
-    return foreign
-
-
-def _remove_own_shards(out_dir: Path, keep: set[str] = frozenset(), only_fingerprinted: bool = False) -> None:
+def _remove_own_shards(location: Location, keep: set[str] = frozenset(), only_fingerprinted: bool = False) -> None:
     """Delete the shard files (``data/<split>-NNNNN-of-NNNNN.parquet``) not in ``keep``; any other file stays.
     ``only_fingerprinted``: delete only shards whose footer says a himbench build wrote them."""
-    data_dir = shard_dir(out_dir)
-    if not data_dir.is_dir():
-        return
-    for path in data_dir.glob("*.parquet"):
-        if not is_shard_name(path.name) or path.name in keep or path.is_symlink() or not path.is_file():
+    for name in _shard_files(location):
+        if name in keep:
             continue
         if only_fingerprinted:
             try:
-                _, meta = read_shard_metadata(path)
+                _, meta, _ = _footer(location, name)
             except Exception:  # unreadable: not provably ours, leave it
                 continue
             if FINGERPRINT_KEY not in meta:
                 continue
-        path.unlink()
+        location.delete(DATA_DIR, name)
 
 
-def _prepare_out_dir(config: BuildConfig, out_dir: Path, overwrite: bool, listings: dict) -> bool:
-    """Check that ``out_dir`` may receive this build and write its config and the listing of its sources
+def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, listings: dict) -> bool:
+    """Check that ``location`` may receive this build and write its config and the listing of its sources
     (``listings``, :func:`~himbench.synthesis.digest.source_listings`); True when resuming the same build."""
-    config_path = out_dir / CONFIG_FILE
     same = False
-    if config_path.exists():
+    if _exists(location, CONFIG_FILE):
+        config_url = location.url_of(CONFIG_FILE)
         try:
-            existing = BuildConfig.from_dict(read_json(config_path, max_bytes=1 << 20))
+            existing = BuildConfig.from_dict(_read_json(location, CONFIG_FILE, max_bytes=1 << 20))
             same = existing.fingerprint() == config.fingerprint()
         except (InputError, ValueError, TypeError) as err:
             if not overwrite:
-                raise InputError(config_path, f"cannot parse the existing build config ({err}); choose another "
-                                              "--out or pass --overwrite to replace that build") from err
+                raise InputError(config_url, f"cannot parse the existing build config ({err}); choose another "
+                                             "--out or pass --overwrite to replace that build") from err
         if not same and not overwrite:
             raise InputError(
-                out_dir,
+                location.url,
                 "holds a build with a different configuration; choose another --out or pass --overwrite to replace it",
             )
     else:
-        foreign = _foreign_entries(out_dir)
+        foreign = _foreign_entries(location)
         if foreign and not overwrite:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise InputError(
-                out_dir,
+                location.url,
                 f"is not empty ({shown}) and holds no himbench build ({CONFIG_FILE}); choose a new or empty --out, "
                 "or pass --overwrite to write the build into it (only the files a build writes are replaced)",
             )
     if same:
-        same = _same_sources(out_dir, listings, overwrite)
+        same = _same_sources(location, listings, overwrite)
     if not same:
-        _remove_own_shards(out_dir)
-        (out_dir / PROGRESS_FILE).unlink(missing_ok=True)
+        _remove_own_shards(location)
+        location.delete(PROGRESS_FILE)
     # The listing goes first: a build_config.json without it would be one whose sources cannot be proven.
-    atomic_write_text(out_dir / SOURCES_FILE, json.dumps(listings) + "\n")
-    atomic_write_text(config_path, json.dumps(config.to_dict(), indent=2) + "\n")
+    location.put_bytes((json.dumps(listings) + "\n").encode(), SOURCES_FILE)
+    location.put_bytes((json.dumps(config.to_dict(), indent=2) + "\n").encode(), CONFIG_FILE)
     return same
 
 
-def _same_sources(out_dir: Path, listings: dict, overwrite: bool) -> bool:
-    """True when the source folders hold what they held when the build in ``out_dir`` started; False when they
+def _same_sources(location: Location, listings: dict, overwrite: bool) -> bool:
+    """True when the source folders hold what they held when the build in ``location`` started; False when they
     differ and ``overwrite`` (the build is redone from the current sources); else InputError naming the change."""
-    path = out_dir / SOURCES_FILE
     if not listings["sources"]:  # embedded sources only: versioned by the code, in the fingerprint
         return True
     try:
-        recorded = read_json(path, max_bytes=256 << 20) if path.is_file() else None
+        recorded = _read_json(location, SOURCES_FILE)
     except InputError:
         recorded = None
     differences = compare_listings(recorded, listings)
@@ -380,32 +521,30 @@ def _same_sources(out_dir: Path, listings: dict, overwrite: bool) -> bool:
         return False
     more = f" (and {len(differences) - 1} more changed source(s))" if len(differences) > 1 else ""
     raise InputError(
-        out_dir,
+        location.url,
         f"cannot resume: {differences[0]}{more}; kept shards would mix old and new source files. Choose a new --out, "
         "remove this build, or pass --overwrite to rebuild it from the current sources",
     )
 
 
-def _earlier_shards(out_dir: Path, config: BuildConfig) -> dict[str, ShardReport]:
+def _earlier_shards(location: Location, config: BuildConfig) -> dict[str, ShardReport]:
     """What each shard of an earlier run of this very build met (bad sources, people left out), by shard file name:
     the report of a resumed run keeps it for the shards it keeps."""
     found: dict[str, ShardReport] = {}
     for name in (REPORT_FILE, PROGRESS_FILE):
-        path = out_dir / name
-        if not path.is_file():
-            continue
         try:
-            data = read_json(path)
-            if data.get("fingerprint") != config.fingerprint():
+            data = _read_json(location, name)
+            if not isinstance(data, dict) or data.get("fingerprint") != config.fingerprint():
                 continue
             for shard in data.get("shards", []):
-                found[Path(str(shard["path"])).name] = ShardReport(
+                found[str(shard["path"]).replace("\\", "/").rsplit("/", 1)[-1]] = ShardReport(
                     str(shard["split"]), int(shard["index"]), str(shard["path"]), int(shard["num_images"]), True,
                     [str(p) for p in shard.get("problems", [])], {}, int(shard.get("short_images", 0)),
                     int(shard.get("below_min_images", 0)),
                     {str(k): int(v) for k, v in dict(shard.get("dropped", {})).items()},
                     int(shard.get("off_range_images", 0)),
-                    node=str(shard.get("node", "")), sha256=str(shard.get("sha256", "")),  # h-cluster
+                    node=str(shard.get("node", "")), sha256=str(shard.get("sha256", "")),
+                    etag=str(shard.get("etag", "")),
                 )
         except (InputError, AttributeError, KeyError, TypeError, ValueError):  # damaged: the skips are found again
             continue
@@ -426,45 +565,44 @@ def build_dataset(
 ) -> BuildReport:
     """Build (or resume) a dataset into ``out_dir``; returns what was done. See the module docstring.
 
-    ``out_dir`` may be an fsspec URL (``s3://bucket/prefix``) with its ``storage_options``: see
-    :mod:`himbench.synthesis.store_build` (same guarantees, a lock object with a lease).
+    ``out_dir`` is a local folder or an fsspec URL (``s3://bucket/prefix``) reached with ``storage_options``
+    (credentials, endpoint): one driver for both, with the same guarantees (docs/storage.md).
 
     ``engine`` is ``"local"`` (process pool with ``workers`` processes) or ``"ray"`` (``ray_address`` of a cluster, or a
-    local Ray with ``workers`` CPUs); both give byte-identical shards. ``fg_cache``: folder of the estimated-
-    foreground cache (None: :func:`~himbench.synthesis.fgcache.default_fg_cache_dir`; False: no on-disk cache).
+    local Ray with ``workers`` CPUs); both give byte-identical shards. On Ray, every node must reach ``out_dir`` and
+    the sources, which is checked before any work (:func:`himbench.engines.cluster.preflight`). ``fg_cache``: folder
+    of the estimated-foreground cache (None: :func:`~himbench.synthesis.fgcache.default_fg_cache_dir`; False: no
+    on-disk cache).
     """
     # Sources are listed before anything is written: a bad source leaves no folder behind.
     fg_refs, listing_problems = scan_foregrounds(config.fg_sources)
     bg_refs = scan_backgrounds(config.bg_sources)
     listings = source_listings(config)
-    if is_url(out_dir):
-        from himbench.synthesis.store_build import build_to_store
-
-        return build_to_store(config, Location.parse(out_dir, storage_options),
-                              (fg_refs, listing_problems, bg_refs, listings), workers, overwrite, progress, write_card,
-                              engine, ray_address, fg_cache)
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
+    location = Location.parse(out_dir, storage_options)
+    if location.protocol == "memory" and (workers != 1 or engine != "local"):
+        # Each worker process has its own memory: shards put there would never reach this process.
+        raise InputError(location.url, "memory:// is one process's memory; build to it with --workers 1")
+    _make_folder(location)
     sources = (fg_refs, listing_problems, bg_refs, listings)
     try:
-        with build_lock(out_dir), cluster.preflight(  # h-cluster: every Ray node sees --out and the sources
-            engine, workers, ray_address, out_dir, [*config.fg_sources, *config.bg_sources]
-        ):
+        # On Ray, every node must write the output location and read the sources before any work starts.
+        with _lock(location), cluster.preflight(engine, workers, ray_address, location.url,
+                                                [*config.fg_sources, *config.bg_sources], _options(location)):
             return _build_locked(
-                config, out_dir, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache
+                config, location, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache
             )
-    except OSError as err:  # a read-only or full disk, a folder made immutable: one line, not a traceback
+    except OSError as err:  # a read-only or full disk, no bucket, denied: one line, not a traceback
+        if not location.is_local:
+            raise InputError(location.url, f"cannot write the build ({err})") from err
         raise InputError(
-            err.filename or out_dir, f"cannot write the build ({err.strerror or err}); is {out_dir} writable?"
+            err.filename or location.url,
+            f"cannot write the build ({err.strerror or err}); is {location.url} writable?",
         ) from err
 
 
 def _build_locked(
     config: BuildConfig,
-    out_dir: Path,
+    location: Location,
     sources: tuple,
     workers: int | None,
     overwrite: bool,
@@ -476,26 +614,29 @@ def _build_locked(
 ) -> BuildReport:
     fg_refs, listing_problems, bg_refs, listings = sources
     fg_refs = _with_fg_cache(fg_refs, fg_cache)
-    same = _prepare_out_dir(config, out_dir, overwrite, listings)
-    shard_dir(out_dir).mkdir(exist_ok=True)
-    _remove_partial_writes(shard_dir(out_dir))  # of a crashed earlier run
+    same = _prepare_out_dir(config, location, overwrite, listings)
+    if location.is_local:
+        Path(location.path(DATA_DIR)).mkdir(exist_ok=True)
+    _remove_partial_writes(location)  # of a crashed earlier run
     tasks = plan_shards(config)
     expected = {task.filename for task in tasks}
     # Shards of another split size cannot belong to this build (only shard files a build wrote are removed).
-    _remove_own_shards(out_dir, keep=expected, only_fingerprinted=True)
-    earlier = _earlier_shards(out_dir, config) if same else {}
+    _remove_own_shards(location, keep=expected, only_fingerprinted=True)
+    earlier = _earlier_shards(location, config) if same else {}
 
     reports: list[ShardReport] = []
     todo = []
     for task in tasks:
-        path = shard_dir(out_dir) / task.filename
-        if shard_is_complete(path, task, config):
+        url = location.url_of(DATA_DIR, task.filename)
+        if _is_complete(functools.partial(_footer, location, task.filename), task, config):
             kept = earlier.get(task.filename)
             if kept is None:  # no record of it (a damaged progress file): its bad sources are not known again
-                kept = ShardReport(task.split, task.index, str(path), task.stop - task.start, True)
-            kept = replace(kept, path=str(path), num_images=task.stop - task.start, resumed=True, seconds={})
-            if not kept.sha256:  # h-cluster: a shard of a run before checksums were recorded
-                kept = replace(kept, sha256=cluster.file_sha256(path))
+                kept = ShardReport(task.split, task.index, url, task.stop - task.start, True)
+            kept = replace(kept, path=url, num_images=task.stop - task.start, resumed=True, seconds={})
+            if not kept.sha256:  # a shard of a run before checksums were recorded
+                kept = replace(kept, sha256=cluster.file_sha256(url, _options(location)))
+            if not location.is_local and not kept.etag:
+                kept = replace(kept, etag=location.info(DATA_DIR, task.filename)["etag"] or "")
             reports.append(kept)
         else:
             todo.append(task)
@@ -503,25 +644,25 @@ def _build_locked(
     estimates = prepare_foregrounds(config, todo, fg_refs, workers, progress)
     bar = _progress(total=sum(t.stop - t.start for t in tasks), enabled=progress)
     bar.update(sum(r.num_images for r in reports))
-    items = [(config, task, str(out_dir), fg_refs, bg_refs) for task in todo]
+    # Workers get the Location (URL and storage options), never a path on this machine's disk alone.
+    items = [(config, task, location, fg_refs, bg_refs) for task in todo]
     shards = map_tasks(build_shard, items, workers=workers, ordered=False, engine=engine, ray_address=ray_address)
     for _, report in shards:
         reports.append(report)
         bar.update(report.num_images)
         # Record the skips as shards finish, so a resumed run still reports those of shards it keeps.
-        partial = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)
-        atomic_write_text(out_dir / PROGRESS_FILE, json.dumps(partial.to_dict()) + "\n")
+        partial = BuildReport(location.url, reports, listing_problems, config.fingerprint(), estimates)
+        location.put_bytes((json.dumps(partial.to_dict()) + "\n").encode(), PROGRESS_FILE)
     bar.close()
-    _remove_partial_writes(shard_dir(out_dir))  # of workers killed mid-write (their shards were redone)
+    _remove_partial_writes(location)  # of workers killed mid-write (their shards were redone)
     # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
-    cluster.verify_shards(reports)  # h-cluster: every listed shard is here with its checksum, before report and card
-    report = BuildReport(str(out_dir), reports, listing_problems, config.fingerprint(), estimates)
-    atomic_write_text(out_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
+    # Every listed shard must be where the driver reads, as its writer made it, before the report and the card.
+    cluster.verify_shards(reports, _options(location))
+    report = BuildReport(location.url, reports, listing_problems, config.fingerprint(), estimates)
+    location.put_bytes((json.dumps(report.to_dict(), indent=2) + "\n").encode(), REPORT_FILE)
     if write_card:
-        from himbench.synthesis.card import write_dataset_card
-
-        write_dataset_card(out_dir, config, report)
+        _write_card(location, config, report)
     return report
 
 
@@ -583,11 +724,6 @@ def prepare_foregrounds(
         "seconds": round(time.perf_counter() - tic, 3),
         "cap": list(cap),
     }
-
-
-def _remove_partial_writes(data_dir: Path) -> None:
-    for leftover in data_dir.glob(".*.parquet.*.tmp"):  # atomic_write_bytes' temp files of shards
-        leftover.unlink(missing_ok=True)
 
 
 def _progress(total: int, enabled: bool, desc: str = "build", unit: str = "img"):
