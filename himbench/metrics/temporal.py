@@ -161,8 +161,7 @@ def _farneback(gt: np.ndarray, threads: int | None = None) -> np.ndarray:
             one(i)
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="himbench-flow") as pool:
-            for done in pool.map(one, range(t - 1)):  # re-raises a worker's exception here
-                del done
+            list(pool.map(one, range(t - 1)))  # consumed so that a worker's exception is raised here
     return out
 
 
