@@ -21,7 +21,7 @@ Timed at each ``--sizes`` entry (H x W; default 480x640 and 240x320), in the sam
   - the flow precomputed, to show the metric arithmetic alone, best of ``--repeats`` interleaved rounds:
     ``himbench_maggie_noflow``, ``himbench_both_noflow`` (:func:`clip_temporal`: paper and MaGGIe variants) and
     ``peer_noflow``.
-Ratios are peer time / himbench time from the same run. The default run takes about 60 s on 2 shared cores.
+Ratios are peer time / himbench time from the same run. The default run took about 100 s on 2 shared cores (load 4-6).
 
     python benchmarks/bench_temporal.py [--frames 30] [--instances 3] [--sizes 480x640,240x320] [--repeats 3]
         [--threads N (default himbench's DEFAULT_FLOW_THREADS)] [--out benchmarks/results/temporal.json]
