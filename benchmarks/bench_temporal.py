@@ -13,15 +13,18 @@ the peer is float32, himbench float64) before the timings are reported.
 
 Timed at each ``--sizes`` entry (H x W; default 480x640 and 240x320), in the same run:
   - with flow (Farneback included, most of the cost and the same work in both): ``himbench_maggie``
-    (:func:`maggie_temporal` per instance: MaGGIe's variant only, the like-for-like number) and ``peer`` (the
-    MaGGIe-style loop), once each; ``flow_only`` is Farneback alone, timed once while the flows are precomputed;
+    (:func:`maggie_temporal` per instance, ``threads=1``: MaGGIe's variant only, single-threaded, the like-for-like
+    number), ``himbench_maggie_threaded`` (the same with Farneback over frame pairs on ``--threads`` threads,
+    himbench's default) and ``peer`` (the MaGGIe-style loop, single-threaded, as MaGGIe runs it), once each;
+    ``flow_only`` and ``flow_only_threaded`` are :func:`gt_flow` alone on 1 and ``--threads`` threads, timed once
+    each while the flows are precomputed;
   - the flow precomputed, to show the metric arithmetic alone, best of ``--repeats`` interleaved rounds:
     ``himbench_maggie_noflow``, ``himbench_both_noflow`` (:func:`clip_temporal`: paper and MaGGIe variants) and
     ``peer_noflow``.
-Ratios are peer time / himbench time from the same run. The default run takes about 40 s on 2 quiet cores.
+Ratios are peer time / himbench time from the same run. The default run took about 100 s on 2 shared cores (load 4-6).
 
     python benchmarks/bench_temporal.py [--frames 30] [--instances 3] [--sizes 480x640,240x320] [--repeats 3]
-        [--out benchmarks/results/temporal.json]
+        [--threads N (default himbench's DEFAULT_FLOW_THREADS)] [--out benchmarks/results/temporal.json]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import torch  # noqa: E402
 
 from himbench.io.atomic import atomic_write_text  # noqa: E402
 from himbench.metrics.temporal import (  # noqa: E402
+    DEFAULT_FLOW_THREADS,
     FARNEBACK_PARAMS,
     TemporalStat,
     clip_temporal,
@@ -114,14 +118,14 @@ def peer(pred: np.ndarray, gt: np.ndarray, flows: dict | None = None) -> dict[st
 
 
 # ------------------------------------------------------------------------------------------------ himbench
-def ours(pred: np.ndarray, gt: np.ndarray, both: bool, flows: list | None = None) -> dict[str, float]:
+def ours(pred: np.ndarray, gt: np.ndarray, both: bool, flows: list | None = None, threads: int = 1) -> dict[str, float]:
     stat = TemporalStat()
     for i in range(gt.shape[1]):
         flow = flows[i] if flows is not None else None
         if both:
-            stat.update(clip_temporal(pred[:, i], gt[:, i], flow))
+            stat.update(clip_temporal(pred[:, i], gt[:, i], flow, threads=threads))
         else:
-            stat.update(maggie_temporal(pred[:, i], gt[:, i], flow))
+            stat.update(maggie_temporal(pred[:, i], gt[:, i], flow, threads=threads))
     return stat.result()
 
 
@@ -141,15 +145,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def bench_size(frames: int, height: int, width: int, instances: int, repeats: int) -> dict:
+def bench_size(frames: int, height: int, width: int, instances: int, repeats: int, threads: int) -> dict:
     """Timings, ratios and values at one frame size."""
     gt, pred = make_clip(frames, height, width, instances)
-    flow_seconds, flows = timed(lambda: [gt_flow(gt[:, i]) for i in range(instances)])
+    flow_seconds, flows = timed(lambda: [gt_flow(gt[:, i], threads=1) for i in range(instances)])
+    threaded_seconds, threaded_flows = timed(lambda: [gt_flow(gt[:, i], threads=threads) for i in range(instances)])
+    for serial, parallel in zip(flows, threaded_flows, strict=True):
+        if not np.array_equal(serial, parallel):
+            raise SystemExit(f"{height}x{width}: the flow on {threads} threads differs from the serial flow")
     peer_flows = {(t, i): flows[i][t] for i in range(instances) for t in range(frames - 1)}
     seconds, values = {}, {}
     # With flow: mostly Farneback, the same work on both sides; once each (a second round would double the run for
-    # a ratio that Farneback's run-to-run noise dominates anyway).
-    for name, fn in (("himbench_maggie", lambda: ours(pred, gt, both=False)), ("peer", lambda: peer(pred, gt))):
+    # a ratio that Farneback's run-to-run noise dominates anyway). The peer runs single-threaded, as MaGGIe's loop.
+    for name, fn in (("himbench_maggie", lambda: ours(pred, gt, both=False)),
+                     ("himbench_maggie_threaded", lambda: ours(pred, gt, both=False, threads=threads)),
+                     ("peer", lambda: peer(pred, gt))):
         seconds[name], values[name] = timed(fn)
     # Flow precomputed, the metric arithmetic alone: every variant once per round, best round kept, so that a load
     # change on a shared machine does not fall on one variant only.
@@ -163,9 +173,11 @@ def bench_size(frames: int, height: int, width: int, instances: int, repeats: in
             took, values[name] = timed(fn)
             seconds[name] = min(seconds.get(name, float("inf")), took)
     seconds["flow_only"] = flow_seconds
+    seconds["flow_only_threaded"] = threaded_seconds
 
     worst = 0.0
-    for name, reference in (("himbench_maggie", "peer"), ("himbench_maggie_noflow", "peer_noflow"),
+    for name, reference in (("himbench_maggie", "peer"), ("himbench_maggie_threaded", "peer"),
+                            ("himbench_maggie_noflow", "peer_noflow"),
                             ("himbench_both_noflow", "peer_noflow")):
         for key in ("maggie_dtSSD", "maggie_MESSDdt"):
             got, want = values[name][key], values[reference][key]
@@ -180,6 +192,7 @@ def bench_size(frames: int, height: int, width: int, instances: int, repeats: in
         "seconds": {k: round(v, 5) for k, v in seconds.items()},
         "ratios": {
             "peer_over_himbench_maggie": round(seconds["peer"] / seconds["himbench_maggie"], 3),
+            "peer_over_himbench_maggie_threaded": round(seconds["peer"] / seconds["himbench_maggie_threaded"], 3),
             "peer_over_himbench_maggie_noflow": round(seconds["peer_noflow"] / seconds["himbench_maggie_noflow"], 3),
             "peer_over_himbench_both_noflow": round(seconds["peer_noflow"] / seconds["himbench_both_noflow"], 3),
         },
@@ -199,21 +212,25 @@ def main() -> None:
     parser.add_argument("--sizes", type=lambda s: [parse_size(x) for x in s.split(",")],
                         default=[(480, 640), (240, 320)], help="comma-separated HEIGHTxWIDTH (default 480x640,240x320)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=DEFAULT_FLOW_THREADS,
+                        help=f"Farneback threads for the threaded himbench timings (default {DEFAULT_FLOW_THREADS})")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/temporal.json"))
     args = parser.parse_args()
-    if args.frames < 2 or args.instances < 1 or args.repeats < 1:
-        parser.error("--frames must be at least 2, --instances and --repeats at least 1")
+    if args.frames < 2 or args.instances < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error("--frames must be at least 2, --instances, --repeats and --threads at least 1")
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
     # Warm-up on a tiny clip (imports, first-call allocations), so that no timed variant pays for them.
-    bench_size(3, 16, 16, 1, 1)
+    bench_size(3, 16, 16, 1, 1, args.threads)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    sizes = [bench_size(args.frames, h, w, args.instances, args.repeats) for h, w in args.sizes]
+    sizes = [bench_size(args.frames, h, w, args.instances, args.repeats, args.threads) for h, w in args.sizes]
     result = {
         "repeats": args.repeats,
-        "threads": {"opencv": 1, "torch": 1},
+        # OpenCV's own threads and torch: 1. himbench's Farneback pairs: 1 thread, and "himbench_flow" threads in the
+        # *_threaded timings; the peer is single-threaded throughout.
+        "threads": {"opencv": 1, "torch": 1, "himbench_flow": args.threads},
         # Timings on a shared machine: the load averages before and after say how much to trust them.
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
                          "cores": os.cpu_count()},
@@ -222,12 +239,13 @@ def main() -> None:
         "platform": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
                      "torch": torch.__version__, "machine": platform.machine()},
     }
-    names = ("himbench_maggie", "peer", "flow_only", "himbench_maggie_noflow", "himbench_both_noflow", "peer_noflow")
-    print(f"{'clip (T x N x HxW)':<22}" + "".join(f"{n:>24}" for n in names))
+    names = ("himbench_maggie", "himbench_maggie_threaded", "peer", "flow_only", "flow_only_threaded",
+             "himbench_maggie_noflow", "himbench_both_noflow", "peer_noflow")
+    print(f"{'clip (T x N x HxW)':<22}" + "".join(f"{n:>26}" for n in names))
     for size in sizes:
         c = size["clip"]
         label = f"{c['frames']} x {c['instances']} x {c['height']}x{c['width']}"
-        print(f"{label:<22}" + "".join(f"{size['seconds'][n]:>22.3f} s" for n in names))
+        print(f"{label:<22}" + "".join(f"{size['seconds'][n]:>24.3f} s" for n in names))
     for size in sizes:
         c = size["clip"]
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in size["ratios"].items())
