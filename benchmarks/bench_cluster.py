@@ -18,7 +18,7 @@ engine on all cores, and projects the time of 100,000 images on this machine and
 linear scaling across machines (an assumption: the measured scaling from a 1-CPU Ray node to two such nodes is
 printed beside it).
 
-    python benchmarks/bench_cluster.py                            # 192 images per build, about 3-4 min on 2 cores
+    python benchmarks/bench_cluster.py                            # 192 images per build, about 5 min on 2 busy cores
     python benchmarks/bench_cluster.py --preset-run 2000          # then time 2,000 him-100k images, project 100k
     python benchmarks/bench_cluster.py --skip-engines --preset-run 10000   # projection only (scaling from --out)
 """
@@ -102,8 +102,9 @@ def moto_server() -> Iterator[dict]:
                     raise SystemExit(f"the moto S3 server did not start on port {port}") from None
                 time.sleep(0.1)
         endpoint = f"http://127.0.0.1:{port}"
-        # The endpoint in the environment too, as a cluster's nodes would have it (docs/cluster.md): a build on main
-        # reads each shard back for its checksum without the storage options, which then reaches this server.
+        # The endpoint in the environment too, as a cluster's nodes would have it (docs/cluster.md). A build at
+        # commit 2f7ec3c reads each shard back for its checksum without the storage options; this makes that read
+        # reach this server.
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         yield {"key": "testing", "secret": "testing", "endpoint_url": endpoint,
                "client_kwargs": {"region_name": "us-east-1"}}
