@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from himbench.bench.video import video_label
+from himbench.bench.video import run_folder, video_label
 from himbench.build_config import BuildConfig
 from himbench.cli import main
 from himbench.evaluation.video import evaluate_video_folder
@@ -50,11 +50,19 @@ def test_bench_on_clips_writes_one_row_per_method_and_strength(clips, tmp_path):
         assert int(row["n_clips"]) == CLIPS and int(row["n_frames"]) == CLIPS * T
         assert row["guidance"] == ("oracle:first-frame" if "@" in label else "none")
         # the row is the evaluation of the predictions it wrote (the CSV keeps 6 significant digits)
-        again = evaluate_video_folder(out / "predictions" / label, clips).summary
+        run = run_folder(out, str(clips), None, row["environment"])
+        again = evaluate_video_folder(run / "predictions" / label, clips).summary
         for key in ("IMQ_mad@0.5", "maggie_dtSSD", "maggie_MESSDdt", "maggie_MAD", "id_switches"):
             assert float(row[key]) == pytest.approx(again[key], rel=1e-5, abs=1e-6), (label, key)
     # smoothing changes the mattes: the smoothed rows are other predictions
     assert float(rows["e2ehim-tiny+smooth0.5"]["maggie_MAD"]) != float(rows["e2ehim-tiny"]["maggie_MAD"])
+    # the same run again into the same --out is refused before any method runs, and nothing is overwritten
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    again = CliRunner().invoke(main, ["bench", "-m", "e2ehim-tiny,mask-only", "--data", str(clips), "--smooth",
+                                      "0,0.5", "--out", str(out), "--leaderboard", str(board), "--no-progress"])
+    assert again.exit_code == 2, again.output
+    assert "earlier run's predictions" in again.output and "predictions" in again.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
 
 
 def test_maggie_columns_are_per_frame_image_metrics_pooled(clips, tmp_path):
