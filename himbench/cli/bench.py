@@ -116,10 +116,15 @@ def parse_method_options(
               help="Also score by stratum (occlusion,people,size or all, as `himbench evaluate --breakdown`); "
               "written to OUT/<results stem>.breakdown.json, one entry per method.")
 @storage_options_option()
+@click.option("--smooth", "smoothing", default="0", show_default=True, metavar="W[,W...]",
+              help="Video data only: temporal smoothing strengths, one row per strength (0: the plain per-frame "
+              "baseline), e.g. 0,0.5 to show what consistency costs in per-frame error.")
+@click.option("--temporal-warp", type=click.Choice(["correct", "maggie-transposed"]), default="correct",
+              show_default=True, help="Video data only: the MESSDdt warp of the maggie_* columns.")
 def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options, guidance, guidance_seed,
             guidance_radius, masks_dir, size_protocol, limit, device, latency_size, latency_repeats, warmup,
             max_instances, leaderboard_csv, no_leaderboard, threads, no_progress, bootstrap=0,
-            breakdown_spec=None, storage_options=None) -> None:
+            breakdown_spec=None, storage_options=None, smoothing="0", temporal_warp="correct") -> None:
     """Run every method of --methods on the same images of --data: predict, score with the instance metrics
     (IMQ/RQ/MQ at IoU 0.5 and 0.75, and per-instance errors), and measure cost (parameters, mean latency per
     image, latency versus 1..10 instances on synthetic 640 x 640 images, peak memory).
@@ -150,6 +155,12 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
         raise click.BadParameter(err.problem, param_hint="--breakdown") from err
     invocation = command_line(click.get_current_context())
     data = str(staged(data, storage_options))  # a URL is copied into the local cache first (docs/storage.md)
+    from himbench.predictions.video_writer import is_video_input
+
+    if is_video_input(data):  # clips (a --video build or a V-HIM folder): the video benchmark
+        return _run_video(click.get_current_context(), data, split, out_dir, leaderboard_csv, no_leaderboard,
+                          checkpoints, options, guidance, guidance_seed, guidance_radius, seg_checkpoint, device,
+                          smoothing, temporal_warp, no_progress, methods)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     splits = [s.strip() for s in split.split(",") if s.strip()]
     mask_sets = find_mask_sets(masks_dir) if masks_dir else ()
@@ -250,3 +261,80 @@ def echo_rows(environment: str, split: str, rows: list[dict]) -> None:
         )
         if row["trained"] is False:
             click.echo(f"  note: {row['method']} ran with random weights (no checkpoint)")
+
+
+VIDEO_GUIDANCE = ("first-frame", "xmem", "none")
+VIDEO_LEADERBOARD = "leaderboard/video.csv"
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _parse_strengths(text: str) -> tuple[float, ...]:
+    strengths = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a number", param_hint="--smooth") from None
+        if not 0.0 <= value < 1.0:
+            raise click.BadParameter(f"{part!r}: a strength is in [0, 1)", param_hint="--smooth")
+        strengths.append(value)
+    return tuple(dict.fromkeys(strengths))
+
+
+def _run_video(ctx: click.Context, data: str, split: str, out_dir: str, leaderboard_csv: str, no_leaderboard: bool,
+               checkpoints, options, guidance: str, guidance_seed: int, guidance_radius: int, seg_checkpoint,
+               device: str, smoothing: str, temporal_warp: str, no_progress: bool, methods: str) -> None:
+    """The video case of bench (issue 23): himbench.bench.video over clips, rows into leaderboard/video.csv unless
+    --leaderboard is given. --guidance first-frame/xmem/disk:NAME picks the masks' source; a perturbation (erode,
+    drop...) applies to the first frame's masks, as for images."""
+    from himbench.bench.results import MalformedResultsError, read_results, update_results
+    from himbench.bench.video import VideoBenchConfig, run_video_bench
+
+    if not _given(ctx, "leaderboard_csv"):
+        leaderboard_csv = VIDEO_LEADERBOARD
+    video_guidance = guidance if guidance in VIDEO_GUIDANCE[:2] or guidance.startswith("disk:") else None
+    perturbation = "none" if video_guidance else guidance
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    guidance_options = {"guidance": perturbation, "guidance_seed": guidance_seed, "guidance_radius": guidance_radius}
+    method_options = parse_method_options(names, checkpoints, options, guidance_options, seg_checkpoint)
+    if not no_leaderboard:
+        try:
+            read_results(leaderboard_csv)
+        except MalformedResultsError as err:
+            raise UserError(str(err)) from err
+    config = VideoBenchConfig(
+        data=data, methods=tuple(names), split=split if _given(ctx, "split") else None,
+        smoothing=_parse_strengths(smoothing), guidance=video_guidance, method_options=method_options,
+        device=None if device == "auto" else device, warp=temporal_warp,
+    )
+    errors: list[str] = []
+
+    def on_error(message: str) -> None:
+        errors.append(message)
+        click.echo(f"error: {message}", err=True)
+
+    env, rows = run_video_bench(config, out_dir, progress=not no_progress, on_error=on_error)
+    invocation = command_line(ctx)
+    for row in rows:
+        row["command"] = invocation
+    if rows and not no_leaderboard:
+        try:
+            update_results(leaderboard_csv, rows)
+        except MalformedResultsError as err:
+            raise UserError(str(err)) from err
+    click.echo(f"environment: {env.slug}")
+    click.echo(f"{'method':<40} {HEADLINE_METRIC:>11} {'MAD':>8} {'dtSSD':>8} {'MESSDdt':>9} {'id_sw':>6} "
+               f"{'ms/frame':>9}")
+    nan = float("nan")
+    for row in rows:
+        click.echo(f"{row['method']:<40} {row.get(HEADLINE_METRIC, nan):>11.2f} {row.get('maggie_MAD', nan):>8.2f} "
+                   f"{row.get('maggie_dtSSD', nan):>8.2f} {row.get('maggie_MESSDdt', nan):>9.2f} "
+                   f"{row.get('id_switches', 0):>6} {row['latency_ms']:>9.1f}")
+    click.echo(f"predictions and evaluations in {out_dir}" + ("" if no_leaderboard or not rows
+                                                               else f"; updated {leaderboard_csv}"))
+    if errors:
+        raise click.ClickException(f"{len(errors)} method(s) not benchmarked (see errors above)")

@@ -50,6 +50,7 @@ import numpy as np
 from himbench.io import InputError, Problem, atomic_write_text, is_inside, safe_name
 from himbench.metrics.clip_matching import evaluate_clip
 from himbench.metrics.imq import DEFAULT_THRESHOLDS, IMQ_ERRORS, INSTANCE_ERRORS
+from himbench.metrics.paper_units import MaggieAccumulator
 from himbench.metrics.table import metric_key
 from himbench.metrics.temporal import WARPS, TemporalStat, clip_temporal
 
@@ -275,6 +276,7 @@ def evaluate_video_folder(
     problems: list[Problem] = []
     records: list[dict[str, Any]] = []
     temporal = TemporalStat()
+    paper = MaggieAccumulator()
     split_dir = pred_dir / split
     bar = tqdm(desc=f"evaluate {split}", unit="clip", disable=not progress)
     for video, frame_names, gt_alphas in _gt_clips(kind, root, split, problems):
@@ -285,7 +287,9 @@ def evaluate_video_folder(
         status = "read" if folder.is_dir() and is_inside(pred_dir, folder) else "missing"
         result = evaluate_clip(prediction.alphas, gt_alphas, thresholds=thresholds,
                                switch_threshold=switch_threshold)
-        stat = _temporal(prediction.alphas, gt_alphas, result.matching.partner_of_gt(), warp, str(folder), problems)
+        partner = result.matching.partner_of_gt()
+        stat = _temporal(prediction.alphas, gt_alphas, partner, warp, str(folder), problems)
+        _add_paper_units(paper, prediction.alphas, gt_alphas, partner)
         temporal += stat
         records.append(_record(video, split, result, stat, len(prediction.track_names), status,
                                len(prediction.problems)))
@@ -300,7 +304,21 @@ def evaluate_video_folder(
         "pred_dir": str(pred_dir), "gt": str(root), "gt_kind": kind, "split": split, "warp": warp,
         "thresholds": list(thresholds), "switch_threshold": float(switch_threshold),
     }
-    return VideoEvaluation(records, _summarise(records, temporal), problems, config)
+    summary = _summarise(records, temporal)
+    if records:
+        summary.update(paper.summary())
+    return VideoEvaluation(records, summary, problems, config)
+
+
+def _add_paper_units(paper: MaggieAccumulator, pred: np.ndarray, gt: np.ndarray, partner: np.ndarray) -> None:
+    """MaGGIe's MAD/MSE/Grad/Conn (maggie_* columns, the units of its Table 7) of every frame: each ground-truth
+    person against the track the clip's matching gave it (zeros when unmatched), all people of a frame together, as
+    MaGGIe's test loop hands a frame's instances to its metrics."""
+    if not len(gt):
+        return
+    for t in range(gt.shape[1]):
+        paired = np.stack([pred[p, t] if p >= 0 else np.zeros_like(gt[g, t]) for g, p in enumerate(partner)])
+        paper.add(paired, gt[:, t])
 
 
 # ------------------------------------------------------------------------------------------------- writing

@@ -45,6 +45,8 @@ _P3M_UNITS = (
     "2.6); Grad = "
     "sum of squared Gaussian-gradient differences / 10; Conn / 1000; lower is better."
 )
+# A measured row with this column is a video row (himbench.bench.video): it joins only the video tables.
+_VIDEO_MARKER = metric_key("maggie_dtSSD")
 # Per metric set: (title, [(published column, measured column or None, header)], note).
 PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]] = {
     "maggie-table5": (
@@ -60,14 +62,16 @@ PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]]
     ),
     "maggie-table7": (
         "MaGGIe Table 7 (V-HIM60 easy / medium / hard, video), in MaGGIe's units",
-        [(m, None, m) for m in ("MAD", "Grad", "Conn", "dtSSD", "MESSDdt")],
+        [*((m, metric_key("maggie", m), m) for m in ("MAD", "Grad", "Conn")),
+         *((m, metric_key(f"maggie_{m}"), m) for m in ("dtSSD", "MESSDdt"))],
         "Units of MaGGIe's released evaluation code (maggie/utils/metric.py, maggie/engine/test.py): MAD, Grad and "
         "Conn as in Table 5; dtSSD = 0.1 x the per-pair root of summed squared derivative differences and "
         "MESSDdt = 1e4 x the per-pair warped squared-error change / (H*W + 1), both over the whole frame, pooled over "
         "every (frame pair, instance) of the split, with MaGGIe's transposed warp (docs/temporal_metrics.md). Masks: "
         "XMem on every frame, or a first-frame trimap for OTVM and FTP-VM. The text read does not mark the gray "
-        "(public-weights) rows, so the two OTVM and two FTP-VM rows are named by print order. No measured row is "
-        "joined here yet.",
+        "(public-weights) rows, so the two OTVM and two FTP-VM rows are named by print order. Measured rows come from "
+        "`himbench bench` on clips (leaderboard/video.csv): MAD, Grad and Conn are MaGGIe's per-frame image metrics "
+        "pooled over every frame of the split, each person against the track its clip's matching gave it.",
     ),
     "e2ehim-readme": (
         "E2E-HIM README (HIM-100K)",
@@ -168,9 +172,12 @@ def comparison_groups(published: Sequence[dict], measured: Sequence[dict]) -> li
                 "command": "", "cells": [_with_std(row, column) for column, _, _ in columns],
                 "values": [parse_number(row.get(column)) for column, _, _ in columns],
             })
+        video_set = any(m == _VIDEO_MARKER for _, m, _ in columns)
         for row in measured:
             if not any(m and parse_number(row.get(m)) is not None for _, m, _ in columns):
                 continue
+            if (parse_number(row.get(_VIDEO_MARKER)) is not None) != video_set:
+                continue  # a video row's per-frame MAD is not an image table's MAD, nor the reverse
             protocol = []
             if row.get("mask_set") or row.get("guidance"):
                 protocol.append(f"masks: {row.get('mask_set') or row.get('guidance')}")
