@@ -93,3 +93,33 @@ def test_bad_smoothing_strength_is_exit_2(clips, tmp_path):
                                        "--out", str(tmp_path / "o"), "--no-leaderboard"])
     assert result.exit_code == 2
     assert "--smooth" in result.output
+
+
+def _video_row(method: str, data: str, **values) -> dict:
+    row = {"method": method, "data": data, "split": "test", "environment": "env", "guidance": "none",
+           "n_clips": "2", "n_frames": "8", "latency_ms": "10", "command": f"himbench bench -m {method}"}
+    row.update({k: str(v) for k, v in values.items()})
+    return row
+
+
+def test_video_leaderboard_bolds_each_columns_best_and_joins_only_table7():
+    from himbench.leaderboard.published import comparison_groups
+    from himbench.leaderboard.video import is_video_results, render_video_markdown
+
+    rows = [_video_row("a", "easy", **{"IMQ_mad@0.5": 50, "maggie_MAD": 9, "maggie_dtSSD": 2.0, "id_switches": 0}),
+            _video_row("b", "easy", **{"IMQ_mad@0.5": 40, "maggie_MAD": 7, "maggie_dtSSD": 1.0, "id_switches": 3})]
+    assert is_video_results(rows) and not is_video_results([{"method": "x", "n_images": "3"}])
+    published = [
+        {"method": "MaGGIe", "benchmark": "V-HIM60-easy", "metric_set": "maggie-table7", "MAD": "10.12",
+         "dtSSD": "16.40"},
+        {"method": "MaGGIe", "benchmark": "HIM2K", "metric_set": "maggie-table5", "MAD": "20.00"},
+    ]
+    text = render_video_markdown(rows, published)
+    a_line = next(line for line in text.splitlines() if line.startswith("| a |"))
+    b_line = next(line for line in text.splitlines() if line.startswith("| b |"))
+    assert "**50.00**" in a_line and "**0**" in a_line and "**9.0**" not in a_line
+    assert "**7.0**" in b_line and "**1.00**" in b_line
+    assert "HIM2K" not in text and "V-HIM60-easy" in text
+    groups = {g["metric_set"]: g for g in comparison_groups(published, rows)}
+    assert [r["kind"] for r in groups["maggie-table7"]["rows"]] == ["published", "measured", "measured"]
+    assert [r["kind"] for r in groups["maggie-table5"]["rows"]] == ["published"]  # video rows never join images'

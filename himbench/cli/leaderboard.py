@@ -53,7 +53,8 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
     their own "Compare with the papers" tables where each row is marked published or measured; --html writes the
     same as one web page. A table of more than --max-rows rows shows the best by IMQ_mad@0.5 plus each column's
     best row, and the plots and grid show the best --plot-rows methods, so a CSV of 100,000 rows renders in
-    seconds. Every cell is escaped for its format."""
+    seconds. Every cell is escaped for its format. A video results CSV (`himbench bench` on clips,
+    leaderboard/video.csv) renders as OUT/video.md instead: one table per clip set and MaGGIe's Table 7 beside."""
     from himbench.bench.results import read_results
     from himbench.leaderboard import DEFAULT_MAX_ROWS, DEFAULT_PLOT_ROWS, read_published, write_leaderboard
     from himbench.leaderboard.qualitative import default_photo
@@ -65,6 +66,16 @@ def command(csv_path, out_dir, photo, photo_masks, no_qualitative, metric, devic
         raise UserError(str(err)) from err
     if not rows:
         raise UserError(f"{csv_path}: no results (run `himbench bench` first)")
+    from himbench.leaderboard.video import is_video_results
+
+    if is_video_results(rows):  # leaderboard/video.csv (bench on clips): its own page, beside the image board
+        from himbench.io import atomic_write_text
+        from himbench.leaderboard.video import render_video_markdown
+
+        target = Path(out_dir) / "video.md"
+        atomic_write_text(target, render_video_markdown(rows, published))
+        click.echo(f"wrote {target}")
+        return
     grid_photo = None
     if not no_qualitative:
         grid_photo = Path(photo or default_photo())

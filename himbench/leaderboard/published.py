@@ -71,7 +71,11 @@ PUBLISHED_COLUMNS: dict[str, tuple[str, list[tuple[str, str | None, str]], str]]
         "XMem on every frame, or a first-frame trimap for OTVM and FTP-VM. The text read does not mark the gray "
         "(public-weights) rows, so the two OTVM and two FTP-VM rows are named by print order. Measured rows come from "
         "`himbench bench` on clips (leaderboard/video.csv): MAD, Grad and Conn are MaGGIe's per-frame image metrics "
-        "pooled over every frame of the split, each person against the track its clip's matching gave it.",
+        "pooled over every frame of the split, each person against the track its clip's matching gave it. These units "
+        "depend on the frame size: MAD divides a per-pixel mean by H*W once more (x 1e10) and Grad and Conn are sums, "
+        "so the same per-pixel error on a 320 x 320 clip reads about 20x larger in MAD, and about 20x smaller in Grad "
+        "and Conn, than on a 1920 x 1080 one. Measured rows on himbench's synthetic clips compare with each other, "
+        "not with the published V-HIM60 rows.",
     ),
     "e2ehim-readme": (
         "E2E-HIM README (HIM-100K)",
