@@ -28,7 +28,7 @@ OCCLUSION_PRESETS = {"none": None, "easy": (0.0, 0.0), "medium": (0.05, 0.5), "h
 # 326,000 instances (as issue 24 quotes the paper), i.e. 3.26 people per image. Only that mean is published: the
 # weights over 2-5 people (I-HIM50K's range) are ours, chosen so the expected count is exactly 3.26
 # (2*.30 + 3*.30 + 4*.24 + 5*.16). 640 px and JPEG composites are ours too: the paper times 640x640 images, and JPEG
-# keeps a 100k build near 10 GB (docs/cluster.md has the measured timing).
+# keeps a 100k build near 16 GB (161 KB per image measured; docs/cluster.md has the timing).
 BUILD_PRESETS: dict[str, dict[str, str]] = {
     "him-100k": {
         "splits": "train=100000",
