@@ -3,6 +3,7 @@ create-if-absent, the lock's lease, and staging a remote folder into the cache."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import time
@@ -172,3 +173,58 @@ def test_bench_never_records_storage_options():
     assert ctx.params["storage_options"] == {"secret": "hunter2"}
     line = command_line(ctx)
     assert "s3://b/him" in line and "hunter2" not in line and "--storage-options" not in line
+
+
+def test_two_builds_taking_over_one_stale_lease_do_not_both_hold_it(mem, monkeypatch):
+    # B reads the expired lease; before B acts on it, A takes it over and holds the lock. B must then be refused,
+    # not delete A's fresh lock and take it too.
+    stale = json.dumps({"owner": "dead", "host": "h", "pid": 1, "expires": time.time() - 5}).encode()
+    mem.put_bytes(stale, "lock")
+    real_read = Location.read_bytes
+    stack = contextlib.ExitStack()
+    held: list[dict] = []
+
+    def read_then_let_a_in(self, *names, **kwargs):
+        data = real_read(self, *names, **kwargs)
+        if names == ("lock",) and not held and data == stale:
+            monkeypatch.setattr(Location, "read_bytes", real_read)
+            held.append(stack.enter_context(lease_lock(mem, "lock", lease_s=300)))  # A, while B hesitates
+        return data
+
+    monkeypatch.setattr(Location, "read_bytes", read_then_let_a_in)
+    with stack:
+        with pytest.raises(InputError, match="another build .* holds"):
+            with lease_lock(mem, "lock", lease_s=300):  # B
+                pass
+        assert held and json.loads(mem.read_bytes("lock"))["owner"] == held[0]["owner"]  # A still holds it
+    assert not mem.exists("lock") and mem.list() == []  # A released; no claim object left
+
+
+def test_stage_reads_no_more_than_the_listed_size(mem, tmp_path, monkeypatch):
+    mem.put_bytes(b"x" * 3_000_000, "big.png")
+    real_find, real_open = MemoryFileSystem.find, MemoryFileSystem.open
+    read = []
+
+    def lying_find(self, path, **kwargs):  # a hostile listing: the object is far larger than it says
+        found = real_find(self, path, **kwargs)
+        return {k: {**v, "size": 3} for k, v in found.items()}
+
+    def counting_open(self, path, mode="rb", **kwargs):
+        handle = real_open(self, path, mode, **kwargs)
+        real = handle.read
+
+        def read_counted(*args):
+            data = real(*args)
+            read.append(len(data))
+            return data
+
+        handle.read = read_counted
+        return handle
+
+    monkeypatch.setattr(MemoryFileSystem, "find", lying_find)
+    monkeypatch.setattr(MemoryFileSystem, "open", counting_open)
+    with pytest.raises(InputError, match="changed while it was being copied") as err:
+        stage(mem.url, cache_dir=tmp_path / "c")
+    assert err.value.source == f"{mem.url}/big.png"
+    assert sum(read) <= 4  # the listed size and one byte more, never the whole object
+    assert not any(p.is_file() for p in (tmp_path / "c").rglob("*.png"))

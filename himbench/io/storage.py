@@ -246,20 +246,50 @@ class Location:
 
 
 def _read_lease(location: Location, name: str) -> dict | None:
+    raw = _read_raw_lease(location, name)
+    return None if raw is None else _parse_lease(raw)
+
+
+def _read_raw_lease(location: Location, name: str) -> bytes | None:
     try:
-        data = json.loads(location.read_bytes(name, max_bytes=1 << 16))
-        return data if isinstance(data, dict) else {}
+        return location.read_bytes(name, max_bytes=1 << 16)
     except FileNotFoundError:
         return None
-    except (ValueError, InputError):
+    except InputError:  # over the size limit: not a lease this module wrote
+        return b""
+
+
+def _parse_lease(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _take_over(location: Location, name: str, stale: bytes) -> None:
+    """Remove the expired lock object ``name`` if it still holds ``stale``, as the one taker of that very lease.
+
+    Two builds that both read the same expired lease must not both delete-and-create: the second would delete the
+    lock the first just took. So a taker first creates (only if absent) a claim object named after the stale lease's
+    digest; only the build that creates it may delete the lock, and only while the lock still holds those bytes (a
+    lock taken meanwhile holds other bytes and stays). Losers simply retry and meet the new holder's live lease."""
+    claim = f"{name}.takeover-{hashlib.sha256(stale).hexdigest()[:16]}"
+    if not location.create(b"", claim):
+        return  # another build is taking this lease over
+    try:
+        if _read_raw_lease(location, name) == stale:
+            location.delete(name)
+    finally:
+        location.delete(claim)
 
 
 @contextlib.contextmanager
 def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) -> Iterator[dict]:
     """Hold the lock object ``name`` in ``location``: created only if absent, holding an owner id and an expiry
     ``lease_s`` ahead, renewed by a thread while held. A lock whose expiry has passed (its build died) is taken
-    over; a live one is an :class:`InputError` naming its holder. Released (deleted if still ours) at the end."""
+    over by one build only (:func:`_take_over`); a live one is an :class:`InputError` naming its holder. Released
+    (deleted if still ours) at the end."""
     owner = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
 
     def payload() -> bytes:
@@ -268,19 +298,20 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
     for _ in range(3):
         if location.create(payload(), name):
             break
-        held = _read_lease(location, name)
-        if held is None:
+        raw = _read_raw_lease(location, name)
+        if raw is None:
             continue  # released meanwhile
+        held = _parse_lease(raw)
         expires = held.get("expires")
         if isinstance(expires, (int, float)) and expires > time.time():
             left = int(expires - time.time())
             raise InputError(location.url, f"another build (pid {held.get('pid')} on {held.get('host')}) holds "
                                            f"{location.url_of(name)}, lease valid {left} s more; wait for it, or "
                                            "delete that object if no build is running")
-        location.delete(name)  # stale (expired or unreadable): its build died
+        _take_over(location, name, raw)  # stale (expired or unreadable): its build died
     else:
         raise InputError(location.url, f"could not take the build lock {location.url_of(name)}; another build?")
-    # Taking over a stale lock races with another taker: read back that the object is ours.
+    # Belt and braces: the object must be ours.
     if (_read_lease(location, name) or {}).get("owner") != owner["owner"]:
         raise InputError(location.url, f"another build took the build lock {location.url_of(name)} first")
     stop = threading.Event()
@@ -299,6 +330,22 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
         thread.join()
         if (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
             location.delete(name)
+
+
+def _fetch_capped(fs, key: str, local: str, size: int, url: str) -> None:
+    """Copy object ``key`` into the file ``local``, reading at most ``size + 1`` bytes: the listed size is the cap
+    (checked against the staging limits), so an object that is larger than its listing said is refused after one
+    extra byte, not downloaded whole."""
+    got = 0
+    with fs.open(key, "rb") as source, open(local, "wb") as target:
+        while got <= size:
+            chunk = source.read(min(1 << 20, size + 1 - got))
+            if not chunk:
+                break
+            got += len(chunk)
+            target.write(chunk)
+    if got != size:
+        raise InputError(url, f"changed while it was being copied (listed {size} bytes); try again")
 
 
 def stage_cache_dir(url: str) -> Path:
@@ -334,15 +381,29 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         raise InputError(location.url, "holds no files (or cannot be listed with these storage options)")
     total_cap, file_cap = _stage_limits()
     files: dict[tuple[str, ...], dict] = {}
+    keys: dict[tuple[str, ...], str] = {}  # the object each staged file is fetched from, as listed
     for name, info in sorted(found.items()):
         if info.get("type") != "file":
             continue
-        rel = str(name)[len(root):].strip("/")
-        parts = tuple(safe_name(part, f"{location.url}/{rel}") for part in rel.split("/"))
+        name = str(name)
+        if not name.startswith(root + "/"):
+            raise InputError(location.url, f"listed {name!r}, which is not below the folder; refusing to stage it")
+        rel = name[len(root) + 1:]
         size = int(info.get("size") or 0)
+        if rel.endswith("/"):
+            if size == 0:
+                continue  # an empty "folder marker" object (consoles make them): no file
+            raise InputError(f"{location.url}/{rel}", "is an object whose name ends in '/'; it cannot be a file")
+        parts = tuple(safe_name(part, f"{location.url}/{rel}") for part in rel.split("/"))
         if size > file_cap:
             raise InputError(f"{location.url}/{rel}", f"is {size} bytes, over the {file_cap}-byte staging limit")
         files[parts] = {"size": size, "tag": str(info.get("ETag") or info.get("LastModified") or info.get("mtime"))}
+        keys[parts] = name
+    folders = {parts[:k] for parts in files for k in range(1, len(parts))}
+    for parts in files:
+        if parts in folders:  # "a" and "a/b" both exist on a store; a folder cannot be both
+            raise InputError(f"{location.url}/{'/'.join(parts)}", "is both an object and a folder of objects; "
+                                                                  "it cannot be staged as a local folder")
     if sum(f["size"] for f in files.values()) > total_cap:
         raise InputError(location.url, f"holds more than {total_cap} bytes, over the staging limit "
                                        "($HIMBENCH_MAX_STAGE_BYTES)")
@@ -366,9 +427,7 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         fd, tmp = tempfile.mkstemp(prefix=f".{parts[-1]}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
-            fs.get_file(f"{root}/{key}", tmp)
-            if os.path.getsize(tmp) != meta["size"]:
-                raise InputError(f"{location.url}/{key}", "changed while it was being copied; try again")
+            _fetch_capped(fs, keys[parts], tmp, meta["size"], f"{location.url}/{key}")
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
