@@ -228,3 +228,20 @@ def test_stage_reads_no_more_than_the_listed_size(mem, tmp_path, monkeypatch):
     assert err.value.source == f"{mem.url}/big.png"
     assert sum(read) <= 4  # the listed size and one byte more, never the whole object
     assert not any(p.is_file() for p in (tmp_path / "c").rglob("*.png"))
+
+
+@pytest.mark.parametrize("where", ["memory", "local"])
+def test_overwrite_never_deletes_a_shard_named_file_himbench_did_not_write(mem, tmp_path, where):
+    # Someone's Parquet files named as Hugging Face names shards: --overwrite must not delete one (nor mix it into
+    # the build's splits); it is refused naming the file, before anything is written.
+    from himbench.build_config import BuildConfig
+    from himbench.synthesis.build import build_dataset
+
+    location = mem if where == "memory" else Location.parse(tmp_path / "out")
+    location.put_bytes(b"PAR1 their validation split", "data", "validation-00000-of-00001.parquet")
+    config = BuildConfig(splits={"test": 1}, width=64, height=96, seed=3)
+    with pytest.raises(InputError, match="named like a shard but no himbench build wrote it") as err:
+        build_dataset(config, location.url, workers=1, overwrite=True, progress=False)
+    assert err.value.source == location.url_of("data", "validation-00000-of-00001.parquet")
+    assert location.read_bytes("data", "validation-00000-of-00001.parquet") == b"PAR1 their validation split"
+    assert not location.exists("build_config.json")

@@ -16,7 +16,9 @@ The output folder is someone's disk: a build never deletes or overwrites a file 
 
 - An existing, non-empty ``out_dir`` without ``build_config.json`` is refused, unless ``overwrite``; then only the
   files a build writes (``data/<split>-NNNNN-of-NNNNN.parquet``, ``README.md``, ``build_config.json``,
-  ``build_report.json``) are replaced and everything else is left alone.
+  ``build_report.json``) are replaced and everything else is left alone. Shards are deleted only when their footer
+  carries a himbench fingerprint; a file named like a shard that no himbench build wrote, and that this build does
+  not replace, is refused (deleting it would delete someone's data; keeping it would mix it into the splits).
 - A folder holding another configuration's build is refused unless ``overwrite``.
 - ``.himbench-build.lock`` makes a second concurrent build into the same folder fail clearly: locally a file created
   exclusively, holding the pid (a lock left by a process that no longer exists is taken over); on a store an object
@@ -497,12 +499,31 @@ def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, l
     if same:
         same = _same_sources(location, listings, overwrite)
     if not same:
-        _remove_own_shards(location)
+        _refuse_foreign_shards(location, config)
+        _remove_own_shards(location, only_fingerprinted=True)
         location.delete(PROGRESS_FILE)
     # The listing goes first: a build_config.json without it would be one whose sources cannot be proven.
     location.put_bytes((json.dumps(listings) + "\n").encode(), SOURCES_FILE)
     location.put_bytes((json.dumps(config.to_dict(), indent=2) + "\n").encode(), CONFIG_FILE)
     return same
+
+
+def _refuse_foreign_shards(location: Location, config: BuildConfig) -> None:
+    """InputError naming a file in ``data/`` that is named like a shard this build will not write and that no himbench
+    build wrote (no fingerprint in its footer): deleting it would delete someone's data, and keeping it would mix it
+    into this build's splits (every reader globs ``data/<split>-*.parquet``)."""
+    planned = {task.filename for task in plan_shards(config)}
+    for name in _shard_files(location):
+        if name in planned:
+            continue  # replaced by this build's shard of that name, as --overwrite says
+        try:
+            _, meta, _ = _footer(location, name)
+        except Exception:  # unreadable: not provably ours
+            meta = {}
+        if FINGERPRINT_KEY not in meta:
+            raise InputError(location.url_of(DATA_DIR, name), "is named like a shard but no himbench build wrote it; "
+                                                              "a build here would mix it into its splits. Move it "
+                                                              "away or choose another --out")
 
 
 def _same_sources(location: Location, listings: dict, overwrite: bool) -> bool:
