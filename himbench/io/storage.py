@@ -37,20 +37,25 @@ from himbench.io.images import InputError
 from himbench.io.paths import safe_name
 
 __all__ = [
+    "CLAIM_S",
     "CREATE_PROTOCOLS",
     "DEFAULT_LEASE_S",
     "Location",
+    "is_claim",
     "is_url",
     "lease_lock",
     "parse_storage_options",
     "stage",
     "stage_cache_dir",
+    "take_over_stale",
 ]
 
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$")
 # Stores where Location.create is atomic (a conditional put, or one process's memory).
 CREATE_PROTOCOLS = frozenset({"s3", "s3a", "memory"})
 DEFAULT_LEASE_S = 600.0  # a lock object's lifetime; the holder renews it every third of this
+CLAIM_S = 60.0  # a takeover claim's lifetime: a takeover takes a read and a delete
+_CLAIM = ".takeover-"  # <lock name>.takeover-<digest of the stale lock's bytes>: who may remove that lock
 MAX_STAGE_BYTES = 64 << 30  # a remote folder staged for reading: at most this much in all ...
 MAX_STAGE_FILE_BYTES = 8 << 30  # ... and per file (override with $HIMBENCH_MAX_STAGE_BYTES)
 
@@ -267,16 +272,27 @@ def _parse_lease(raw: bytes) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _take_over(location: Location, name: str, stale: bytes) -> None:
-    """Remove the expired lock object ``name`` if it still holds ``stale``, as the one taker of that very lease.
+def is_claim(entry: str, name: str) -> bool:
+    """True when ``entry`` is a takeover claim of the lock ``name`` (:func:`take_over_stale`)."""
+    return entry.startswith(name + _CLAIM)
 
-    Two builds that both read the same expired lease must not both delete-and-create: the second would delete the
-    lock the first just took. So a taker first creates (only if absent) a claim object named after the stale lease's
+
+def take_over_stale(location: Location, name: str, stale: bytes) -> None:
+    """Remove the stale lock object ``name`` if it still holds ``stale``, as the one taker of that very lock.
+
+    Two builds that both read the same stale lock must not both delete-and-create: the second would delete the lock
+    the first just took. So a taker first creates (only if absent) a claim object named after the stale lock's
     digest; only the build that creates it may delete the lock, and only while the lock still holds those bytes (a
-    lock taken meanwhile holds other bytes and stays). Losers simply retry and meet the new holder's live lease."""
-    claim = f"{name}.takeover-{hashlib.sha256(stale).hexdigest()[:16]}"
-    if not location.create(b"", claim):
-        return  # another build is taking this lease over
+    lock taken meanwhile holds other bytes and stays). Losers retry and meet the new holder. A claim left by a taker
+    that died mid-takeover expires after :data:`CLAIM_S` and is then removed by the next taker."""
+    claim = f"{name}{_CLAIM}{hashlib.sha256(stale).hexdigest()[:16]}"
+    if not location.create(json.dumps({"expires": time.time() + CLAIM_S}).encode(), claim):
+        raw = _read_raw_lease(location, claim)
+        expires = _parse_lease(raw).get("expires") if raw else None
+        if raw is not None and not (isinstance(expires, (int, float)) and expires > time.time()):
+            if _read_raw_lease(location, claim) == raw:
+                location.delete(claim)  # its taker died; the caller retries
+        return  # another build is taking this lock over
     try:
         if _read_raw_lease(location, name) == stale:
             location.delete(name)
@@ -308,7 +324,7 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
             raise InputError(location.url, f"another build (pid {held.get('pid')} on {held.get('host')}) holds "
                                            f"{location.url_of(name)}, lease valid {left} s more; wait for it, or "
                                            "delete that object if no build is running")
-        _take_over(location, name, raw)  # stale (expired or unreadable): its build died
+        take_over_stale(location, name, raw)  # stale (expired or unreadable): its build died
     else:
         raise InputError(location.url, f"could not take the build lock {location.url_of(name)}; another build?")
     # Belt and braces: the object must be ours.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from himbench.build_config import BuildConfig
 from himbench.engines import cluster
 from himbench.io import InputError, read_json
-from himbench.io.storage import Location, lease_lock
+from himbench.io.storage import Location, is_claim, lease_lock, take_over_stale
 from himbench.shards import DATA_DIR, is_shard_name, read_shard_metadata, write_shard
 
 if TYPE_CHECKING:
@@ -159,13 +159,13 @@ def foreign_entries(location: Location) -> list[str]:
     """Entries of the output location that a build that never got to write its config cannot have left."""
     ours = (LOCK_FILE, PROGRESS_FILE, SOURCES_FILE)
     if not location.is_local:
-        foreign = [n for n in location.list() if n not in ours]
+        foreign = [n for n in location.list() if n not in ours and not is_claim(n, LOCK_FILE)]
         foreign += [d for d in location.list_dirs() if d != DATA_DIR]
         foreign += [f"{DATA_DIR}/{n}" for n in location.list(DATA_DIR) if not n.startswith(".")]
         return sorted(foreign)
     foreign = []
     for entry in sorted(os.scandir(location.url), key=lambda e: e.name):
-        if entry.name in ours:
+        if entry.name in ours or is_claim(entry.name, LOCK_FILE):
             continue
         if entry.name == DATA_DIR and entry.is_dir(follow_symlinks=False) and not any(
             not name.startswith(".") for name in os.listdir(entry.path)
@@ -217,17 +217,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _lock_holder(path: Path) -> str | None:
-    """Who holds the lock at ``path`` ("pid N on HOST"), or None when the lock is stale (its process is gone)."""
+def _lock_holder(path: Path, data: bytes) -> str | None:
+    """Who holds the lock at ``path`` whose bytes are ``data`` ("pid N on HOST"), or None when the lock is stale (its
+    process is gone)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
     except OSError:
         return "an unknown process"
     try:
-        holder = json.loads(text)
+        holder = json.loads(data.decode("utf-8", errors="replace"))
         pid, host = int(holder["pid"]), str(holder["host"])
     except (ValueError, TypeError, KeyError):
         return None if age > _STALE_EMPTY_LOCK_S else "a process that is starting"
@@ -236,33 +236,50 @@ def _lock_holder(path: Path) -> str | None:
     return f"pid {pid}" if _pid_alive(pid) else None
 
 
+def _read_lock(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1 << 16)  # a pid and a host name; more is not a lock this module wrote
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""
+
+
 @contextmanager
 def build_lock(out_dir: Path) -> Iterator[Path]:
     """Hold ``out_dir/.himbench-build.lock`` (O_CREAT | O_EXCL) for the duration; raises InputError naming the
-    folder when another live build holds it; takes over a lock whose process is gone."""
+    folder when another live build holds it; takes over a lock whose process is gone, as the one build that claims
+    that very lock (:func:`himbench.io.storage.take_over_stale`: two builds that both found it stale do not both
+    delete-and-create)."""
     path = out_dir / LOCK_FILE
+    mine = (json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n").encode()
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            holder = _lock_holder(path)
+            stale = _read_lock(path)
+            if stale is None:
+                continue  # released meanwhile
+            holder = _lock_holder(path, stale)
             if holder is not None:
                 raise InputError(
                     out_dir,
                     f"another build ({holder}) is writing to this folder; wait for it to finish, or delete "
                     f"{path} if no build is running",
                 ) from None
-            path.unlink(missing_ok=True)  # stale: left by a build that was killed
+            take_over_stale(Location.parse(out_dir), LOCK_FILE, stale)  # left by a build that was killed
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(mine)
         break
     else:
         raise InputError(out_dir, f"could not take the build lock {path}; is another build starting?")
     try:
         yield path
     finally:
-        path.unlink(missing_ok=True)
+        if _read_lock(path) == mine:  # still ours (never delete a lock another build holds)
+            path.unlink(missing_ok=True)
 
 
 def remove_own_shards(location: Location, keep: set[str] = frozenset(), only_fingerprinted: bool = False) -> None:
