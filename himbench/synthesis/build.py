@@ -7,10 +7,9 @@ count are kept and everything else is redone. The bad sources met by the shards 
 kept in the report of the resumed run (``.himbench-build-progress.json`` records them as shards finish).
 
 One driver (:func:`build_dataset`) builds into a :class:`~himbench.io.storage.Location`: a local folder or an
-fsspec URL (``s3://bucket/prefix``). The few things a store does differently are small functions of
-:mod:`himbench.synthesis.output`, chosen by the location: how a shard is written (local: write then rename; store: one put of the finished local file), how its
-footer is read (a local file; ranged reads of an object), the lock (an ``O_EXCL`` file; a lock object with a lease,
-:func:`himbench.io.storage.lease_lock`), how the output is listed, and where the card reads its statistics.
+fsspec URL (``s3://bucket/prefix``). The few things a store does differently (how a shard is put, how its footer is
+read, the lock, listings, clean-up, the card's statistics) are small functions of :mod:`himbench.synthesis.output`,
+chosen by the location.
 
 The output folder is someone's disk: a build never deletes or overwrites a file it did not write.
 
@@ -21,8 +20,8 @@ The output folder is someone's disk: a build never deletes or overwrites a file 
   not replace, is refused (deleting it would delete someone's data; keeping it would mix it into the splits).
 - A folder holding another configuration's build is refused unless ``overwrite``.
 - ``.himbench-build.lock`` makes a second concurrent build into the same folder fail clearly: locally a file created
-  exclusively, holding the pid (a lock left by a process that no longer exists is taken over); on a store an object
-  created only if absent, holding a lease (an expired lease is taken over).
+  exclusively, holding the pid; on a store an object created only if absent, holding a lease. A lock whose process
+  is gone (or whose lease expired) is taken over by one build only (:func:`himbench.io.storage.take_over_stale`).
 - ``.himbench-build-sources.json`` records what the source folders held when the build started
   (:mod:`himbench.synthesis.digest`: names, sizes, modification times). A resume whose source folders differ is
   refused, naming the change (kept shards would mix files of the old and the new sources), unless ``overwrite``,
@@ -56,7 +55,6 @@ from himbench.io.storage import Location
 from himbench.shards import CONFIG_FILE, DATA_DIR, REPORT_FILE, shard_name
 from himbench.synthesis.digest import compare_listings, source_listings
 from himbench.synthesis.output import (
-    CARD_FILE,
     FINGERPRINT_KEY,
     LOCK_FILE,
     PROGRESS_FILE,
@@ -79,11 +77,9 @@ from himbench.synthesis.output import (
 from himbench.synthesis.sources import BackgroundRef, ForegroundRef, scan_backgrounds, scan_foregrounds
 
 __all__ = [
-    # the output location's names, kept importable from here (they live in himbench.synthesis.output)
-    "CARD_FILE",
+    # names of the output location that callers import from here (they live in himbench.synthesis.output)
     "FINGERPRINT_KEY",
     "LOCK_FILE",
-    "PROGRESS_FILE",
     "SOURCES_FILE",
     "BuildReport",
     "ShardReport",
