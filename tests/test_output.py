@@ -64,3 +64,31 @@ def test_a_claim_left_by_a_dead_taker_expires():
     with lease_lock(location, "lock", lease_s=300) as owner:  # the dead claim is removed, the lock taken over
         assert json.loads(location.read_bytes("lock"))["owner"] == owner["owner"] and not location.exists(claim)
     assert location.list() == []
+
+
+@pytest.mark.parametrize("where", ["memory", "local"])
+def test_a_shard_claiming_a_huge_footer_is_not_read(tmp_path, monkeypatch, where):
+    # A file in the output folder named like a shard whose last bytes claim a 17 MiB footer: resume and clean-up
+    # read footers, and must refuse this one from its last 8 bytes instead of reading (or parsing) 17 MiB.
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    location = (Location.parse(f"memory://t-{uuid.uuid4().hex[:10]}/him") if where == "memory"
+                else Location.parse(tmp_path / "out"))
+    footer = 17 << 20
+    location.put_bytes(b"PAR1" + b"\0" * (footer + 16) + footer.to_bytes(4, "little") + b"PAR1", "data",
+                       "test-00000-of-00001.parquet")
+    read, parsed = [], []
+    real_open = MemoryFileSystem.open
+
+    def counting_open(self, path, mode="rb", **kwargs):
+        handle = real_open(self, path, mode, **kwargs)
+        real = handle.read
+        handle.read = lambda *args: read.append(len(data := real(*args))) or data
+        return handle
+
+    monkeypatch.setattr(MemoryFileSystem, "open", counting_open)
+    monkeypatch.setattr(output, "read_shard_metadata", lambda path: parsed.append(path))
+    with pytest.raises(InputError, match="footer of at most") as err:
+        output.read_footer(location, "test-00000-of-00001.parquet")
+    assert str(err.value.source).endswith("test-00000-of-00001.parquet")
+    assert sum(read) < 1 << 16 and not parsed

@@ -37,6 +37,7 @@ __all__ = [
     "CARD_FILE",
     "FINGERPRINT_KEY",
     "LOCK_FILE",
+    "MAX_FOOTER_BYTES",
     "PROGRESS_FILE",
     "SOURCES_FILE",
     "build_lock",
@@ -61,6 +62,7 @@ LOCK_FILE = ".himbench-build.lock"
 PROGRESS_FILE = ".himbench-build-progress.json"
 SOURCES_FILE = ".himbench-build-sources.json"
 CARD_FILE = "README.md"
+MAX_FOOTER_BYTES = 16 << 20  # a shard's footer is a few KiB; a larger one is not read from an untrusted file
 _STALE_EMPTY_LOCK_S = 30.0  # a lock file with no pid yet is being written, unless older than this
 
 
@@ -84,12 +86,14 @@ def put_shard(rows: list[dict], location: Location, filename: str, metadata: dic
 
 def read_footer(location: Location, filename: str) -> tuple[int, dict[str, str], list[str]]:
     """(row count, key-value metadata, column names) of a shard, from its footer only: a local file, or a few ranged
-    reads of an object. FileNotFoundError when absent."""
+    reads of an object. FileNotFoundError when absent; InputError when its footer is over :data:`MAX_FOOTER_BYTES`
+    (checked from the last 8 bytes before the footer is read: a file in the output folder is untrusted)."""
     import pyarrow.parquet as pq
 
     if location.is_local:
         return local_footer(Path(location.path(DATA_DIR, filename)))
     with location.fs.open(location.path(DATA_DIR, filename), "rb") as handle:
+        _check_footer_size(handle, location.url_of(DATA_DIR, filename))
         meta = pq.ParquetFile(handle).metadata
         kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
         return meta.num_rows, kv, meta.schema.to_arrow_schema().names
@@ -100,8 +104,24 @@ def local_footer(path: Path) -> tuple[int, dict[str, str], list[str]]:
 
     if not path.is_file():
         raise FileNotFoundError(path)
+    with open(path, "rb") as handle:
+        _check_footer_size(handle, path)
     rows, meta = read_shard_metadata(path)
     return rows, meta, pq.read_schema(path).names
+
+
+def _check_footer_size(handle, source: str | os.PathLike) -> None:
+    """InputError unless the Parquet file open in ``handle`` ends in a footer of at most :data:`MAX_FOOTER_BYTES`
+    (its length is the 4 bytes before the closing ``PAR1``)."""
+    size = handle.seek(0, os.SEEK_END)
+    if size < 12:
+        raise InputError(source, f"is {size} bytes, too short for a Parquet file")
+    handle.seek(size - 8)
+    tail = handle.read(8)
+    length = int.from_bytes(tail[:4], "little")
+    if tail[4:] != b"PAR1" or length > min(MAX_FOOTER_BYTES, size - 12):
+        raise InputError(source, f"is not a Parquet file with a footer of at most {MAX_FOOTER_BYTES} bytes")
+    handle.seek(0)
 
 
 def shard_files(location: Location) -> list[str]:
