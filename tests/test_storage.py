@@ -245,3 +245,24 @@ def test_overwrite_never_deletes_a_shard_named_file_himbench_did_not_write(mem, 
     assert err.value.source == location.url_of("data", "validation-00000-of-00001.parquet")
     assert location.read_bytes("data", "validation-00000-of-00001.parquet") == b"PAR1 their validation split"
     assert not location.exists("build_config.json")
+
+
+def test_a_stage_that_died_half_way_leaves_nothing_the_remote_dropped(mem, tmp_path, monkeypatch):
+    from himbench.io import storage
+
+    mem.put_bytes(b"a", "a.png")
+    mem.put_bytes(b"b", "b.png")
+    real_fetch = storage._fetch_capped
+
+    def die_on_b(fs, key, local, size, url):
+        if key.endswith("b.png"):
+            raise KeyboardInterrupt  # the process is stopped mid-copy
+        return real_fetch(fs, key, local, size, url)
+
+    monkeypatch.setattr(storage, "_fetch_capped", die_on_b)
+    with pytest.raises(KeyboardInterrupt):
+        stage(mem.url, cache_dir=tmp_path / "c")
+    monkeypatch.undo()
+    mem.delete("a.png")  # the remote drops a file the dead copy had fetched
+    local = stage(mem.url, cache_dir=tmp_path / "c")
+    assert sorted(p.name for p in local.iterdir()) == ["b.png"]

@@ -429,6 +429,12 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     except ValueError:
         manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    # Every name about to be fetched is recorded first, with no metadata (so it is fetched again next time): a copy
+    # that dies half-way leaves no file the manifest does not know, so a later stage removes what the remote dropped.
+    manifest = {**manifest, **{"/".join(p): {} for p, meta in files.items() if manifest.get("/".join(p)) != meta}}
+    atomic_write_bytes(manifest_path, json.dumps(manifest, sort_keys=True).encode())
     # The folder keeps the URL's last name (bench and evaluate name results after it).
     data = cache / safe_name(location.url.rsplit("/", 1)[-1] or location.protocol, location.url, "folder name")
     new_manifest = {}
