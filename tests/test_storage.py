@@ -266,3 +266,18 @@ def test_a_stage_that_died_half_way_leaves_nothing_the_remote_dropped(mem, tmp_p
     mem.delete("a.png")  # the remote drops a file the dead copy had fetched
     local = stage(mem.url, cache_dir=tmp_path / "c")
     assert sorted(p.name for p in local.iterdir()) == ["b.png"]
+
+
+def test_a_shard_named_file_dropped_into_a_finished_build_is_refused_on_resume(mem):
+    from himbench.build_config import BuildConfig
+    from himbench.synthesis.build import build_dataset
+
+    config = BuildConfig(splits={"test": 1}, width=64, height=96, seed=3)
+    build_dataset(config, mem.url, workers=1, progress=False)
+    card = mem.read_bytes("README.md")
+    mem.put_bytes(b"PAR1 not ours", "data", "train-00000-of-00001.parquet")
+    with pytest.raises(InputError, match="named like a shard but no himbench build wrote it") as err:
+        build_dataset(config, mem.url, workers=1, progress=False)
+    assert err.value.source == mem.url_of("data", "train-00000-of-00001.parquet")
+    assert mem.read_bytes("data", "train-00000-of-00001.parquet") == b"PAR1 not ours"
+    assert mem.read_bytes("README.md") == card

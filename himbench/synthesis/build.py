@@ -282,8 +282,9 @@ def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, l
             )
     if same:
         same = _same_sources(location, listings, overwrite)
+    # Fresh or resumed, no file named like a shard that no himbench build wrote may sit among this build's shards.
+    refuse_foreign_shards(location, {task.filename for task in plan_shards(config)})
     if not same:
-        refuse_foreign_shards(location, {task.filename for task in plan_shards(config)})
         remove_own_shards(location, only_fingerprinted=True)
         location.delete(PROGRESS_FILE)
     # The listing goes first: a build_config.json without it would be one whose sources cannot be proven.
