@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import s3_server as moto_s3
 from click.testing import CliRunner
@@ -14,7 +15,7 @@ from helpers import tiny_build
 
 from himbench.build_config import BuildConfig
 from himbench.io import InputError
-from himbench.io.storage import Location
+from himbench.io.storage import Location, stage
 from himbench.synthesis.build import LOCK_FILE, build_dataset
 
 # The fixtures of the S3 server (a moto server on 127.0.0.1, one per session) and of a fresh bucket per test.
@@ -189,3 +190,27 @@ def test_datasets_loads_the_s3_build_as_the_card_says(s3, monkeypatch):
     ds = datasets.load_dataset("parquet", data_files={"test": f"{bucket}/him/data/test-*.parquet"},
                                storage_options=options)
     assert ds["test"].num_rows == 3 and {"image", "alphas"} <= set(ds["test"].column_names)
+
+
+@pytest.mark.parametrize("hostile, problem", [
+    ("him/a/../b.png", "relative folder reference"),
+    ("him/d//e.png", "is empty"),
+    ("him/x", "is both an object and a folder"),  # next to him/x/y.png
+    ("him/z/", "name ends in '/'"),  # a non-empty object whose key ends in '/'
+])
+def test_stage_refuses_a_hostile_listing_in_one_line(s3, tmp_path, hostile, problem):
+    bucket, options = s3
+    location = Location.parse(bucket, options)
+    client = boto3.client("s3", endpoint_url=options["endpoint_url"], region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.put_object(Bucket=location.root, Key="him/ok.png", Body=b"ok")
+    client.put_object(Bucket=location.root, Key="him/x/y.png", Body=b"y")
+    client.put_object(Bucket=location.root, Key="him/marker/", Body=b"")  # an empty folder marker: skipped
+    client.put_object(Bucket=location.root, Key=hostile, Body=b"evil")
+    with pytest.raises(InputError, match=problem):
+        stage(f"{bucket}/him", options, cache_dir=tmp_path / "c")
+    staged = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.is_relative_to(tmp_path / "c") for p in staged) and not any(p.name == "b.png" for p in staged)
+    client.delete_object(Bucket=location.root, Key=hostile)
+    local = stage(f"{bucket}/him", options, cache_dir=tmp_path / "c")
+    assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == ["ok.png", "x/y.png"]

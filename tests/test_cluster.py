@@ -146,6 +146,33 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ worker helpers
+def _build_killing_shard_1(markers: Path, build) -> tuple:
+    """Run ``build()`` in a thread, SIGKILL the Ray worker making shard 1 once it is mid-shard (it wrote its pid to
+    ``markers/shard-1.pid``, see :func:`_slow_build_shard`); (the build's report, the killed pid)."""
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["report"] = build()
+        except BaseException as err:  # re-raised below
+            result["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    marker = markers / "shard-1.pid"
+    deadline = time.monotonic() + 60
+    while not (marker.is_file() and marker.read_text()):
+        assert time.monotonic() < deadline and thread.is_alive(), "shard 1 never started"
+        time.sleep(0.1)
+    pid = int(marker.read_text())
+    os.kill(pid, signal.SIGKILL)  # the Ray worker process making shard 1, mid-shard (before its write or put)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    if "error" in result:
+        raise result["error"]
+    return result["report"], pid
+
+
 def _slow_build_shard(marker_dir, config, task, out_dir, fg_refs, bg_refs):
     """``build_shard`` whose first attempt at shard 1 records its pid and waits to be killed (mid-shard)."""
     from himbench.synthesis import build as build_in_worker
@@ -282,28 +309,9 @@ def test_worker_killed_mid_shard_loses_nothing(two_nodes, reference_build, tmp_p
     markers.mkdir()
     out = tmp_path / "killed"
     monkeypatch.setattr(build_module, "build_shard", functools.partial(_slow_build_shard, str(markers)))
-    result: dict = {}
-
-    def run() -> None:
-        try:
-            result["report"] = build_dataset(CONFIG, out, workers=2, progress=False, engine="ray")
-        except BaseException as err:  # re-raised by the test below
-            result["error"] = err
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    marker = markers / "shard-1.pid"
-    deadline = time.monotonic() + 60
-    while not (marker.is_file() and marker.read_text()):
-        assert time.monotonic() < deadline and thread.is_alive(), "shard 1 never started"
-        time.sleep(0.1)
-    pid = int(marker.read_text())
-    os.kill(pid, signal.SIGKILL)  # the Ray worker process making shard 1, mid-shard
-    thread.join(timeout=120)
-    assert not thread.is_alive()
-    if "error" in result:
-        raise result["error"]
-    assert result["report"].num_images == 4
+    report, pid = _build_killing_shard_1(markers, lambda: build_dataset(CONFIG, out, workers=2, progress=False,
+                                                                        engine="ray"))
+    assert report.num_images == 4
     stat = Path(f"/proc/{pid}/stat")  # gone, or a zombie its parent has not reaped yet
     assert not stat.is_file() or stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
     assert _digest(out) == _digest(reference_build)
@@ -365,28 +373,9 @@ def test_worker_killed_mid_shard_of_an_s3_build_loses_nothing(two_nodes, s3, s3_
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setattr(build_module, "build_shard", functools.partial(_slow_build_shard, str(markers)))
-    result: dict = {}
-
-    def run() -> None:
-        try:
-            result["report"] = build_dataset(S3_CONFIG, url, workers=2, progress=False, engine="ray",
-                                             storage_options=options)
-        except BaseException as err:  # re-raised by the test below
-            result["error"] = err
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    marker = markers / "shard-1.pid"
-    deadline = time.monotonic() + 60
-    while not (marker.is_file() and marker.read_text()):
-        assert time.monotonic() < deadline and thread.is_alive(), "shard 1 never started"
-        time.sleep(0.1)
-    os.kill(int(marker.read_text()), signal.SIGKILL)  # the Ray worker making test shard 1, before its put
-    thread.join(timeout=120)
-    assert not thread.is_alive()
-    if "error" in result:
-        raise result["error"]
-    assert result["report"].num_images == 6
+    report, _ = _build_killing_shard_1(markers, lambda: build_dataset(S3_CONFIG, url, workers=2, progress=False,
+                                                                      engine="ray", storage_options=options))
+    assert report.num_images == 6
     location = Location.parse(url, options)
     assert _object_shards(location) == _file_shards(s3_reference)
     assert location.list("data") == sorted(_file_shards(s3_reference))  # no partial object left

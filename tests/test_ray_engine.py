@@ -88,15 +88,16 @@ def _dying_build_shard(marker_dir, config, task, out_dir, fg_refs, bg_refs):
     """``build_shard`` whose first attempt at shards 0 and 1 is killed: shard 0 after its images are made (before
     any byte is written), shard 1 in the middle of the atomic write (temp file complete, not yet renamed)."""
     from himbench.synthesis import build as build_in_worker
+    from himbench.synthesis import output as output_in_worker
 
     if task.index in (0, 1) and _claim(Path(marker_dir) / f"{task.filename}.killed"):
-        real_write = build_in_worker.write_shard
+        real_write = output_in_worker.write_shard
 
         def write_then_die(*args, **kwargs):
             os.replace = _kill_self  # this worker process is about to die; nothing else sees the patch
             return real_write(*args, **kwargs)
 
-        build_in_worker.write_shard = _kill_self if task.index == 0 else write_then_die
+        output_in_worker.write_shard = _kill_self if task.index == 0 else write_then_die
     return build_in_worker.build_shard(config, task, out_dir, fg_refs, bg_refs)
 
 

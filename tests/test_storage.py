@@ -3,6 +3,7 @@ create-if-absent, the lock's lease, and staging a remote folder into the cache."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import time
@@ -172,3 +173,111 @@ def test_bench_never_records_storage_options():
     assert ctx.params["storage_options"] == {"secret": "hunter2"}
     line = command_line(ctx)
     assert "s3://b/him" in line and "hunter2" not in line and "--storage-options" not in line
+
+
+def test_two_builds_taking_over_one_stale_lease_do_not_both_hold_it(mem, monkeypatch):
+    # B reads the expired lease; before B acts on it, A takes it over and holds the lock. B must then be refused,
+    # not delete A's fresh lock and take it too.
+    stale = json.dumps({"owner": "dead", "host": "h", "pid": 1, "expires": time.time() - 5}).encode()
+    mem.put_bytes(stale, "lock")
+    real_read = Location.read_bytes
+    stack = contextlib.ExitStack()
+    held: list[dict] = []
+
+    def read_then_let_a_in(self, *names, **kwargs):
+        data = real_read(self, *names, **kwargs)
+        if names == ("lock",) and not held and data == stale:
+            monkeypatch.setattr(Location, "read_bytes", real_read)
+            held.append(stack.enter_context(lease_lock(mem, "lock", lease_s=300)))  # A, while B hesitates
+        return data
+
+    monkeypatch.setattr(Location, "read_bytes", read_then_let_a_in)
+    with stack:
+        with pytest.raises(InputError, match="another build .* holds"):
+            with lease_lock(mem, "lock", lease_s=300):  # B
+                pass
+        assert held and json.loads(mem.read_bytes("lock"))["owner"] == held[0]["owner"]  # A still holds it
+    assert not mem.exists("lock") and mem.list() == []  # A released; no claim object left
+
+
+def test_stage_reads_no_more_than_the_listed_size(mem, tmp_path, monkeypatch):
+    mem.put_bytes(b"x" * 3_000_000, "big.png")
+    real_find, real_open = MemoryFileSystem.find, MemoryFileSystem.open
+    read = []
+
+    def lying_find(self, path, **kwargs):  # a hostile listing: the object is far larger than it says
+        found = real_find(self, path, **kwargs)
+        return {k: {**v, "size": 3} for k, v in found.items()}
+
+    def counting_open(self, path, mode="rb", **kwargs):
+        handle = real_open(self, path, mode, **kwargs)
+        real = handle.read
+
+        def read_counted(*args):
+            data = real(*args)
+            read.append(len(data))
+            return data
+
+        handle.read = read_counted
+        return handle
+
+    monkeypatch.setattr(MemoryFileSystem, "find", lying_find)
+    monkeypatch.setattr(MemoryFileSystem, "open", counting_open)
+    with pytest.raises(InputError, match="changed while it was being copied") as err:
+        stage(mem.url, cache_dir=tmp_path / "c")
+    assert err.value.source == f"{mem.url}/big.png"
+    assert sum(read) <= 4  # the listed size and one byte more, never the whole object
+    assert not any(p.is_file() for p in (tmp_path / "c").rglob("*.png"))
+
+
+@pytest.mark.parametrize("where", ["memory", "local"])
+def test_overwrite_never_deletes_a_shard_named_file_himbench_did_not_write(mem, tmp_path, where):
+    # Someone's Parquet files named as Hugging Face names shards: --overwrite must not delete one (nor mix it into
+    # the build's splits); it is refused naming the file, before anything is written.
+    from himbench.build_config import BuildConfig
+    from himbench.synthesis.build import build_dataset
+
+    location = mem if where == "memory" else Location.parse(tmp_path / "out")
+    location.put_bytes(b"PAR1 their validation split", "data", "validation-00000-of-00001.parquet")
+    config = BuildConfig(splits={"test": 1}, width=64, height=96, seed=3)
+    with pytest.raises(InputError, match="named like a shard but no himbench build wrote it") as err:
+        build_dataset(config, location.url, workers=1, overwrite=True, progress=False)
+    assert err.value.source == location.url_of("data", "validation-00000-of-00001.parquet")
+    assert location.read_bytes("data", "validation-00000-of-00001.parquet") == b"PAR1 their validation split"
+    assert not location.exists("build_config.json")
+
+
+def test_a_stage_that_died_half_way_leaves_nothing_the_remote_dropped(mem, tmp_path, monkeypatch):
+    from himbench.io import storage
+
+    mem.put_bytes(b"a", "a.png")
+    mem.put_bytes(b"b", "b.png")
+    real_fetch = storage._fetch_capped
+
+    def die_on_b(fs, key, local, size, url):
+        if key.endswith("b.png"):
+            raise KeyboardInterrupt  # the process is stopped mid-copy
+        return real_fetch(fs, key, local, size, url)
+
+    monkeypatch.setattr(storage, "_fetch_capped", die_on_b)
+    with pytest.raises(KeyboardInterrupt):
+        stage(mem.url, cache_dir=tmp_path / "c")
+    monkeypatch.undo()
+    mem.delete("a.png")  # the remote drops a file the dead copy had fetched
+    local = stage(mem.url, cache_dir=tmp_path / "c")
+    assert sorted(p.name for p in local.iterdir()) == ["b.png"]
+
+
+def test_a_shard_named_file_dropped_into_a_finished_build_is_refused_on_resume(mem):
+    from himbench.build_config import BuildConfig
+    from himbench.synthesis.build import build_dataset
+
+    config = BuildConfig(splits={"test": 1}, width=64, height=96, seed=3)
+    build_dataset(config, mem.url, workers=1, progress=False)
+    card = mem.read_bytes("README.md")
+    mem.put_bytes(b"PAR1 not ours", "data", "train-00000-of-00001.parquet")
+    with pytest.raises(InputError, match="named like a shard but no himbench build wrote it") as err:
+        build_dataset(config, mem.url, workers=1, progress=False)
+    assert err.value.source == mem.url_of("data", "train-00000-of-00001.parquet")
+    assert mem.read_bytes("data", "train-00000-of-00001.parquet") == b"PAR1 not ours"
+    assert mem.read_bytes("README.md") == card

@@ -225,7 +225,6 @@ def command(
         evaluate_folder,
         format_classic_table,
         format_instance_table,
-        format_problems,
         format_summary_table,
         write_report,
     )
@@ -304,21 +303,12 @@ def command(
 
         click.echo("\nBreakdown")
         click.echo(format_breakdown(result.breakdown))
-    if result.problems:
-        click.echo(f"\n{len(result.problems)} input problem(s):", err=True)
-        if max_problems:
-            click.echo(format_problems(result.problems, max_problems), err=True)
-    click.echo(f"\nReport written to {out_dir}")
-    for name in sorted(paths):
-        click.echo(f"  {paths[name]}")
-    if strict and result.problems:
-        raise SystemExit(1)
+    _finish(result.problems, max_problems, out_dir, paths, strict)
 
 
 def _evaluate_video(pred_dir: Path, gt: Path, split: str | None, out: Path | None, warp: str,
                     thresholds: tuple[float, ...], quiet: bool, max_problems: int, strict: bool) -> None:
     """The video evaluation (himbench.evaluation.video): score, write the files, print the table."""
-    from himbench.evaluation import format_problems
     from himbench.evaluation.video import evaluate_video_folder, format_video_summary, write_video_evaluation
 
     ev = evaluate_video_folder(pred_dir, gt, split=split, warp=warp, progress=not quiet,
@@ -338,14 +328,22 @@ def _evaluate_video(pred_dir: Path, gt: Path, split: str | None, out: Path | Non
                f"{summary.get('num_gt', 0)} ground-truth person-frames ({config['gt_kind']} ground truth at "
                f"{config['gt']}; MaGGIe-convention warp {warp})")
     click.echo(format_video_summary(summary))
-    if ev.problems:
-        click.echo(f"\n{len(ev.problems)} input problem(s):", err=True)
+    _finish(ev.problems, max_problems, out_dir, paths, strict)
+
+
+def _finish(problems: list, max_problems: int, out_dir: Path, paths: dict, strict: bool) -> None:
+    """The end of an evaluation's output (image or video): its input problems, where the report went, and exit
+    code 1 under ``--strict`` when there were problems."""
+    from himbench.evaluation import format_problems
+
+    if problems:
+        click.echo(f"\n{len(problems)} input problem(s):", err=True)
         if max_problems:
-            click.echo(format_problems(ev.problems, max_problems), err=True)
+            click.echo(format_problems(problems, max_problems), err=True)
     click.echo(f"\nReport written to {out_dir}")
     for name in sorted(paths):
         click.echo(f"  {paths[name]}")
-    if strict and ev.problems:
+    if strict and problems:
         raise SystemExit(1)
 
 

@@ -37,20 +37,25 @@ from himbench.io.images import InputError
 from himbench.io.paths import safe_name
 
 __all__ = [
+    "CLAIM_S",
     "CREATE_PROTOCOLS",
     "DEFAULT_LEASE_S",
     "Location",
+    "is_claim",
     "is_url",
     "lease_lock",
     "parse_storage_options",
     "stage",
     "stage_cache_dir",
+    "take_over_stale",
 ]
 
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://(.*)$")
 # Stores where Location.create is atomic (a conditional put, or one process's memory).
 CREATE_PROTOCOLS = frozenset({"s3", "s3a", "memory"})
 DEFAULT_LEASE_S = 600.0  # a lock object's lifetime; the holder renews it every third of this
+CLAIM_S = 60.0  # a takeover claim's lifetime: a takeover takes a read and a delete
+_CLAIM = ".takeover-"  # <lock name>.takeover-<digest of the stale lock's bytes>: who may remove that lock
 MAX_STAGE_BYTES = 64 << 30  # a remote folder staged for reading: at most this much in all ...
 MAX_STAGE_FILE_BYTES = 8 << 30  # ... and per file (override with $HIMBENCH_MAX_STAGE_BYTES)
 
@@ -246,20 +251,61 @@ class Location:
 
 
 def _read_lease(location: Location, name: str) -> dict | None:
+    raw = _read_raw_lease(location, name)
+    return None if raw is None else _parse_lease(raw)
+
+
+def _read_raw_lease(location: Location, name: str) -> bytes | None:
     try:
-        data = json.loads(location.read_bytes(name, max_bytes=1 << 16))
-        return data if isinstance(data, dict) else {}
+        return location.read_bytes(name, max_bytes=1 << 16)
     except FileNotFoundError:
         return None
-    except (ValueError, InputError):
+    except InputError:  # over the size limit: not a lease this module wrote
+        return b""
+
+
+def _parse_lease(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_claim(entry: str, name: str) -> bool:
+    """True when ``entry`` is a takeover claim of the lock ``name`` (:func:`take_over_stale`)."""
+    return entry.startswith(name + _CLAIM)
+
+
+def take_over_stale(location: Location, name: str, stale: bytes) -> None:
+    """Remove the stale lock object ``name`` if it still holds ``stale``, as the one taker of that very lock.
+
+    Two builds that both read the same stale lock must not both delete-and-create: the second would delete the lock
+    the first just took. So a taker first creates (only if absent) a claim object named after the stale lock's
+    digest; only the build that creates it may delete the lock, and only while the lock still holds those bytes (a
+    lock taken meanwhile holds other bytes and stays). Losers retry and meet the new holder. A claim left by a taker
+    that died mid-takeover expires after :data:`CLAIM_S` and is then removed by the next taker."""
+    claim = f"{name}{_CLAIM}{hashlib.sha256(stale).hexdigest()[:16]}"
+    if not location.create(json.dumps({"expires": time.time() + CLAIM_S}).encode(), claim):
+        raw = _read_raw_lease(location, claim)
+        expires = _parse_lease(raw).get("expires") if raw else None
+        if raw is not None and not (isinstance(expires, (int, float)) and expires > time.time()):
+            if _read_raw_lease(location, claim) == raw:
+                location.delete(claim)  # its taker died; the caller retries
+        return  # another build is taking this lock over
+    try:
+        if _read_raw_lease(location, name) == stale:
+            location.delete(name)
+    finally:
+        location.delete(claim)
 
 
 @contextlib.contextmanager
 def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) -> Iterator[dict]:
     """Hold the lock object ``name`` in ``location``: created only if absent, holding an owner id and an expiry
     ``lease_s`` ahead, renewed by a thread while held. A lock whose expiry has passed (its build died) is taken
-    over; a live one is an :class:`InputError` naming its holder. Released (deleted if still ours) at the end."""
+    over by one build only (:func:`_take_over`); a live one is an :class:`InputError` naming its holder. Released
+    (deleted if still ours) at the end."""
     owner = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
 
     def payload() -> bytes:
@@ -268,19 +314,20 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
     for _ in range(3):
         if location.create(payload(), name):
             break
-        held = _read_lease(location, name)
-        if held is None:
+        raw = _read_raw_lease(location, name)
+        if raw is None:
             continue  # released meanwhile
+        held = _parse_lease(raw)
         expires = held.get("expires")
         if isinstance(expires, (int, float)) and expires > time.time():
             left = int(expires - time.time())
             raise InputError(location.url, f"another build (pid {held.get('pid')} on {held.get('host')}) holds "
                                            f"{location.url_of(name)}, lease valid {left} s more; wait for it, or "
                                            "delete that object if no build is running")
-        location.delete(name)  # stale (expired or unreadable): its build died
+        take_over_stale(location, name, raw)  # stale (expired or unreadable): its build died
     else:
         raise InputError(location.url, f"could not take the build lock {location.url_of(name)}; another build?")
-    # Taking over a stale lock races with another taker: read back that the object is ours.
+    # Belt and braces: the object must be ours.
     if (_read_lease(location, name) or {}).get("owner") != owner["owner"]:
         raise InputError(location.url, f"another build took the build lock {location.url_of(name)} first")
     stop = threading.Event()
@@ -299,6 +346,22 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
         thread.join()
         if (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
             location.delete(name)
+
+
+def _fetch_capped(fs, key: str, local: str, size: int, url: str) -> None:
+    """Copy object ``key`` into the file ``local``, reading at most ``size + 1`` bytes: the listed size is the cap
+    (checked against the staging limits), so an object that is larger than its listing said is refused after one
+    extra byte, not downloaded whole."""
+    got = 0
+    with fs.open(key, "rb") as source, open(local, "wb") as target:
+        while got <= size:
+            chunk = source.read(min(1 << 20, size + 1 - got))
+            if not chunk:
+                break
+            got += len(chunk)
+            target.write(chunk)
+    if got != size:
+        raise InputError(url, f"changed while it was being copied (listed {size} bytes); try again")
 
 
 def stage_cache_dir(url: str) -> Path:
@@ -334,15 +397,29 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         raise InputError(location.url, "holds no files (or cannot be listed with these storage options)")
     total_cap, file_cap = _stage_limits()
     files: dict[tuple[str, ...], dict] = {}
+    keys: dict[tuple[str, ...], str] = {}  # the object each staged file is fetched from, as listed
     for name, info in sorted(found.items()):
         if info.get("type") != "file":
             continue
-        rel = str(name)[len(root):].strip("/")
-        parts = tuple(safe_name(part, f"{location.url}/{rel}") for part in rel.split("/"))
+        name = str(name)
+        if not name.startswith(root + "/"):
+            raise InputError(location.url, f"listed {name!r}, which is not below the folder; refusing to stage it")
+        rel = name[len(root) + 1:]
         size = int(info.get("size") or 0)
+        if rel.endswith("/"):
+            if size == 0:
+                continue  # an empty "folder marker" object (consoles make them): no file
+            raise InputError(f"{location.url}/{rel}", "is an object whose name ends in '/'; it cannot be a file")
+        parts = tuple(safe_name(part, f"{location.url}/{rel}") for part in rel.split("/"))
         if size > file_cap:
             raise InputError(f"{location.url}/{rel}", f"is {size} bytes, over the {file_cap}-byte staging limit")
         files[parts] = {"size": size, "tag": str(info.get("ETag") or info.get("LastModified") or info.get("mtime"))}
+        keys[parts] = name
+    folders = {parts[:k] for parts in files for k in range(1, len(parts))}
+    for parts in files:
+        if parts in folders:  # "a" and "a/b" both exist on a store; a folder cannot be both
+            raise InputError(f"{location.url}/{'/'.join(parts)}", "is both an object and a folder of objects; "
+                                                                  "it cannot be staged as a local folder")
     if sum(f["size"] for f in files.values()) > total_cap:
         raise InputError(location.url, f"holds more than {total_cap} bytes, over the staging limit "
                                        "($HIMBENCH_MAX_STAGE_BYTES)")
@@ -352,6 +429,12 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     except ValueError:
         manifest = {}
+    if not isinstance(manifest, dict):
+        manifest = {}
+    # Every name about to be fetched is recorded first, with no metadata (so it is fetched again next time): a copy
+    # that dies half-way leaves no file the manifest does not know, so a later stage removes what the remote dropped.
+    manifest = {**manifest, **{"/".join(p): {} for p, meta in files.items() if manifest.get("/".join(p)) != meta}}
+    atomic_write_bytes(manifest_path, json.dumps(manifest, sort_keys=True).encode())
     # The folder keeps the URL's last name (bench and evaluate name results after it).
     data = cache / safe_name(location.url.rsplit("/", 1)[-1] or location.protocol, location.url, "folder name")
     new_manifest = {}
@@ -366,9 +449,7 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         fd, tmp = tempfile.mkstemp(prefix=f".{parts[-1]}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         try:
-            fs.get_file(f"{root}/{key}", tmp)
-            if os.path.getsize(tmp) != meta["size"]:
-                raise InputError(f"{location.url}/{key}", "changed while it was being copied; try again")
+            _fetch_capped(fs, keys[parts], tmp, meta["size"], f"{location.url}/{key}")
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -7,20 +7,21 @@ count are kept and everything else is redone. The bad sources met by the shards 
 kept in the report of the resumed run (``.himbench-build-progress.json`` records them as shards finish).
 
 One driver (:func:`build_dataset`) builds into a :class:`~himbench.io.storage.Location`: a local folder or an
-fsspec URL (``s3://bucket/prefix``). The few things a store does differently are small functions chosen by the
-location: how a shard is written (local: write then rename; store: one put of the finished local file), how its
-footer is read (a local file; ranged reads of an object), the lock (an ``O_EXCL`` file; a lock object with a lease,
-:func:`himbench.io.storage.lease_lock`), how the output is listed, and where the card reads its statistics.
+fsspec URL (``s3://bucket/prefix``). The few things a store does differently (how a shard is put, how its footer is
+read, the lock, listings, clean-up, the card's statistics) are small functions of :mod:`himbench.synthesis.output`,
+chosen by the location.
 
 The output folder is someone's disk: a build never deletes or overwrites a file it did not write.
 
 - An existing, non-empty ``out_dir`` without ``build_config.json`` is refused, unless ``overwrite``; then only the
   files a build writes (``data/<split>-NNNNN-of-NNNNN.parquet``, ``README.md``, ``build_config.json``,
-  ``build_report.json``) are replaced and everything else is left alone.
+  ``build_report.json``) are replaced and everything else is left alone. Shards are deleted only when their footer
+  carries a himbench fingerprint; a file named like a shard that no himbench build wrote, and that this build does
+  not replace, is refused (deleting it would delete someone's data; keeping it would mix it into the splits).
 - A folder holding another configuration's build is refused unless ``overwrite``.
 - ``.himbench-build.lock`` makes a second concurrent build into the same folder fail clearly: locally a file created
-  exclusively, holding the pid (a lock left by a process that no longer exists is taken over); on a store an object
-  created only if absent, holding a lease (an expired lease is taken over).
+  exclusively, holding the pid; on a store an object created only if absent, holding a lease. A lock whose process
+  is gone (or whose lease expired) is taken over by one build only (:func:`himbench.io.storage.take_over_stale`).
 - ``.himbench-build-sources.json`` records what the source folders held when the build started
   (:mod:`himbench.synthesis.digest`: names, sizes, modification times). A resume whose source folders differ is
   refused, naming the change (kept shards would mix files of the old and the new sources), unless ``overwrite``,
@@ -42,32 +43,44 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from himbench.build_config import BuildConfig
 from himbench.engines import cluster, map_tasks
-from himbench.io import InputError, read_json
-from himbench.io.storage import Location, lease_lock
-from himbench.shards import (
-    CONFIG_FILE,
-    DATA_DIR,
-    REPORT_FILE,
-    is_shard_name,
-    read_shard_metadata,
-    shard_name,
-    write_shard,
-)
+from himbench.io import InputError
+from himbench.io.storage import Location
+from himbench.shards import CONFIG_FILE, DATA_DIR, REPORT_FILE, shard_name
 from himbench.synthesis.digest import compare_listings, source_listings
+from himbench.synthesis.output import (
+    FINGERPRINT_KEY,
+    LOCK_FILE,
+    PROGRESS_FILE,
+    SOURCES_FILE,
+    build_lock,
+    exists,
+    foreign_entries,
+    local_footer,
+    make_folder,
+    output_lock,
+    put_card,
+    put_shard,
+    read_footer,
+    read_json_at,
+    refuse_foreign_shards,
+    remove_own_shards,
+    remove_partial_writes,
+    storage_options_of,
+)
 from himbench.synthesis.sources import BackgroundRef, ForegroundRef, scan_backgrounds, scan_foregrounds
 
 __all__ = [
+    # names of the output location that callers import from here (they live in himbench.synthesis.output)
+    "FINGERPRINT_KEY",
+    "LOCK_FILE",
+    "SOURCES_FILE",
     "BuildReport",
     "ShardReport",
     "ShardTask",
@@ -79,12 +92,6 @@ __all__ = [
     "shard_is_complete",
 ]
 
-FINGERPRINT_KEY = "himbench_fingerprint"
-LOCK_FILE = ".himbench-build.lock"
-PROGRESS_FILE = ".himbench-build-progress.json"
-SOURCES_FILE = ".himbench-build-sources.json"
-CARD_FILE = "README.md"
-_STALE_EMPTY_LOCK_S = 30.0  # a lock file with no pid yet is being written, unless older than this
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ def shard_is_complete(path: Path, task: ShardTask, config: BuildConfig) -> bool:
     """True when ``path`` is a finished shard of this very build (right fingerprint and row count) that has the
     ``occlusion`` column: a shard of the same build made before the column existed is redone, so that one folder
     never mixes two schemas (the other columns come out the same)."""
-    return _is_complete(functools.partial(_local_footer, Path(path)), task, config)
+    return _is_complete(functools.partial(local_footer, Path(path)), task, config)
 
 
 def _is_complete(footer, task: ShardTask, config: BuildConfig) -> bool:
@@ -239,242 +246,21 @@ def build_shard(
         dropped.update(result.dropped)
         off_range += not result.in_range
     tic = time.perf_counter()
-    sha256, etag = _write_shard(rows, location, task.filename, {FINGERPRINT_KEY: config.fingerprint()})
+    sha256, etag = put_shard(rows, location, task.filename, {FINGERPRINT_KEY: config.fingerprint()})
     seconds["write"] += time.perf_counter() - tic
     return ShardReport(task.split, task.index, location.url_of(DATA_DIR, task.filename), len(rows), False, problems,
                        dict(seconds), short, below_min, dict(sorted(dropped.items())), off_range,
                        node=cluster.writer_node(), sha256=sha256, etag=etag)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# What differs between a local folder and an object store: small functions chosen by the Location. The driver
-# (build_dataset and _build_locked) is the same for both.
-
-
-def _write_shard(rows: list[dict], location: Location, filename: str, metadata: dict[str, str]) -> tuple[str, str]:
-    """Write one shard atomically; (sha256 of its bytes, ETag of the object or "" on a local disk).
-
-    Local: :func:`himbench.shards.write_shard` writes a temporary file and renames it. Object store: the same writer
-    makes a local temporary file, whose sha256 is taken before it is put whole, in one put (an object is whole or
-    absent); the ETag the store gives it is read back once, for :func:`himbench.engines.cluster.verify_shards`."""
-    if location.is_local:
-        path = write_shard(rows, location.path(DATA_DIR, filename), metadata=metadata)
-        return cluster.file_sha256(path), ""
-    with tempfile.TemporaryDirectory(prefix="himbench-shard-") as tmp:
-        local = write_shard(rows, Path(tmp) / filename, metadata=metadata)
-        sha256 = cluster.file_sha256(local)
-        location.put_file(local, DATA_DIR, filename)
-    return sha256, location.info(DATA_DIR, filename)["etag"] or ""
-
-
-def _footer(location: Location, filename: str) -> tuple[int, dict[str, str], list[str]]:
-    """(row count, key-value metadata, column names) of a shard, from its footer only: a local file, or a few ranged
-    reads of an object. FileNotFoundError when absent."""
-    import pyarrow.parquet as pq
-
-    if location.is_local:
-        return _local_footer(Path(location.path(DATA_DIR, filename)))
-    with location.fs.open(location.path(DATA_DIR, filename), "rb") as handle:
-        meta = pq.ParquetFile(handle).metadata
-        kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
-        return meta.num_rows, kv, meta.schema.to_arrow_schema().names
-
-
-def _local_footer(path: Path) -> tuple[int, dict[str, str], list[str]]:
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    rows, meta = read_shard_metadata(path)
-    return rows, meta, pq.read_schema(path).names
-
-
-def _shard_files(location: Location) -> list[str]:
-    """Names of the plain shard files in ``data/`` (a local link is not a file of ours)."""
-    if location.is_local:
-        data_dir = Path(location.path(DATA_DIR))
-        if not data_dir.is_dir():
-            return []
-        return sorted(p.name for p in data_dir.glob("*.parquet") if not p.is_symlink() and p.is_file()
-                      and is_shard_name(p.name))
-    return [name for name in location.list(DATA_DIR) if name.endswith(".parquet") and is_shard_name(name)]
-
-
-def _options(location: Location) -> dict | None:
-    """The storage options for fsspec calls: a local folder takes none."""
-    return None if location.is_local else location.options
-
-
-def _exists(location: Location, name: str) -> bool:
-    return Path(location.path(name)).exists() if location.is_local else location.exists(name)
-
-
-def _read_json(location: Location, name: str, max_bytes: int = 256 << 20):
-    """The JSON object ``name`` (None when absent); InputError naming it when it is not JSON or too large."""
-    if location.is_local:
-        path = Path(location.url) / name
-        return read_json(path, max_bytes=max_bytes) if path.is_file() else None
-    try:
-        data = location.read_bytes(name, max_bytes=max_bytes)
-    except FileNotFoundError:
-        return None
-    try:
-        return json.loads(data)
-    except ValueError as err:
-        raise InputError(location.url_of(name), f"is not valid JSON ({err})") from None
-
-
-def _make_folder(location: Location) -> None:
-    """Create a local output folder (an object store has no folders to make)."""
-    if not location.is_local:
-        return
-    out_dir = Path(location.url)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(out_dir, f"cannot create the output folder ({err.strerror or err})") from err
-
-
-def _lock(location: Location):
-    """The build lock: an O_EXCL file holding a pid on a local disk, a lock object with a lease on a store."""
-    return build_lock(Path(location.url)) if location.is_local else lease_lock(location, LOCK_FILE)
-
-
-def _foreign_entries(location: Location) -> list[str]:
-    """Entries of the output location that a build that never got to write its config cannot have left."""
-    ours = (LOCK_FILE, PROGRESS_FILE, SOURCES_FILE)
-    if not location.is_local:
-        foreign = [n for n in location.list() if n not in ours]
-        foreign += [d for d in location.list_dirs() if d != DATA_DIR]
-        foreign += [f"{DATA_DIR}/{n}" for n in location.list(DATA_DIR) if not n.startswith(".")]
-        return sorted(foreign)
-    foreign = []
-    for entry in sorted(os.scandir(location.url), key=lambda e: e.name):
-        if entry.name in ours:
-            continue
-        if entry.name == DATA_DIR and entry.is_dir(follow_symlinks=False) and not any(
-            not name.startswith(".") for name in os.listdir(entry.path)
-        ):
-            continue
-        foreign.append(entry.name)
-    return foreign
-
-
-def _remove_partial_writes(location: Location) -> None:
-    """Temporary files of shards left by a crashed local write (an object store has none: a put is whole)."""
-    if location.is_local:
-        for leftover in Path(location.path(DATA_DIR)).glob(".*.parquet.*.tmp"):  # atomic_write_bytes' temp files
-            leftover.unlink(missing_ok=True)
-
-
-def _write_card(location: Location, config: BuildConfig, report: BuildReport) -> None:
-    from himbench.synthesis.card import (
-        card_statistics,
-        command_line,
-        render_dataset_card,
-        url_load_text,
-        write_dataset_card,
-    )
-
-    if location.is_local:
-        write_dataset_card(location.url, config, report)
-        return
-    # The statistics come from the shards as stored, read into a temporary folder.
-    with tempfile.TemporaryDirectory(prefix="himbench-card-") as tmp:
-        data = Path(tmp) / DATA_DIR
-        data.mkdir()
-        for name in _shard_files(location):
-            location.fs.get_file(location.path(DATA_DIR, name), str(data / name))
-        stats = card_statistics(tmp)
-    text = render_dataset_card(config, stats, len(report.problems), command_line(config), location.url)
-    location.put_bytes(url_load_text(text, location.url, config).encode(), CARD_FILE)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, owned by someone else
-        return True
-    return True
-
-
-def _lock_holder(path: Path) -> str | None:
-    """Who holds the lock at ``path`` ("pid N on HOST"), or None when the lock is stale (its process is gone)."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "an unknown process"
-    try:
-        holder = json.loads(text)
-        pid, host = int(holder["pid"]), str(holder["host"])
-    except (ValueError, TypeError, KeyError):
-        return None if age > _STALE_EMPTY_LOCK_S else "a process that is starting"
-    if host != socket.gethostname():
-        return f"pid {pid} on {host}"  # cannot check another machine's processes
-    return f"pid {pid}" if _pid_alive(pid) else None
-
-
-@contextmanager
-def build_lock(out_dir: Path) -> Iterator[Path]:
-    """Hold ``out_dir/.himbench-build.lock`` (O_CREAT | O_EXCL) for the duration; raises InputError naming the
-    folder when another live build holds it; takes over a lock whose process is gone."""
-    path = out_dir / LOCK_FILE
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _lock_holder(path)
-            if holder is not None:
-                raise InputError(
-                    out_dir,
-                    f"another build ({holder}) is writing to this folder; wait for it to finish, or delete "
-                    f"{path} if no build is running",
-                ) from None
-            path.unlink(missing_ok=True)  # stale: left by a build that was killed
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
-        break
-    else:
-        raise InputError(out_dir, f"could not take the build lock {path}; is another build starting?")
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _remove_own_shards(location: Location, keep: set[str] = frozenset(), only_fingerprinted: bool = False) -> None:
-    """Delete the shard files (``data/<split>-NNNNN-of-NNNNN.parquet``) not in ``keep``; any other file stays.
-    ``only_fingerprinted``: delete only shards whose footer says a himbench build wrote them."""
-    for name in _shard_files(location):
-        if name in keep:
-            continue
-        if only_fingerprinted:
-            try:
-                _, meta, _ = _footer(location, name)
-            except Exception:  # unreadable: not provably ours, leave it
-                continue
-            if FINGERPRINT_KEY not in meta:
-                continue
-        location.delete(DATA_DIR, name)
-
-
 def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, listings: dict) -> bool:
     """Check that ``location`` may receive this build and write its config and the listing of its sources
     (``listings``, :func:`~himbench.synthesis.digest.source_listings`); True when resuming the same build."""
     same = False
-    if _exists(location, CONFIG_FILE):
+    if exists(location, CONFIG_FILE):
         config_url = location.url_of(CONFIG_FILE)
         try:
-            existing = BuildConfig.from_dict(_read_json(location, CONFIG_FILE, max_bytes=1 << 20))
+            existing = BuildConfig.from_dict(read_json_at(location, CONFIG_FILE, max_bytes=1 << 20))
             same = existing.fingerprint() == config.fingerprint()
         except (InputError, ValueError, TypeError) as err:
             if not overwrite:
@@ -486,7 +272,7 @@ def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, l
                 "holds a build with a different configuration; choose another --out or pass --overwrite to replace it",
             )
     else:
-        foreign = _foreign_entries(location)
+        foreign = foreign_entries(location)
         if foreign and not overwrite:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise InputError(
@@ -496,8 +282,10 @@ def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, l
             )
     if same:
         same = _same_sources(location, listings, overwrite)
+    # Fresh or resumed, no file named like a shard that no himbench build wrote may sit among this build's shards.
+    refuse_foreign_shards(location, {task.filename for task in plan_shards(config)})
     if not same:
-        _remove_own_shards(location)
+        remove_own_shards(location, only_fingerprinted=True)
         location.delete(PROGRESS_FILE)
     # The listing goes first: a build_config.json without it would be one whose sources cannot be proven.
     location.put_bytes((json.dumps(listings) + "\n").encode(), SOURCES_FILE)
@@ -511,7 +299,7 @@ def _same_sources(location: Location, listings: dict, overwrite: bool) -> bool:
     if not listings["sources"]:  # embedded sources only: versioned by the code, in the fingerprint
         return True
     try:
-        recorded = _read_json(location, SOURCES_FILE)
+        recorded = read_json_at(location, SOURCES_FILE)
     except InputError:
         recorded = None
     differences = compare_listings(recorded, listings)
@@ -533,7 +321,7 @@ def _earlier_shards(location: Location, config: BuildConfig) -> dict[str, ShardR
     found: dict[str, ShardReport] = {}
     for name in (REPORT_FILE, PROGRESS_FILE):
         try:
-            data = _read_json(location, name)
+            data = read_json_at(location, name)
             if not isinstance(data, dict) or data.get("fingerprint") != config.fingerprint():
                 continue
             for shard in data.get("shards", []):
@@ -582,12 +370,12 @@ def build_dataset(
     if location.protocol == "memory" and (workers != 1 or engine != "local"):
         # Each worker process has its own memory: shards put there would never reach this process.
         raise InputError(location.url, "memory:// is one process's memory; build to it with --workers 1")
-    _make_folder(location)
+    make_folder(location)
     sources = (fg_refs, listing_problems, bg_refs, listings)
     try:
         # On Ray, every node must write the output location and read the sources before any work starts.
-        with _lock(location), cluster.preflight(engine, workers, ray_address, location.url,
-                                                [*config.fg_sources, *config.bg_sources], _options(location)):
+        with output_lock(location), cluster.preflight(engine, workers, ray_address, location.url,
+                                                [*config.fg_sources, *config.bg_sources], storage_options_of(location)):
             return _build_locked(
                 config, location, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache
             )
@@ -617,24 +405,24 @@ def _build_locked(
     same = _prepare_out_dir(config, location, overwrite, listings)
     if location.is_local:
         Path(location.path(DATA_DIR)).mkdir(exist_ok=True)
-    _remove_partial_writes(location)  # of a crashed earlier run
+    remove_partial_writes(location)  # of a crashed earlier run
     tasks = plan_shards(config)
     expected = {task.filename for task in tasks}
     # Shards of another split size cannot belong to this build (only shard files a build wrote are removed).
-    _remove_own_shards(location, keep=expected, only_fingerprinted=True)
+    remove_own_shards(location, keep=expected, only_fingerprinted=True)
     earlier = _earlier_shards(location, config) if same else {}
 
     reports: list[ShardReport] = []
     todo = []
     for task in tasks:
         url = location.url_of(DATA_DIR, task.filename)
-        if _is_complete(functools.partial(_footer, location, task.filename), task, config):
+        if _is_complete(functools.partial(read_footer, location, task.filename), task, config):
             kept = earlier.get(task.filename)
             if kept is None:  # no record of it (a damaged progress file): its bad sources are not known again
                 kept = ShardReport(task.split, task.index, url, task.stop - task.start, True)
             kept = replace(kept, path=url, num_images=task.stop - task.start, resumed=True, seconds={})
             if not kept.sha256:  # a shard of a run before checksums were recorded
-                kept = replace(kept, sha256=cluster.file_sha256(url, _options(location)))
+                kept = replace(kept, sha256=cluster.file_sha256(url, storage_options_of(location)))
             if not location.is_local and not kept.etag:
                 kept = replace(kept, etag=location.info(DATA_DIR, task.filename)["etag"] or "")
             reports.append(kept)
@@ -654,15 +442,15 @@ def _build_locked(
         partial = BuildReport(location.url, reports, listing_problems, config.fingerprint(), estimates)
         location.put_bytes((json.dumps(partial.to_dict()) + "\n").encode(), PROGRESS_FILE)
     bar.close()
-    _remove_partial_writes(location)  # of workers killed mid-write (their shards were redone)
+    remove_partial_writes(location)  # of workers killed mid-write (their shards were redone)
     # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
     # Every listed shard must be where the driver reads, as its writer made it, before the report and the card.
-    cluster.verify_shards(reports, _options(location))
+    cluster.verify_shards(reports, storage_options_of(location))
     report = BuildReport(location.url, reports, listing_problems, config.fingerprint(), estimates)
     location.put_bytes((json.dumps(report.to_dict(), indent=2) + "\n").encode(), REPORT_FILE)
     if write_card:
-        _write_card(location, config, report)
+        put_card(location, config, report)
     return report
 
 
