@@ -90,9 +90,9 @@ def two_nodes(tmp_path_factory):
     """``(private folder, the second node's id)`` of a connected 2-node cluster."""
     from ray.cluster_utils import Cluster
 
+    # Without mount namespaces the second node shares the disk: the tests that need a non-shared folder skip
+    # (private is None), the others (builds, kills, S3) still run on two nodes.
     prefix = _mount_namespace_prefix()
-    if prefix is None:
-        pytest.skip("unshare may not mount a tmpfs here (no mount namespaces): cannot make a non-shared folder")
     root = tmp_path_factory.mktemp("cluster")
     private, node_dir = root / "private", root / "node-b"
     private.mkdir()
@@ -108,11 +108,11 @@ def two_nodes(tmp_path_factory):
         try:
             head = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
             ray_bin = str(Path(sys.executable).with_name("ray"))
-            command = (f"mount -t tmpfs tmpfs '{private}' && exec '{ray_bin}' start --address='{head.address}' "
-                       "--num-cpus=1 --block --disable-usage-stats")
+            start = f"exec '{ray_bin}' start --address='{head.address}' --num-cpus=1 --block --disable-usage-stats"
+            command = f"mount -t tmpfs tmpfs '{private}' && {start}" if prefix else start
             env = {**os.environ, "TMPDIR": str(node_dir / "tmp")}
-            node = subprocess.Popen([*prefix, "sh", "-c", command], cwd=node_dir, env=env, start_new_session=True,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            node = subprocess.Popen([*(prefix or []), "sh", "-c", command], cwd=node_dir, env=env,
+                                    start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             ray.init(address=head.address, log_to_driver=False)
             head_id = ray.get_runtime_context().get_node_id()
             deadline = time.monotonic() + _NODE_START_S
@@ -122,7 +122,7 @@ def two_nodes(tmp_path_factory):
                 time.sleep(0.5)
             other = next(n["NodeID"] for n in alive if n["NodeID"] != head_id)
             ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-            yield private, other
+            yield (private if prefix else None), other
         finally:
             ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
             ray.shutdown()
@@ -130,6 +130,13 @@ def two_nodes(tmp_path_factory):
                 _stop_group(node)
             if head is not None:
                 head.shutdown()
+
+
+def _private(two_nodes) -> tuple[Path, str]:
+    private, other = two_nodes
+    if private is None:
+        pytest.skip("unshare may not mount a tmpfs here (no mount namespaces): cannot make a non-shared folder")
+    return private, other
 
 
 def _stop_group(process: subprocess.Popen) -> None:
@@ -245,7 +252,7 @@ def test_cluster_build_equals_local_build_and_lists_writers(two_nodes, reference
 
 
 def test_non_shared_output_is_refused_before_any_work(two_nodes, tmp_path):
-    private, other = two_nodes
+    private, other = _private(two_nodes)
     out = private / "out"
     with pytest.raises(InputError, match=r"is not shared with ray node .*s3://bucket/him") as err:
         build_dataset(CONFIG, out, workers=2, progress=False, engine="ray")
@@ -260,7 +267,7 @@ def test_cli_refuses_a_non_shared_out_in_one_line(two_nodes):
 
     from himbench.cli import main
 
-    private, other = two_nodes
+    private, other = _private(two_nodes)
     out = private / "cli-out"
     result = CliRunner().invoke(main, ["build-dataset", "--engine", "ray", "--out", str(out), "--splits", "train=2",
                                        "--size", "64x96", "--no-fg-cache", "--no-progress"])
@@ -290,7 +297,7 @@ def test_a_check_folder_found_there_is_kept(two_nodes, tmp_path):
 def test_sources_a_node_cannot_see_are_refused(two_nodes, tmp_path):
     import cv2
 
-    private, other = two_nodes
+    private, other = _private(two_nodes)
     backgrounds = private / "bg"
     backgrounds.mkdir()
     for k in range(2):
