@@ -33,9 +33,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -44,13 +41,14 @@ from pathlib import Path
 
 from himbench.build_config import BuildConfig
 from himbench.cli.build_dataset import BUILD_PRESETS
+from himbench.io.loopback_s3 import LOOPBACK_CREDENTIALS, loopback_s3_server, loopback_storage_options
 from himbench.io.storage import Location
 from himbench.shards import list_shards
 from himbench.synthesis import build_dataset
 
 PRESET = "him-100k"
 # Dummy credentials of the moto server; also put in the environment that Ray's nodes inherit.
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = LOOPBACK_CREDENTIALS
 BASELINE = ("local x1", "disk")
 PROJECT_NODES = (1, 2, 4, 8, 16)
 
@@ -78,47 +76,22 @@ def preset_config(images: int | None = None, images_per_shard: int | None = None
 
 
 # --------------------------------------------------------------------------------------------------- servers
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def moto_server() -> Iterator[dict]:
     """An S3 server (moto) on 127.0.0.1, a free port; yields the storage options that reach it."""
-    port = _free_port()
     previous = os.environ.get("AWS_ENDPOINT_URL")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, **CREDENTIALS}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the moto S3 server did not start on port {port}") from None
-                time.sleep(0.1)
-        endpoint = f"http://127.0.0.1:{port}"
-        # The endpoint in the environment too, as a cluster's nodes would have it (docs/cluster.md). A build at
-        # commit 2f7ec3c reads each shard back for its checksum without the storage options; this makes that read
-        # reach this server.
-        os.environ["AWS_ENDPOINT_URL"] = endpoint
-        yield {"key": "testing", "secret": "testing", "endpoint_url": endpoint,
-               "client_kwargs": {"region_name": "us-east-1"}}
+        with loopback_s3_server() as endpoint:
+            # The endpoint in the environment too, as a cluster's nodes would have it (docs/cluster.md).
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+            yield loopback_storage_options(endpoint)
+    except RuntimeError as err:
+        raise SystemExit(str(err)) from None
     finally:
         if previous is None:
             os.environ.pop("AWS_ENDPOINT_URL", None)
         else:
             os.environ["AWS_ENDPOINT_URL"] = previous
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
