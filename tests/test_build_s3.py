@@ -3,6 +3,8 @@ and the readers (evaluate, push-to-hub) taking s3:// URLs."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
 from pathlib import Path
@@ -15,8 +17,9 @@ from helpers import tiny_build
 
 from himbench.build_config import BuildConfig
 from himbench.io import InputError
-from himbench.io.storage import Location, stage
+from himbench.io.storage import Location, lease_lock, stage
 from himbench.synthesis.build import LOCK_FILE, build_dataset
+from himbench.synthesis.output import PROGRESS_FILE
 
 # The fixtures of the S3 server (a moto server on 127.0.0.1, one per session) and of a fresh bucket per test.
 s3_server = moto_s3.s3_server
@@ -214,3 +217,137 @@ def test_stage_refuses_a_hostile_listing_in_one_line(s3, tmp_path, hostile, prob
     client.delete_object(Bucket=location.root, Key=hostile)
     local = stage(f"{bucket}/him", options, cache_dir=tmp_path / "c")
     assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == ["ok.png", "x/y.png"]
+
+
+def _stale_lock(location: Location) -> bytes:
+    stale = json.dumps({"owner": "dead", "host": "h", "pid": 1, "expires": time.time() - 5}).encode()
+    location.put_bytes(stale, LOCK_FILE)
+    return stale
+
+
+def test_moto_honours_if_match_so_the_lease_uses_it(s3):
+    bucket, options = s3
+    location = Location.parse(f"{bucket}/him", options)
+    assert location.conditional_writes(f"{LOCK_FILE}.probe-t")
+    assert location.list() == []  # the probe wrote nothing
+    location.put_bytes(b"one", "x")
+    first = location.info("x")["etag"]
+    assert location.replace_if(b"two", "0" * 32, "x") is None and location.read_bytes("x") == b"one"
+    second = location.replace_if(b"two", first, "x")
+    assert second and second != first and location.read_bytes("x") == b"two"
+    assert location.replace_if(b"three", first, "x") is None  # keyed on an ETag that is gone
+    assert not location.delete_if(first, "x") and location.exists("x")
+    assert location.delete_if(second, "x") and not location.exists("x")
+
+
+def test_two_takers_of_one_stale_lease_exactly_one_wins(s3, monkeypatch):
+    import threading
+
+    bucket, options = s3
+    location = Location.parse(f"{bucket}/him", options)
+    _stale_lock(location)
+    # Both takers have judged the lock stale and hold its ETag before either replaces it.
+    both_read = threading.Barrier(2, timeout=10)
+    real_replace = Location.replace_if
+
+    def replace_together(self, data, etag, *names):
+        if names == (LOCK_FILE,):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_read.wait()
+        return real_replace(self, data, etag, *names)
+
+    monkeypatch.setattr(Location, "replace_if", replace_together)
+    results: dict[str, object] = {}
+    release = threading.Event()
+
+    def taker(key: str) -> None:
+        try:
+            with lease_lock(location, LOCK_FILE, lease_s=300) as lease:
+                results[key] = lease["owner"]
+                release.wait(10)
+        except InputError as err:
+            results[key] = err
+
+    threads = [threading.Thread(target=taker, args=(key,)) for key in "ab"]
+    for thread in threads:
+        thread.start()
+    deadline = time.time() + 10
+    while len(results) < 2 and time.time() < deadline:
+        time.sleep(0.02)
+    winners = [v for v in results.values() if isinstance(v, str)]
+    losers = [v for v in results.values() if isinstance(v, InputError)]
+    assert len(winners) == 1 and len(losers) == 1, results
+    assert "holds" in str(losers[0]) and LOCK_FILE in str(losers[0])
+    assert json.loads(location.read_bytes(LOCK_FILE))["owner"] == winners[0]
+    assert location.list() == [LOCK_FILE]  # replaced in one put: no claim object
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert location.list() == []  # the winner released it
+
+
+def test_a_holder_whose_lease_was_taken_over_fails_its_renewal(s3, monkeypatch):
+    import threading
+
+    bucket, options = s3
+    location = Location.parse(f"{bucket}/him", options)
+    woken = threading.Event()
+    real_replace = Location.replace_if
+
+    def stalled_renewal(self, data, etag, *names):  # the holder's renewal thread stalls until its lease is gone
+        if threading.current_thread() is not threading.main_thread():
+            woken.wait(10)
+        return real_replace(self, data, etag, *names)
+
+    monkeypatch.setattr(Location, "replace_if", stalled_renewal)
+    with lease_lock(location, LOCK_FILE, lease_s=0.6) as a:
+        while json.loads(location.read_bytes(LOCK_FILE))["expires"] > time.time():
+            time.sleep(0.05)
+        with lease_lock(location, LOCK_FILE, lease_s=300) as b:  # takes the expired lease over
+            woken.set()
+            deadline = time.time() + 5
+            while a.lost is None and time.time() < deadline:
+                time.sleep(0.02)
+            assert "renewal was refused" in (a.lost or "")
+            with pytest.raises(InputError, match=r"lost the build lock s3://.*\.himbench-build\.lock.*another build"):
+                a.check()
+            assert json.loads(location.read_bytes(LOCK_FILE))["owner"] == b["owner"]
+    assert location.list() == []  # a left b's lock alone; b released it
+
+
+def test_a_build_that_lost_its_lease_stops_before_the_report(s3, monkeypatch):
+    import threading
+
+    import himbench.synthesis.output as output
+
+    bucket, options = s3
+    url = f"{bucket}/him"
+    location = Location.parse(url, options)
+    monkeypatch.setattr(output, "lease_lock", functools.partial(lease_lock, lease_s=1.0))
+    stalled, woken = threading.Event(), threading.Event()
+    real_replace, real_put = Location.replace_if, Location.put_bytes
+    other = contextlib.ExitStack()
+
+    def stalled_renewal(self, data, etag, *names):
+        if stalled.is_set() and threading.current_thread() is not threading.main_thread():
+            woken.wait(10)
+        return real_replace(self, data, etag, *names)
+
+    def stall_after_first_progress(self, data, *names):
+        real_put(self, data, *names)
+        if names == (PROGRESS_FILE,) and not woken.is_set():
+            # The build stalls past its lease; another build takes the lock over meanwhile.
+            stalled.set()
+            while json.loads(location.read_bytes(LOCK_FILE))["expires"] > time.time():
+                time.sleep(0.05)
+            other.enter_context(lease_lock(location, LOCK_FILE, lease_s=300))
+            woken.set()
+
+    monkeypatch.setattr(Location, "replace_if", stalled_renewal)
+    monkeypatch.setattr(Location, "put_bytes", stall_after_first_progress)
+    with other:
+        with pytest.raises(InputError, match=r"lost the build lock .*\.himbench-build\.lock"):
+            _build(url, options)
+        assert not location.exists("build_report.json") and not location.exists("README.md")
+        assert location.exists(LOCK_FILE)  # the other build's lock stays
+    assert not location.exists(LOCK_FILE)

@@ -10,6 +10,9 @@ local folder gives:
 - :meth:`Location.create`: create-if-absent, the base of the build lock's lease (:func:`lease_lock`). S3 does it
   with a conditional put (``If-None-Match: *``, s3fs ``mode="create"``); ``memory://`` in-process. A store that
   cannot do it is refused with :class:`InputError` (a lock that two builds can both take is no lock).
+- :meth:`Location.replace_if` / :meth:`Location.delete_if`: a put or delete that happens only while the object still
+  has a given ETag (S3 ``If-Match``), so the lease is renewed, taken over and released only by the build that holds
+  it (:meth:`Location.conditional_writes` says whether the store honours it).
 - names below the location are checked with :func:`~himbench.io.paths.safe_name`: ids are never paths.
 
 Readers that need a local folder (evaluation, bench, export, push-to-hub) copy a remote folder into a cache with
@@ -40,6 +43,7 @@ __all__ = [
     "CLAIM_S",
     "CREATE_PROTOCOLS",
     "DEFAULT_LEASE_S",
+    "Lease",
     "Location",
     "is_claim",
     "is_url",
@@ -56,6 +60,9 @@ CREATE_PROTOCOLS = frozenset({"s3", "s3a", "memory"})
 DEFAULT_LEASE_S = 600.0  # a lock object's lifetime; the holder renews it every third of this
 CLAIM_S = 60.0  # a takeover claim's lifetime: a takeover takes a read and a delete
 _CLAIM = ".takeover-"  # <lock name>.takeover-<digest of the stale lock's bytes>: who may remove that lock
+_PROBE = ".probe-"  # <lock name>.probe-<random>: the object that tests whether the store honours If-Match
+_IF_MATCH_PROTOCOLS = frozenset({"s3", "s3a"})
+_conditional: dict[tuple[str, str], bool] = {}  # (bucket URL, options): does the store honour If-Match?
 MAX_STAGE_BYTES = 64 << 30  # a remote folder staged for reading: at most this much in all ...
 MAX_STAGE_FILE_BYTES = 8 << 30  # ... and per file (override with $HIMBENCH_MAX_STAGE_BYTES)
 
@@ -249,6 +256,71 @@ class Location:
             self.fs.invalidate_cache()
         return True
 
+    def _s3_call(self, method: str, *names: str, **kwargs) -> dict:
+        bucket, key, _ = self.fs.split_path(self.path(*names))
+        try:
+            return self.fs.call_s3(method, Bucket=bucket, Key=key, **kwargs)
+        finally:
+            self.fs.invalidate_cache()
+
+    def replace_if(self, data: bytes, etag: str, *names: str) -> str | None:
+        """Put ``data`` at ``names`` only while that object has the ETag ``etag`` (S3 ``If-Match``), in one put.
+        Returns the new object's ETag, or None when the object has another ETag or is absent (nothing written).
+        Only where :meth:`conditional_writes` is True: a store that ignores ``If-Match`` would put unconditionally."""
+        try:
+            out = self._s3_call("put_object", *names, Body=data, IfMatch=f'"{etag}"')
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            if _precondition_failed(err):
+                return None
+            raise
+        return str(out.get("ETag") or "").strip('"')
+
+    def delete_if(self, etag: str, *names: str) -> bool:
+        """Delete ``names`` only while it has the ETag ``etag`` (S3 ``If-Match``); False when it has another or is
+        absent. Only where :meth:`conditional_writes` is True."""
+        try:
+            self._s3_call("delete_object", *names, IfMatch=f'"{etag}"')
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            if _precondition_failed(err):
+                return False
+            raise
+        return True
+
+    def conditional_writes(self, probe: str) -> bool:
+        """Whether the store honours ``If-Match`` on puts (S3 since 2024, moto 5.x, MinIO). Asked once per bucket
+        and options in a process, with a put of ``probe`` (a new name) on condition of an ETag no object has: a
+        store that honours it refuses (404 or 412) and writes nothing; one that ignores it writes the object,
+        which is deleted again (it is ours) and the answer is False; one that rejects the header also gives False."""
+        if self.protocol not in _IF_MATCH_PROTOCOLS:
+            return False
+        key = ("/".join(self.url.split("/")[:3]), self.options_json)
+        if key not in _conditional:
+            try:
+                self._s3_call("put_object", probe, Body=b"", IfMatch='"' + "0" * 32 + '"')
+            except FileNotFoundError:
+                _conditional[key] = True
+            except OSError as err:
+                _conditional[key] = _precondition_failed(err)
+            else:
+                self.delete(probe)
+                _conditional[key] = False
+        return _conditional[key]
+
+
+def _precondition_failed(err: BaseException) -> bool:
+    """True when ``err`` (s3fs's translation of a botocore error) is S3's 412 Precondition Failed."""
+    response = getattr(err.__cause__, "response", None) or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    code = (response.get("Error") or {}).get("Code")
+    if status == 412 or code == "PreconditionFailed":
+        return True
+    text = str(err).lower()
+    return "precondition" in text or "pre-condition" in text
+
 
 def _read_lease(location: Location, name: str) -> dict | None:
     raw = _read_raw_lease(location, name)
@@ -273,8 +345,9 @@ def _parse_lease(raw: bytes) -> dict:
 
 
 def is_claim(entry: str, name: str) -> bool:
-    """True when ``entry`` is a takeover claim of the lock ``name`` (:func:`take_over_stale`)."""
-    return entry.startswith(name + _CLAIM)
+    """True when ``entry`` is a takeover claim of the lock ``name`` (:func:`take_over_stale`) or its If-Match probe
+    (:meth:`Location.conditional_writes`): objects of the lock, not of someone else."""
+    return entry.startswith(name + _CLAIM) or entry.startswith(name + _PROBE)
 
 
 def take_over_stale(location: Location, name: str, stale: bytes) -> None:
@@ -300,20 +373,61 @@ def take_over_stale(location: Location, name: str, stale: bytes) -> None:
         location.delete(claim)
 
 
+class Lease(dict):
+    """The holder's record of a lease (``owner``, ``host``, ``pid``), yielded by :func:`lease_lock`."""
+
+    def __init__(self, owner: dict, location: Location, name: str) -> None:
+        super().__init__(owner)
+        self.location, self.name = location, name
+        self.lost: str | None = None  # why the lease is no longer ours, once it is not
+        self.expires = 0.0  # the expiry this holder last wrote
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the lock when the lease is no longer this build's: another build took
+        it over (its renewal was refused), or it expired unrenewed. A build calls this before each write."""
+        if self.lost is None and time.time() >= self.expires:
+            self.lost = "it expired before it could be renewed"
+        if self.lost is not None:
+            raise InputError(self.location.url, f"lost the build lock {self.location.url_of(self.name)} "
+                                                f"({self.lost}); stopped before writing more. Is another build "
+                                                "writing here? Run again once it has finished")
+
+
 @contextlib.contextmanager
-def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) -> Iterator[dict]:
+def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) -> Iterator[Lease]:
     """Hold the lock object ``name`` in ``location``: created only if absent, holding an owner id and an expiry
     ``lease_s`` ahead, renewed by a thread while held. A lock whose expiry has passed (its build died) is taken
-    over by one build only (:func:`_take_over`); a live one is an :class:`InputError` naming its holder. Released
-    (deleted if still ours) at the end."""
-    owner = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}
+    over by one build only; a live one is an :class:`InputError` naming its holder. Released (deleted if still
+    ours) at the end. Yields a :class:`Lease`: call its ``check()`` before each write.
+
+    Where the store honours ``If-Match`` (:meth:`Location.conditional_writes`), every later write is keyed on the
+    ETag of the lock as last read or written: a takeover replaces the stale lock in one put on condition of its
+    ETag (of two takers exactly one succeeds), a renewal puts on condition of the ETag this holder wrote (so a
+    holder that stalled past its lease and wakes up after a takeover is refused, and ``check()`` then raises), and
+    the release deletes on that condition. Elsewhere (``memory://``, a store that ignores ``If-Match``) the
+    takeover goes through a claim object (:func:`take_over_stale`) and a renewal is a read, then a put."""
+    lease = Lease({"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid()}, location, name)
+    owner = {key: lease[key] for key in ("owner", "host", "pid")}
+    conditional = location.conditional_writes(f"{name}{_PROBE}{owner['owner']}")
+    etag: str | None = None  # the lock's ETag as this holder wrote it (conditional stores)
+
+    pending = [0.0]  # the expiry in the payload last made; the lease's own once that payload is written
 
     def payload() -> bytes:
-        return json.dumps({**owner, "expires": time.time() + lease_s}).encode() + b"\n"
+        pending[0] = time.time() + lease_s
+        return json.dumps({**owner, "expires": pending[0]}).encode() + b"\n"
 
     for _ in range(3):
         if location.create(payload(), name):
+            if conditional:
+                with contextlib.suppress(FileNotFoundError):
+                    etag = location.info(name)["etag"]
             break
+        # ETag first, then bytes: a takeover keyed on this ETag can only replace the very object judged stale.
+        try:
+            seen = location.info(name)["etag"] if conditional else None
+        except FileNotFoundError:
+            continue  # released meanwhile
         raw = _read_raw_lease(location, name)
         if raw is None:
             continue  # released meanwhile
@@ -324,27 +438,50 @@ def lease_lock(location: Location, name: str, lease_s: float = DEFAULT_LEASE_S) 
             raise InputError(location.url, f"another build (pid {held.get('pid')} on {held.get('host')}) holds "
                                            f"{location.url_of(name)}, lease valid {left} s more; wait for it, or "
                                            "delete that object if no build is running")
-        take_over_stale(location, name, raw)  # stale (expired or unreadable): its build died
+        # Stale (expired or unreadable): its build died, or stalled past its lease.
+        if conditional and seen:
+            etag = location.replace_if(payload(), seen, name)
+            if etag is not None:
+                break  # ours: the stale lock was replaced in one put; losers retry and meet this lease
+        else:
+            take_over_stale(location, name, raw)
     else:
         raise InputError(location.url, f"could not take the build lock {location.url_of(name)}; another build?")
     # Belt and braces: the object must be ours.
     if (_read_lease(location, name) or {}).get("owner") != owner["owner"]:
         raise InputError(location.url, f"another build took the build lock {location.url_of(name)} first")
+    lease.expires = pending[0]
     stop = threading.Event()
 
     def renew() -> None:
+        nonlocal etag
         while not stop.wait(lease_s / 3):
-            if (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
-                location.put_bytes(payload(), name)
+            try:
+                if conditional and etag:
+                    etag = location.replace_if(payload(), etag, name)
+                    if etag is None:
+                        lease.lost = "another build took it over; this build's renewal was refused"
+                        return
+                    lease.expires = pending[0]
+                elif (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
+                    location.put_bytes(payload(), name)
+                    lease.expires = pending[0]
+                else:
+                    lease.lost = "another build took it over"
+                    return
+            except OSError:
+                continue  # a passing network error: try again next time (check() refuses once it expires)
 
     thread = threading.Thread(target=renew, daemon=True)
     thread.start()
     try:
-        yield owner
+        yield lease
     finally:
         stop.set()
         thread.join()
-        if (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
+        if conditional and etag:
+            location.delete_if(etag, name)  # only while it is still the lock this build wrote
+        elif (_read_lease(location, name) or {}).get("owner") == owner["owner"]:
             location.delete(name)
 
 

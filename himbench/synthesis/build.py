@@ -63,6 +63,7 @@ from himbench.synthesis.output import (
     exists,
     foreign_entries,
     local_footer,
+    lock_still_held,
     make_folder,
     output_lock,
     put_card,
@@ -374,10 +375,11 @@ def build_dataset(
     sources = (fg_refs, listing_problems, bg_refs, listings)
     try:
         # On Ray, every node must write the output location and read the sources before any work starts.
-        with output_lock(location), cluster.preflight(engine, workers, ray_address, location.url,
+        with output_lock(location) as held, cluster.preflight(engine, workers, ray_address, location.url,
                                                 [*config.fg_sources, *config.bg_sources], storage_options_of(location)):
             return _build_locked(
-                config, location, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache
+                config, location, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache,
+                held,
             )
     except OSError as err:  # a read-only or full disk, no bucket, denied: one line, not a traceback
         if not location.is_local:
@@ -399,10 +401,12 @@ def _build_locked(
     engine: str,
     ray_address: str | None,
     fg_cache: str | os.PathLike | bool | None,
+    held: object = None,
 ) -> BuildReport:
     fg_refs, listing_problems, bg_refs, listings = sources
     fg_refs = _with_fg_cache(fg_refs, fg_cache)
     same = _prepare_out_dir(config, location, overwrite, listings)
+    lock_still_held(held)  # a lease taken over by another build: write and delete nothing more
     if location.is_local:
         Path(location.path(DATA_DIR)).mkdir(exist_ok=True)
     remove_partial_writes(location)  # of a crashed earlier run
@@ -432,22 +436,26 @@ def _build_locked(
     estimates = prepare_foregrounds(config, todo, fg_refs, workers, progress)
     bar = _progress(total=sum(t.stop - t.start for t in tasks), enabled=progress)
     bar.update(sum(r.num_images for r in reports))
+    lock_still_held(held)
     # Workers get the Location (URL and storage options), never a path on this machine's disk alone.
     items = [(config, task, location, fg_refs, bg_refs) for task in todo]
     shards = map_tasks(build_shard, items, workers=workers, ordered=False, engine=engine, ray_address=ray_address)
     for _, report in shards:
         reports.append(report)
         bar.update(report.num_images)
+        lock_still_held(held)  # stop dispatching and recording once another build holds the lock
         # Record the skips as shards finish, so a resumed run still reports those of shards it keeps.
         partial = BuildReport(location.url, reports, listing_problems, config.fingerprint(), estimates)
         location.put_bytes((json.dumps(partial.to_dict()) + "\n").encode(), PROGRESS_FILE)
     bar.close()
+    lock_still_held(held)
     remove_partial_writes(location)  # of workers killed mid-write (their shards were redone)
     # PROGRESS_FILE stays: it is the per-shard record of skips that a later resumed run reads back.
     reports.sort(key=lambda r: (list(config.splits).index(r.split), r.index))
     # Every listed shard must be where the driver reads, as its writer made it, before the report and the card.
     cluster.verify_shards(reports, storage_options_of(location))
     report = BuildReport(location.url, reports, listing_problems, config.fingerprint(), estimates)
+    lock_still_held(held)
     location.put_bytes((json.dumps(report.to_dict(), indent=2) + "\n").encode(), REPORT_FILE)
     if write_card:
         put_card(location, config, report)

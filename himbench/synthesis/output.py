@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from himbench.build_config import BuildConfig
 from himbench.engines import cluster
 from himbench.io import InputError, read_json
-from himbench.io.storage import Location, is_claim, lease_lock, take_over_stale
+from himbench.io.storage import Lease, Location, is_claim, lease_lock, take_over_stale
 from himbench.shards import DATA_DIR, is_shard_name, read_shard_metadata, write_shard
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ __all__ = [
     "foreign_entries",
     "local_footer",
     "make_folder",
+    "lock_still_held",
     "output_lock",
     "put_card",
     "put_shard",
@@ -173,6 +174,13 @@ def make_folder(location: Location) -> None:
 def output_lock(location: Location):
     """The build lock: an O_EXCL file holding a pid on a local disk, a lock object with a lease on a store."""
     return build_lock(Path(location.url)) if location.is_local else lease_lock(location, LOCK_FILE)
+
+
+def lock_still_held(held: object) -> None:
+    """Raise InputError naming the lock when ``held`` (what :func:`output_lock` yielded) is a lease this build no
+    longer holds (another build took it over, or it expired unrenewed). A local lock (a pid file) has no lease."""
+    if isinstance(held, Lease):
+        held.check()
 
 
 def foreign_entries(location: Location) -> list[str]:
