@@ -21,7 +21,9 @@ The output folder is someone's disk: a build never deletes or overwrites a file 
 - A folder holding another configuration's build is refused unless ``overwrite``.
 - ``.himbench-build.lock`` makes a second concurrent build into the same folder fail clearly: locally a file created
   exclusively, holding the pid; on a store an object created only if absent, holding a lease. A lock whose process
-  is gone (or whose lease expired) is taken over by one build only (:func:`himbench.io.storage.take_over_stale`).
+  is gone (or whose lease expired) is taken over by one build only (on S3 a put on condition of the stale lock's
+  ETag; elsewhere :func:`himbench.io.storage.take_over_stale`). A build whose lease another build took over stops
+  before it records or writes more (:func:`~himbench.synthesis.output.lock_still_held`).
 - ``.himbench-build-sources.json`` records what the source folders held when the build started
   (:mod:`himbench.synthesis.digest`: names, sizes, modification times). A resume whose source folders differ is
   refused, naming the change (kept shards would mix files of the old and the new sources), unless ``overwrite``,
