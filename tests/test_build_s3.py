@@ -150,26 +150,53 @@ def test_push_to_hub_plans_an_s3_source(s3):
     assert ".himbench-build" not in result.output
 
 
+def _put_sources(remote: Location, realdata: Path, local: Path, count: int = 3) -> None:
+    """A few P3M photo + alpha pairs as ``p3m`` and their photos as ``bgs``, both at ``remote`` and under ``local``."""
+    demo = realdata / "P3M" / "demo" / "imgs"
+    for path in sorted((demo / "original").glob("*.jpg"))[:count]:
+        for rel in (f"p3m/original/{path.name}", f"p3m/alpha/{path.stem}.png", f"bgs/{path.name}"):
+            source = demo / ("alpha" if "/alpha/" in rel else "original") / rel.rsplit("/", 1)[1]
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(source.read_bytes())
+            remote.fs.pipe_file(remote.path(*rel.split("/")), source.read_bytes())
+
+
+def _tables(folder: Path) -> dict:
+    """Every shard's table (every column, every value), without the schema metadata (the fingerprint, which hashes
+    the config, and so the source names)."""
+    import pyarrow.parquet as pq
+
+    return {p.name: pq.read_table(p).replace_schema_metadata(None) for p in sorted((folder / "data").glob("*.parquet"))}
+
+
 def test_cli_build_with_sources_from_s3(s3, realdata, tmp_path):
     from himbench.cli.build_dataset import command as build_command
-    from himbench.shards import ShardFolder
 
     bucket, options = s3
     remote = Location.parse(bucket, options)
-    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs") + "/", remote.path("p3m"), recursive=True)
-    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs" / "original") + "/", remote.path("bgs"), recursive=True)
-    args = ["--splits", "test=2", "--size", "64x96", "--workers", "1", "--no-fg-cache", "--no-progress",
-            "--fg", f"{bucket}/p3m", "--bg", f"{bucket}/bgs", "--storage-options", json.dumps(options)]
-    result = CliRunner().invoke(build_command, ["--out", f"{bucket}/him", *args])
+    mirror = tmp_path / "mirror" / remote.root  # the same two last names: bucket/p3m, bucket/bgs
+    _put_sources(remote, realdata, mirror)
+    args = ["--splits", "test=2", "--size", "64x96", "--workers", "1", "--no-fg-cache", "--no-progress"]
+    url_args = [*args, "--fg", f"{bucket}/p3m", "--bg", f"{bucket}/bgs", "--storage-options", json.dumps(options)]
+    result = CliRunner().invoke(build_command, ["--out", str(tmp_path / "him"), *url_args])
     assert result.exit_code == 0, result.output
-    built = Location.parse(f"{bucket}/him", options)
-    assert built.list("data") == ["test-00000-of-00001.parquet"]
-    config = json.loads(built.read_bytes("build_config.json"))
-    assert all(s.startswith(str(tmp_path / "storage-cache")) for s in config["fg_sources"] + config["bg_sources"])
-    local = _staged(built)
-    table = ShardFolder(local).read_columns(local / "data" / "test-00000-of-00001.parquet", ("fg_sources", "bg_source"))
-    assert any("p_" in name for names in table["fg_sources"] for name in names)
-    assert all(name.endswith(".jpg") for name in table["bg_source"])
+    config = json.loads((tmp_path / "him" / "build_config.json").read_text())
+    assert config["fg_sources"] == [f"{bucket}/p3m"] and config["bg_sources"] == [f"{bucket}/bgs"]
+    recorded = json.loads((tmp_path / "him" / ".himbench-build-sources.json").read_text())
+    assert [(s["spec"], len(s["files"])) for s in recorded["sources"]] == [(f"{bucket}/p3m", 6), (f"{bucket}/bgs", 3)]
+    result = CliRunner().invoke(build_command, ["--out", str(tmp_path / "folders"), *args, "--fg",
+                                                str(mirror / "p3m"), "--bg", str(mirror / "bgs")])
+    assert result.exit_code == 0, result.output
+    assert _tables(tmp_path / "him") == _tables(tmp_path / "folders")  # the same rows, bytes and labels
+
+    # An object changed between runs (same size, other bytes: its ETag differs): the resume is refused, naming it.
+    name = sorted(remote.list("bgs"))[0]
+    data = bytearray(remote.read_bytes("bgs", name))
+    data[-3] ^= 1
+    remote.fs.pipe_file(remote.path("bgs", name), bytes(data))
+    result = CliRunner().invoke(build_command, ["--out", str(tmp_path / "him"), *url_args])
+    assert result.exit_code == 2, result.output
+    assert f"bg folder {bucket}/bgs: 1 file changed (size or time) ({name})" in " ".join(result.output.split())
 
 
 def _staged(location: Location) -> Path:

@@ -47,6 +47,7 @@ __all__ = [
     "parse_storage_options",
     "stage",
     "stage_cache_dir",
+    "stage_listing",
     "take_over_stale",
 ]
 
@@ -378,16 +379,48 @@ def _stage_limits() -> tuple[int, int]:
 
 
 def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A local folder holding what ``text`` holds: ``text`` itself when local; else a copy of the remote folder in
-    the cache (files whose size and ETag/mtime are unchanged are not fetched again; files the remote no longer has
-    are removed from the cache). Every relative name is checked with safe_name, sizes are checked before any byte
-    is fetched, and nothing is written outside the cache folder."""
+    """The local folder of :func:`stage_listing` (``text`` itself when local)."""
     if not is_url(text):
         return Path(Location.parse(text).url)
+    return stage_listing(text, options, cache_dir)[0]
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache folder ``cache`` (a lock file in it): processes of one machine that stage
+    the same URL at once (a build's workers) take turns, so none reads a file another is replacing or removing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".himbench-stage.lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one process per cache there
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def stage_listing(text: str | os.PathLike, options: dict | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> tuple[Path, dict[str, dict]]:
+    """The remote folder ``text`` staged (:func:`stage`, under a lock on its cache folder) and the listing it was
+    staged from: ``{relative posix name: {"size", "tag"}}`` (tag: the ETag, else the modification time)."""
     location = Location.parse(text, options)
+    if location.is_local:
+        raise InputError(location.url, "is a local folder, not a URL to stage")
+    cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
+    with _cache_lock(cache):
+        return _stage_locked(location, cache)
+
+
+def _stage_locked(location: Location, cache: Path) -> tuple[Path, dict[str, dict]]:
+    """A copy of the remote folder ``location`` in ``cache`` (files whose size and ETag/mtime are unchanged are not
+    fetched again; files the remote no longer has are removed from the cache). Every relative name is checked with
+    safe_name, sizes are checked before any byte is fetched, and nothing is written outside the cache folder."""
     fs = location.fs
     root = location.root
-    cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
     fs.invalidate_cache(root)
     try:
         found = fs.find(root, detail=True)
@@ -464,4 +497,4 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         if old.is_file() and not old.is_symlink():
             old.unlink()
     atomic_write_bytes(manifest_path, json.dumps(new_manifest, sort_keys=True).encode())
-    return data
+    return data, dict(sorted(new_manifest.items()))
