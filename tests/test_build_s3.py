@@ -20,6 +20,7 @@ from himbench.synthesis.build import LOCK_FILE, build_dataset
 
 # The fixtures of the S3 server (a moto server on 127.0.0.1, one per session) and of a fresh bucket per test.
 s3_server = moto_s3.s3_server
+_put_sources, _tables = moto_s3.put_sources, moto_s3.tables
 s3 = moto_s3.s3
 CONFIG = BuildConfig(splits={"train": 2, "test": 3}, width=64, height=96, seed=5, images_per_shard=2)
 
@@ -150,25 +151,6 @@ def test_push_to_hub_plans_an_s3_source(s3):
     assert ".himbench-build" not in result.output
 
 
-def _put_sources(remote: Location, realdata: Path, local: Path, count: int = 3) -> None:
-    """A few P3M photo + alpha pairs as ``p3m`` and their photos as ``bgs``, both at ``remote`` and under ``local``."""
-    demo = realdata / "P3M" / "demo" / "imgs"
-    for path in sorted((demo / "original").glob("*.jpg"))[:count]:
-        for rel in (f"p3m/original/{path.name}", f"p3m/alpha/{path.stem}.png", f"bgs/{path.name}"):
-            source = demo / ("alpha" if "/alpha/" in rel else "original") / rel.rsplit("/", 1)[1]
-            (local / rel).parent.mkdir(parents=True, exist_ok=True)
-            (local / rel).write_bytes(source.read_bytes())
-            remote.fs.pipe_file(remote.path(*rel.split("/")), source.read_bytes())
-
-
-def _tables(folder: Path) -> dict:
-    """Every shard's table (every column, every value), without the schema metadata (the fingerprint, which hashes
-    the config, and so the source names)."""
-    import pyarrow.parquet as pq
-
-    return {p.name: pq.read_table(p).replace_schema_metadata(None) for p in sorted((folder / "data").glob("*.parquet"))}
-
-
 def test_cli_build_with_sources_from_s3(s3, realdata, tmp_path):
     from himbench.cli.build_dataset import command as build_command
 
@@ -241,3 +223,24 @@ def test_stage_refuses_a_hostile_listing_in_one_line(s3, tmp_path, hostile, prob
     client.delete_object(Bucket=location.root, Key=hostile)
     local = stage(f"{bucket}/him", options, cache_dir=tmp_path / "c")
     assert sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file()) == ["ok.png", "x/y.png"]
+
+
+def test_a_worker_copy_that_lists_otherwise_is_refused_naming_node_and_source(s3, realdata, tmp_path):
+    from dataclasses import replace
+
+    from himbench.synthesis import build as build_module
+
+    bucket, options = s3
+    remote = Location.parse(bucket, options)
+    _put_sources(remote, realdata, tmp_path / "mirror", count=1)
+    config = BuildConfig(splits={"test": 1}, width=64, height=96, fg_sources=(f"{bucket}/p3m",))
+    (source,) = build_module.stage_sources(config, options)
+    assert source.url == f"{bucket}/p3m" and source.label == f"{remote.root}/p3m"
+    assert sorted(source.files) == sorted(f"{kind}/{p.name}" for kind in ("alpha", "original")
+                                          for p in (tmp_path / "mirror" / "p3m" / kind).iterdir())
+    stale = replace(source, digest="0" * 16)  # what the driver saw is not what this worker's copy lists
+    task = build_module.plan_shards(config)[0]
+    with pytest.raises(InputError, match=r"node local staged a copy of this source that lists other files") as err:
+        build_module.build_shard_from_urls(config, task, tmp_path / "out", [], [], (stale,))
+    assert err.value.source == f"{bucket}/p3m"
+    assert not (tmp_path / "out").exists()
