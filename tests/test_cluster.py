@@ -415,7 +415,8 @@ def test_evaluate_reads_ground_truth_of_a_cluster_build_from_s3(two_nodes, s3, s
     assert summary == staged and summary["summary"]["num_images"] == 4
 
 
-def test_s3_sources_on_two_nodes_equal_local_folders_and_refuse_a_changed_object(two_nodes, s3, realdata, tmp_path):
+def test_s3_sources_on_two_nodes_equal_local_folders_and_refuse_a_changed_object(two_nodes, s3, realdata, tmp_path,
+                                                                                tmp_path_factory):
     bucket, options = s3
     remote = Location.parse(bucket, options)
     mirror = tmp_path / "mirror" / remote.root  # the same two last names as the URLs: the same labels
@@ -429,6 +430,8 @@ def test_s3_sources_on_two_nodes_equal_local_folders_and_refuse_a_changed_object
     url = f"{bucket}/him"
     report = build_dataset(urls, url, workers=2, progress=False, engine="ray", storage_options=options)
     assert report.num_images == 2
+    if any(shard.node.startswith(two_nodes[1]) for shard in report.shards):  # the second node staged its own copy
+        assert list(tmp_path_factory.getbasetemp().glob("cluster*/node-b/storage/*/bgs/*.jpg"))
     location = Location.parse(url, options)
     assert _object_shards(location) == _file_shards(tmp_path / "urls")  # byte for byte
     assert moto_s3.tables(tmp_path / "urls") == moto_s3.tables(tmp_path / "folders")  # every column, every value
