@@ -411,11 +411,10 @@ def stage_listing(text: str | os.PathLike, options: dict | None = None,
     if location.is_local:
         raise InputError(location.url, "is a local folder, not a URL to stage")
     cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
-    with _cache_lock(cache):
-        return _stage_locked(location, cache)
+    return _stage(location, cache)
 
 
-def _stage_locked(location: Location, cache: Path) -> tuple[Path, dict[str, dict]]:
+def _stage(location: Location, cache: Path) -> tuple[Path, dict[str, dict]]:
     """A copy of the remote folder ``location`` in ``cache`` (files whose size and ETag/mtime are unchanged are not
     fetched again; files the remote no longer has are removed from the cache). Every relative name is checked with
     safe_name, sizes are checked before any byte is fetched, and nothing is written outside the cache folder."""
@@ -456,7 +455,13 @@ def _stage_locked(location: Location, cache: Path) -> tuple[Path, dict[str, dict
     if sum(f["size"] for f in files.values()) > total_cap:
         raise InputError(location.url, f"holds more than {total_cap} bytes, over the staging limit "
                                        "($HIMBENCH_MAX_STAGE_BYTES)")
-    cache.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(cache):  # made here, after every check: a refused listing leaves no folder
+        return _write_stage(location, cache, files, keys)
+
+
+def _write_stage(location: Location, cache: Path, files: dict, keys: dict) -> tuple[Path, dict[str, dict]]:
+    """Fetch ``files`` (listed, checked) into ``cache``, holding its lock."""
+    fs = location.fs
     manifest_path = cache / ".himbench-stage.json"
     try:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
