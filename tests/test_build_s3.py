@@ -240,7 +240,12 @@ def test_a_worker_copy_that_lists_otherwise_is_refused_naming_node_and_source(s3
                                           for p in (tmp_path / "mirror" / "p3m" / kind).iterdir())
     stale = replace(source, digest="0" * 16)  # what the driver saw is not what this worker's copy lists
     task = build_module.plan_shards(config)[0]
-    with pytest.raises(InputError, match=r"node local staged a copy of this source that lists other files") as err:
+    with pytest.raises(InputError, match=r"node local lists other files in this source") as err:
         build_module.build_shard_from_urls(config, task, tmp_path / "out", [], [], (stale,))
     assert err.value.source == f"{bucket}/p3m"
     assert not (tmp_path / "out").exists()
+    cached = sorted(p.relative_to(source.root) for p in Path(source.root).rglob("*"))
+    remote.fs.pipe_file(remote.path("p3m", "original", "new.jpg"), b"x")  # changed meanwhile: the copy stays as it is
+    with pytest.raises(InputError, match=r"lists other files in this source"):
+        build_module.build_shard_from_urls(config, task, tmp_path / "out", [], [], (source,))
+    assert sorted(p.relative_to(source.root) for p in Path(source.root).rglob("*")) == cached

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -403,18 +403,20 @@ def _cache_lock(cache: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def stage_listing(text: str | os.PathLike, options: dict | None = None,
-                  cache_dir: str | os.PathLike | None = None) -> tuple[Path, dict[str, dict]]:
+def stage_listing(text: str | os.PathLike, options: dict | None = None, cache_dir: str | os.PathLike | None = None,
+                  expect: Callable[[dict[str, dict]], None] | None = None) -> tuple[Path, dict[str, dict]]:
     """The remote folder ``text`` staged (:func:`stage`, under a lock on its cache folder) and the listing it was
-    staged from: ``{relative posix name: {"size", "tag"}}`` (tag: the ETag, else the modification time)."""
+    staged from: ``{relative posix name: {"size", "tag"}}`` (tag: the ETag, else the modification time).
+    ``expect(listing)`` is called once the listing passed its checks and before anything is written; what it raises
+    leaves the cache as it was (a worker that finds the source changed must not change the copy others read)."""
     location = Location.parse(text, options)
     if location.is_local:
         raise InputError(location.url, "is a local folder, not a URL to stage")
     cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
-    return _stage(location, cache)
+    return _stage(location, cache, expect)
 
 
-def _stage(location: Location, cache: Path) -> tuple[Path, dict[str, dict]]:
+def _stage(location: Location, cache: Path, expect: Callable | None = None) -> tuple[Path, dict[str, dict]]:
     """A copy of the remote folder ``location`` in ``cache`` (files whose size and ETag/mtime are unchanged are not
     fetched again; files the remote no longer has are removed from the cache). Every relative name is checked with
     safe_name, sizes are checked before any byte is fetched, and nothing is written outside the cache folder."""
@@ -455,6 +457,8 @@ def _stage(location: Location, cache: Path) -> tuple[Path, dict[str, dict]]:
     if sum(f["size"] for f in files.values()) > total_cap:
         raise InputError(location.url, f"holds more than {total_cap} bytes, over the staging limit "
                                        "($HIMBENCH_MAX_STAGE_BYTES)")
+    if expect is not None:
+        expect({"/".join(parts): meta for parts, meta in sorted(files.items())})
     with _cache_lock(cache):  # made here, after every check: a refused listing leaves no folder
         return _write_stage(location, cache, files, keys)
 

@@ -318,13 +318,15 @@ def build_shard_from_urls(
     moves = {}
     for source in remote:
         key = (source.url, source.options_json, source.digest)
-        if key not in _STAGED:
-            root, staged = stage_listing(source.url, json.loads(source.options_json))
-            if _staged_digest(staged) != source.digest:
-                raise InputError(source.url, f"node {cluster.writer_node()} staged a copy of this source that lists "
-                                             "other files (names, sizes or ETags) than the driver's; did it change "
-                                             "during the build? Rerun it")
-            _STAGED[key] = str(root)
+        if key not in _STAGED or not Path(_STAGED[key]).is_dir():  # a copy removed since: staged again
+            def same(listing: dict, source: RemoteSource = source) -> None:
+                # Checked before this node's copy is touched: other processes here may be reading it.
+                if _staged_digest(listing) != source.digest:
+                    raise InputError(source.url, f"node {cluster.writer_node()} lists other files in this source "
+                                                 "(names, sizes or ETags) than the driver staged; did it change "
+                                                 "during the build? Rerun it")
+
+            _STAGED[key] = str(stage_listing(source.url, json.loads(source.options_json), expect=same)[0])
         if _STAGED[key] != source.root:
             moves[source.root] = _STAGED[key]
     if moves:
