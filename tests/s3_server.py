@@ -2,11 +2,14 @@
 
 Bind the fixtures in a test module (``s3 = s3_server_module.s3``, and ``s3_server`` likewise). ``s3_server`` (one per
 session) yields the endpoint; ``s3`` makes a fresh bucket for a test and yields ``(url, storage_options)``.
+:func:`put_sources` puts a few real cut-outs and backgrounds there (and in a local mirror); :func:`tables` reads a
+build's shards for comparison.
 """
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +43,22 @@ def s3(s3_server, monkeypatch, tmp_path):
                           aws_secret_access_key="testing")
     client.create_bucket(Bucket=bucket)
     yield f"s3://{bucket}", options
+
+
+def put_sources(remote, realdata: Path, local: Path, count: int = 3) -> None:
+    """A few P3M photo + alpha pairs as ``p3m`` and their photos as ``bgs``, both at ``remote`` and under ``local``."""
+    demo = realdata / "P3M" / "demo" / "imgs"
+    for path in sorted((demo / "original").glob("*.jpg"))[:count]:
+        for rel in (f"p3m/original/{path.name}", f"p3m/alpha/{path.stem}.png", f"bgs/{path.name}"):
+            source = demo / ("alpha" if "/alpha/" in rel else "original") / rel.rsplit("/", 1)[1]
+            (local / rel).parent.mkdir(parents=True, exist_ok=True)
+            (local / rel).write_bytes(source.read_bytes())
+            remote.fs.pipe_file(remote.path(*rel.split("/")), source.read_bytes())
+
+
+def tables(folder: Path) -> dict:
+    """Every shard's table (every column, every value), without the schema metadata (the fingerprint, which hashes
+    the config, and so the source names)."""
+    import pyarrow.parquet as pq
+
+    return {p.name: pq.read_table(p).replace_schema_metadata(None) for p in sorted((folder / "data").glob("*.parquet"))}

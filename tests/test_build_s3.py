@@ -23,6 +23,7 @@ from himbench.synthesis.output import PROGRESS_FILE
 
 # The fixtures of the S3 server (a moto server on 127.0.0.1, one per session) and of a fresh bucket per test.
 s3_server = moto_s3.s3_server
+_put_sources, _tables = moto_s3.put_sources, moto_s3.tables
 s3 = moto_s3.s3
 CONFIG = BuildConfig(splits={"train": 2, "test": 3}, width=64, height=96, seed=5, images_per_shard=2)
 
@@ -155,24 +156,32 @@ def test_push_to_hub_plans_an_s3_source(s3):
 
 def test_cli_build_with_sources_from_s3(s3, realdata, tmp_path):
     from himbench.cli.build_dataset import command as build_command
-    from himbench.shards import ShardFolder
 
     bucket, options = s3
     remote = Location.parse(bucket, options)
-    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs") + "/", remote.path("p3m"), recursive=True)
-    remote.fs.put(str(realdata / "P3M" / "demo" / "imgs" / "original") + "/", remote.path("bgs"), recursive=True)
-    args = ["--splits", "test=2", "--size", "64x96", "--workers", "1", "--no-fg-cache", "--no-progress",
-            "--fg", f"{bucket}/p3m", "--bg", f"{bucket}/bgs", "--storage-options", json.dumps(options)]
-    result = CliRunner().invoke(build_command, ["--out", f"{bucket}/him", *args])
+    mirror = tmp_path / "mirror" / remote.root  # the same two last names: bucket/p3m, bucket/bgs
+    _put_sources(remote, realdata, mirror)
+    args = ["--splits", "test=2", "--size", "64x96", "--workers", "1", "--no-fg-cache", "--no-progress"]
+    url_args = [*args, "--fg", f"{bucket}/p3m", "--bg", f"{bucket}/bgs", "--storage-options", json.dumps(options)]
+    result = CliRunner().invoke(build_command, ["--out", str(tmp_path / "him"), *url_args])
     assert result.exit_code == 0, result.output
-    built = Location.parse(f"{bucket}/him", options)
-    assert built.list("data") == ["test-00000-of-00001.parquet"]
-    config = json.loads(built.read_bytes("build_config.json"))
-    assert all(s.startswith(str(tmp_path / "storage-cache")) for s in config["fg_sources"] + config["bg_sources"])
-    local = _staged(built)
-    table = ShardFolder(local).read_columns(local / "data" / "test-00000-of-00001.parquet", ("fg_sources", "bg_source"))
-    assert any("p_" in name for names in table["fg_sources"] for name in names)
-    assert all(name.endswith(".jpg") for name in table["bg_source"])
+    config = json.loads((tmp_path / "him" / "build_config.json").read_text())
+    assert config["fg_sources"] == [f"{bucket}/p3m"] and config["bg_sources"] == [f"{bucket}/bgs"]
+    recorded = json.loads((tmp_path / "him" / ".himbench-build-sources.json").read_text())
+    assert [(s["spec"], len(s["files"])) for s in recorded["sources"]] == [(f"{bucket}/p3m", 6), (f"{bucket}/bgs", 3)]
+    result = CliRunner().invoke(build_command, ["--out", str(tmp_path / "folders"), *args, "--fg",
+                                                str(mirror / "p3m"), "--bg", str(mirror / "bgs")])
+    assert result.exit_code == 0, result.output
+    assert _tables(tmp_path / "him") == _tables(tmp_path / "folders")  # the same rows, bytes and labels
+
+    # An object changed between runs (same size, other bytes: its ETag differs): the resume is refused, naming it.
+    name = sorted(remote.list("bgs"))[0]
+    data = bytearray(remote.read_bytes("bgs", name))
+    data[-3] ^= 1
+    remote.fs.pipe_file(remote.path("bgs", name), bytes(data))
+    result = CliRunner().invoke(build_command, ["--out", str(tmp_path / "him"), *url_args])
+    assert result.exit_code == 2, result.output
+    assert f"bg folder {bucket}/bgs: 1 file changed (size or time) ({name})" in " ".join(result.output.split())
 
 
 def _staged(location: Location) -> Path:
@@ -351,3 +360,29 @@ def test_a_build_that_lost_its_lease_stops_before_the_report(s3, monkeypatch):
         assert not location.exists("build_report.json") and not location.exists("README.md")
         assert location.exists(LOCK_FILE)  # the other build's lock stays
     assert not location.exists(LOCK_FILE)
+
+
+def test_a_worker_copy_that_lists_otherwise_is_refused_naming_node_and_source(s3, realdata, tmp_path):
+    from dataclasses import replace
+
+    from himbench.synthesis import build as build_module
+
+    bucket, options = s3
+    remote = Location.parse(bucket, options)
+    _put_sources(remote, realdata, tmp_path / "mirror", count=1)
+    config = BuildConfig(splits={"test": 1}, width=64, height=96, fg_sources=(f"{bucket}/p3m",))
+    (source,) = build_module.stage_sources(config, options)
+    assert source.url == f"{bucket}/p3m" and source.label == f"{remote.root}/p3m"
+    assert sorted(source.files) == sorted(f"{kind}/{p.name}" for kind in ("alpha", "original")
+                                          for p in (tmp_path / "mirror" / "p3m" / kind).iterdir())
+    stale = replace(source, digest="0" * 16)  # what the driver saw is not what this worker's copy lists
+    task = build_module.plan_shards(config)[0]
+    with pytest.raises(InputError, match=r"node local lists other files in this source") as err:
+        build_module.build_shard_from_urls(config, task, tmp_path / "out", [], [], (stale,))
+    assert err.value.source == f"{bucket}/p3m"
+    assert not (tmp_path / "out").exists()
+    cached = sorted(p.relative_to(source.root) for p in Path(source.root).rglob("*"))
+    remote.fs.pipe_file(remote.path("p3m", "original", "new.jpg"), b"x")  # changed meanwhile: the copy stays as it is
+    with pytest.raises(InputError, match=r"lists other files in this source"):
+        build_module.build_shard_from_urls(config, task, tmp_path / "out", [], [], (source,))
+    assert sorted(p.relative_to(source.root) for p in Path(source.root).rglob("*")) == cached

@@ -104,13 +104,15 @@ def two_nodes(tmp_path_factory):
         # Nodes and their workers inherit this environment: caches stay inside the test's temp folder.
         patch.setenv("HIMBENCH_CACHE", str(root / "himbench-cache"))
         patch.setenv("HF_HOME", str(root / "hf"))
+        # Each node stages URL sources into a cache of its own (the driver's is the s3 fixture's).
+        patch.setenv("HIMBENCH_STORAGE_CACHE", str(root / "storage-head"))
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
         try:
             head = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
             ray_bin = str(Path(sys.executable).with_name("ray"))
             start = f"exec '{ray_bin}' start --address='{head.address}' --num-cpus=1 --block --disable-usage-stats"
             command = f"mount -t tmpfs tmpfs '{private}' && {start}" if prefix else start
-            env = {**os.environ, "TMPDIR": str(node_dir / "tmp")}
+            env = {**os.environ, "TMPDIR": str(node_dir / "tmp"), "HIMBENCH_STORAGE_CACHE": str(node_dir / "storage")}
             node = subprocess.Popen([*(prefix or []), "sh", "-c", command], cwd=node_dir, env=env,
                                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             ray.init(address=head.address, log_to_driver=False)
@@ -411,3 +413,35 @@ def test_evaluate_reads_ground_truth_of_a_cluster_build_from_s3(two_nodes, s3, s
     assert staged.pop("config")["gt"].startswith(str(tmp_path / "storage-cache"))  # read from the store
     summary.pop("config")
     assert summary == staged and summary["summary"]["num_images"] == 4
+
+
+def test_s3_sources_on_two_nodes_equal_local_folders_and_refuse_a_changed_object(two_nodes, s3, realdata, tmp_path,
+                                                                                tmp_path_factory):
+    bucket, options = s3
+    remote = Location.parse(bucket, options)
+    mirror = tmp_path / "mirror" / remote.root  # the same two last names as the URLs: the same labels
+    moto_s3.put_sources(remote, realdata, mirror)
+    urls = BuildConfig(splits={"train": 2}, width=64, height=96, images_per_shard=1, seed=3,
+                       fg_sources=(f"{bucket}/p3m",), bg_sources=(f"{bucket}/bgs",))
+    folders = BuildConfig(**{**urls.to_dict(), "fg_sources": (str(mirror / "p3m"),),
+                             "bg_sources": (str(mirror / "bgs"),)})
+    build_dataset(folders, tmp_path / "folders", workers=1, progress=False)
+    build_dataset(urls, tmp_path / "urls", workers=1, progress=False, storage_options=options)
+    url = f"{bucket}/him"
+    report = build_dataset(urls, url, workers=2, progress=False, engine="ray", storage_options=options)
+    assert report.num_images == 2
+    if any(shard.node.startswith(two_nodes[1]) for shard in report.shards):  # the second node staged its own copy
+        assert list(tmp_path_factory.getbasetemp().glob("cluster*/node-b/storage/*/bgs/*.jpg"))
+    location = Location.parse(url, options)
+    assert _object_shards(location) == _file_shards(tmp_path / "urls")  # byte for byte
+    assert moto_s3.tables(tmp_path / "urls") == moto_s3.tables(tmp_path / "folders")  # every column, every value
+    config = json.loads(location.read_bytes("build_config.json"))
+    assert (config["fg_sources"], config["bg_sources"]) == ([f"{bucket}/p3m"], [f"{bucket}/bgs"])
+
+    name = remote.list("p3m", "alpha")[0]
+    data = bytearray(remote.read_bytes("p3m", "alpha", name))
+    data[-5] ^= 1  # the same size, other bytes: another ETag
+    remote.fs.pipe_file(remote.path("p3m", "alpha", name), bytes(data))
+    with pytest.raises(InputError, match=rf"fg folder {bucket}/p3m: 1 file changed \(size or time\) "
+                                         rf"\(alpha/{name}\)"):
+        build_dataset(urls, url, workers=2, progress=False, engine="ray", storage_options=options)

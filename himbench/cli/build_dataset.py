@@ -358,6 +358,7 @@ def command(
     brightness, contrast, saturation, hue_degrees = _parse_numbers(
         jitter, "--jitter", "four comma-separated numbers B,C,S,H", count=4
     )
+    video_build = bool(video or frames is not None)
     try:
         config = BuildConfig(
             splits=split_counts,
@@ -372,8 +373,10 @@ def command(
             scale_max=scale_max,
             min_visible=min_visible,
             max_attempts=max_attempts,
-            fg_sources=tuple(str(staged(s, storage_options)) for s in fg_sources),
-            bg_sources=tuple(str(staged(s, storage_options)) for s in bg_sources),
+            # A URL source is recorded as its URL (the build stages it on every node); a video build reads a
+            # local copy.
+            fg_sources=tuple(str(staged(s, storage_options)) if video_build else s for s in fg_sources),
+            bg_sources=tuple(str(staged(s, storage_options)) if video_build else s for s in bg_sources),
             store_layers=store_layers,
             image_format=image_format,
             jpeg_quality=95 if jpeg_quality is None else jpeg_quality,

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ __all__ = [
     "parse_storage_options",
     "stage",
     "stage_cache_dir",
+    "stage_listing",
     "take_over_stale",
 ]
 
@@ -515,16 +516,49 @@ def _stage_limits() -> tuple[int, int]:
 
 
 def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A local folder holding what ``text`` holds: ``text`` itself when local; else a copy of the remote folder in
-    the cache (files whose size and ETag/mtime are unchanged are not fetched again; files the remote no longer has
-    are removed from the cache). Every relative name is checked with safe_name, sizes are checked before any byte
-    is fetched, and nothing is written outside the cache folder."""
+    """The local folder of :func:`stage_listing` (``text`` itself when local)."""
     if not is_url(text):
         return Path(Location.parse(text).url)
+    return stage_listing(text, options, cache_dir)[0]
+
+
+@contextlib.contextmanager
+def _cache_lock(cache: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache folder ``cache`` (a lock file in it): processes of one machine that stage
+    the same URL at once (a build's workers) take turns, so none reads a file another is replacing or removing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".himbench-stage.lock", "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): one process per cache there
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def stage_listing(text: str | os.PathLike, options: dict | None = None, cache_dir: str | os.PathLike | None = None,
+                  expect: Callable[[dict[str, dict]], None] | None = None) -> tuple[Path, dict[str, dict]]:
+    """The remote folder ``text`` staged (:func:`stage`, under a lock on its cache folder) and the listing it was
+    staged from: ``{relative posix name: {"size", "tag"}}`` (tag: the ETag, else the modification time).
+    ``expect(listing)`` is called once the listing passed its checks and before anything is written; what it raises
+    leaves the cache as it was (a worker that finds the source changed must not change the copy others read)."""
     location = Location.parse(text, options)
+    if location.is_local:
+        raise InputError(location.url, "is a local folder, not a URL to stage")
+    cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
+    return _stage(location, cache, expect)
+
+
+def _stage(location: Location, cache: Path, expect: Callable | None = None) -> tuple[Path, dict[str, dict]]:
+    """A copy of the remote folder ``location`` in ``cache`` (files whose size and ETag/mtime are unchanged are not
+    fetched again; files the remote no longer has are removed from the cache). Every relative name is checked with
+    safe_name, sizes are checked before any byte is fetched, and nothing is written outside the cache folder."""
     fs = location.fs
     root = location.root
-    cache = Path(cache_dir) if cache_dir is not None else stage_cache_dir(location.url)
     fs.invalidate_cache(root)
     try:
         found = fs.find(root, detail=True)
@@ -560,7 +594,15 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
     if sum(f["size"] for f in files.values()) > total_cap:
         raise InputError(location.url, f"holds more than {total_cap} bytes, over the staging limit "
                                        "($HIMBENCH_MAX_STAGE_BYTES)")
-    cache.mkdir(parents=True, exist_ok=True)
+    if expect is not None:
+        expect({"/".join(parts): meta for parts, meta in sorted(files.items())})
+    with _cache_lock(cache):  # made here, after every check: a refused listing leaves no folder
+        return _write_stage(location, cache, files, keys)
+
+
+def _write_stage(location: Location, cache: Path, files: dict, keys: dict) -> tuple[Path, dict[str, dict]]:
+    """Fetch ``files`` (listed, checked) into ``cache``, holding its lock."""
+    fs = location.fs
     manifest_path = cache / ".himbench-stage.json"
     try:
         manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -601,4 +643,4 @@ def stage(text: str | os.PathLike, options: dict | None = None, cache_dir: str |
         if old.is_file() and not old.is_symlink():
             old.unlink()
     atomic_write_bytes(manifest_path, json.dumps(new_manifest, sort_keys=True).encode())
-    return data
+    return data, dict(sorted(new_manifest.items()))

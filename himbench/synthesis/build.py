@@ -53,9 +53,9 @@ from pathlib import Path
 from himbench.build_config import BuildConfig
 from himbench.engines import cluster, map_tasks
 from himbench.io import InputError
-from himbench.io.storage import Location
+from himbench.io.storage import Location, is_url, stage_listing
 from himbench.shards import CONFIG_FILE, DATA_DIR, REPORT_FILE, shard_name
-from himbench.synthesis.digest import compare_listings, source_listings
+from himbench.synthesis.digest import compare_listings, listing_digest, source_listings, url_listing
 from himbench.synthesis.output import (
     FINGERPRINT_KEY,
     LOCK_FILE,
@@ -85,14 +85,17 @@ __all__ = [
     "LOCK_FILE",
     "SOURCES_FILE",
     "BuildReport",
+    "RemoteSource",
     "ShardReport",
     "ShardTask",
     "build_dataset",
     "build_lock",
     "build_shard",
+    "build_shard_from_urls",
     "plan_shards",
     "prepare_foregrounds",
     "shard_is_complete",
+    "stage_sources",
 ]
 
 
@@ -256,6 +259,85 @@ def build_shard(
                        node=cluster.writer_node(), sha256=sha256, etag=etag)
 
 
+@dataclass(frozen=True)
+class RemoteSource:
+    """A URL source (``s3://bucket/people``) as the driver staged it: the refs name files below ``root`` (the
+    driver's local copy); ``files`` is the listing it was staged from (:func:`~himbench.synthesis.digest.url_listing`)
+    and ``digest`` that of everything staged, which every worker's own copy must match."""
+
+    url: str
+    options_json: str
+    root: str
+    label: str
+    files: dict
+    digest: str
+
+
+def _url_label(url: str) -> str:
+    # The two last parts, as a local folder's label (s3://bucket/people -> "bucket/people"): the same files give the
+    # same labels, so the same bytes, from a URL or from a local folder of the same two last names.
+    return "/".join(url.split("://", 1)[1].rstrip("/").split("/")[-2:])
+
+
+def _staged_digest(staged: dict) -> str:
+    return listing_digest({name: [meta["size"], meta["tag"]] for name, meta in staged.items()})
+
+
+def stage_sources(config: BuildConfig, storage_options: dict | None) -> list[RemoteSource]:
+    """Stage each URL source of ``config`` into this machine's cache (:func:`himbench.io.storage.stage_listing`)."""
+    found = []
+    for spec in dict.fromkeys((*config.fg_sources, *config.bg_sources)):
+        if spec == "embedded" or not is_url(spec):
+            continue
+        root, staged = stage_listing(spec, storage_options)
+        location = Location.parse(spec, storage_options)
+        found.append(RemoteSource(spec, location.options_json, str(root),
+                                  _url_label(spec), url_listing(staged), _staged_digest(staged)))
+    return found
+
+
+# Per process: (url, driver's digest) -> this node's copy, so a worker stages each source once (not per shard).
+_STAGED: dict = {}
+
+
+def _moved(path: str, moves: dict[str, str]) -> str:
+    for old, new in moves.items():
+        if path == old or path.startswith(old + os.sep):
+            return new + path[len(old):]
+    return path
+
+
+def build_shard_from_urls(
+    config: BuildConfig,
+    task: ShardTask,
+    out_dir: str | os.PathLike | Location,
+    fg_refs: list[ForegroundRef],
+    bg_refs: list[BackgroundRef],
+    remote: tuple[RemoteSource, ...],
+) -> ShardReport:
+    """:func:`build_shard` on a worker whose node may not see the driver's cache: each URL source is staged into this
+    node's own cache (once per process, under the cache's lock) and must list as the driver's copy did; the refs are
+    then pointed at this copy. A copy that lists otherwise is an InputError naming the node and the source."""
+    moves = {}
+    for source in remote:
+        key = (source.url, source.options_json, source.digest)
+        if key not in _STAGED or not Path(_STAGED[key]).is_dir():  # a copy removed since: staged again
+            def same(listing: dict, source: RemoteSource = source) -> None:
+                # Checked before this node's copy is touched: other processes here may be reading it.
+                if _staged_digest(listing) != source.digest:
+                    raise InputError(source.url, f"node {cluster.writer_node()} lists other files in this source "
+                                                 "(names, sizes or ETags) than the driver staged; did it change "
+                                                 "during the build? Rerun it")
+
+            _STAGED[key] = str(stage_listing(source.url, json.loads(source.options_json), expect=same)[0])
+        if _STAGED[key] != source.root:
+            moves[source.root] = _STAGED[key]
+    if moves:
+        fg_refs = [replace(ref, paths=tuple(_moved(p, moves) for p in ref.paths)) for ref in fg_refs]
+        bg_refs = [replace(ref, path=_moved(ref.path, moves)) if ref.kind == "file" else ref for ref in bg_refs]
+    return build_shard(config, task, out_dir, fg_refs, bg_refs)
+
+
 def _prepare_out_dir(config: BuildConfig, location: Location, overwrite: bool, listings: dict) -> bool:
     """Check that ``location`` may receive this build and write its config and the listing of its sources
     (``listings``, :func:`~himbench.synthesis.digest.source_listings`); True when resuming the same build."""
@@ -366,19 +448,24 @@ def build_dataset(
     on-disk cache).
     """
     # Sources are listed before anything is written: a bad source leaves no folder behind.
-    fg_refs, listing_problems = scan_foregrounds(config.fg_sources)
-    bg_refs = scan_backgrounds(config.bg_sources)
-    listings = source_listings(config)
+    remote = stage_sources(config, storage_options)
+    local = {source.url: source.root for source in remote}
+    labels = {source.root: source.label for source in remote}
+    fg_refs, listing_problems = scan_foregrounds([local.get(s, s) for s in config.fg_sources], labels)
+    bg_refs = scan_backgrounds([local.get(s, s) for s in config.bg_sources], labels)
+    listings = source_listings(config, {source.url: source.files for source in remote})
     location = Location.parse(out_dir, storage_options)
     if location.protocol == "memory" and (workers != 1 or engine != "local"):
         # Each worker process has its own memory: shards put there would never reach this process.
         raise InputError(location.url, "memory:// is one process's memory; build to it with --workers 1")
     make_folder(location)
-    sources = (fg_refs, listing_problems, bg_refs, listings)
+    sources = (fg_refs, listing_problems, bg_refs, listings, tuple(remote))
     try:
-        # On Ray, every node must write the output location and read the sources before any work starts.
+        # On Ray, every node must write the output location and read the sources before any work starts (a URL
+        # source: every node lists the URL itself).
+        options = storage_options if remote else storage_options_of(location)
         with output_lock(location) as held, cluster.preflight(engine, workers, ray_address, location.url,
-                                                [*config.fg_sources, *config.bg_sources], storage_options_of(location)):
+                                                [*config.fg_sources, *config.bg_sources], options):
             return _build_locked(
                 config, location, sources, workers, overwrite, progress, write_card, engine, ray_address, fg_cache,
                 held,
@@ -405,7 +492,7 @@ def _build_locked(
     fg_cache: str | os.PathLike | bool | None,
     held: object = None,
 ) -> BuildReport:
-    fg_refs, listing_problems, bg_refs, listings = sources
+    fg_refs, listing_problems, bg_refs, listings, remote = sources
     fg_refs = _with_fg_cache(fg_refs, fg_cache)
     same = _prepare_out_dir(config, location, overwrite, listings)
     lock_still_held(held)  # a lease taken over by another build: write and delete nothing more
@@ -441,7 +528,11 @@ def _build_locked(
     lock_still_held(held)
     # Workers get the Location (URL and storage options), never a path on this machine's disk alone.
     items = [(config, task, location, fg_refs, bg_refs) for task in todo]
-    shards = map_tasks(build_shard, items, workers=workers, ordered=False, engine=engine, ray_address=ray_address)
+    task_fn = build_shard
+    if remote:  # each worker stages the URL sources into its own node's cache first
+        items = [(*item, remote) for item in items]
+        task_fn = build_shard_from_urls
+    shards = map_tasks(task_fn, items, workers=workers, ordered=False, engine=engine, ray_address=ray_address)
     for _, report in shards:
         reports.append(report)
         bar.update(report.num_images)

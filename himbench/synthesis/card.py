@@ -272,7 +272,7 @@ def command_line(config: BuildConfig) -> str:
     lines = [" ".join(["himbench build-dataset --out DIR", *map(shlex.quote, _options(config))])]
     lines.append(f"# fingerprint {config.fingerprint()} (himbench synthesis engine {ENGINE_VERSION})")
     sources = (*config.fg_sources, *config.bg_sources)
-    if any(s != "embedded" and not Path(s).is_absolute() for s in sources):
+    if any(s != "embedded" and "://" not in s and not Path(s).is_absolute() for s in sources):  # a URL is not relative
         lines.append("# run it from the folder the build ran in: --fg/--bg folders enter the fingerprint as written")
     # Compared on the fingerprinted fields: a setting the build's bytes ignore (the JPEG quality of a png build) is
     # not worth a warning.

@@ -4,7 +4,8 @@ The build config names source folders by path; their contents can change between
 (an image added to ``--bg``), and shards kept from the first run would then mix with shards made from other files.
 Each ``--fg``/``--bg`` folder is recorded as a listing of its image files: relative name, size and modification time
 in nanoseconds (a stat per file, no reading). ``"embedded"`` sources need no listing: they are versioned by the code
-(``ENGINE_VERSION`` in the fingerprint).
+(``ENGINE_VERSION`` in the fingerprint). A URL source (``s3://bucket/people``) is recorded by its URL with the listing
+it was staged from: relative name, size and ETag (else the object's modification time).
 
 The listing covers every image file under the folder, recursively (a superset of what a foreground scan reads), so a
 change anywhere among them refuses a resume; a file touched without change (``touch``, a copy that resets times)
@@ -21,7 +22,8 @@ from pathlib import Path
 from himbench.build_config import BuildConfig
 from himbench.io import IMAGE_SUFFIXES
 
-__all__ = ["SOURCES_RECORD_VERSION", "compare_listings", "folder_listing", "source_listings"]
+__all__ = ["SOURCES_RECORD_VERSION", "compare_listings", "folder_listing", "listing_digest", "source_listings",
+           "url_listing"]
 
 SOURCES_RECORD_VERSION = 1
 _SHOWN = 3  # file names quoted per kind of change in a message
@@ -43,19 +45,30 @@ def folder_listing(folder: str | os.PathLike) -> dict[str, list[int]]:
     return listing
 
 
-def _digest(listing: dict[str, list[int]]) -> str:
+def listing_digest(listing: dict[str, list]) -> str:
+    """A short digest of a listing (:func:`folder_listing` or :func:`url_listing`)."""
     return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def source_listings(config: BuildConfig) -> dict:
-    """The record of ``config``'s source folders: ``{"version", "sources": [{role, spec, digest, files}]}``."""
+def url_listing(staged: dict[str, dict]) -> dict[str, list]:
+    """``{relative posix name: [size, ETag or modification time]}`` of the image files of a URL source, from the
+    listing it was staged from (:func:`himbench.io.storage.stage_listing`)."""
+    return {name: [int(meta["size"]), str(meta["tag"])] for name, meta in sorted(staged.items())
+            if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES}
+
+
+def source_listings(config: BuildConfig, remote: dict[str, dict] | None = None) -> dict:
+    """The record of ``config``'s source folders: ``{"version", "sources": [{role, spec, digest, files}]}``.
+    ``remote``: the listing of each URL source (:func:`url_listing`); a local folder is listed here."""
     sources = []
     for role, specs in (("fg", config.fg_sources), ("bg", config.bg_sources)):
         for spec in dict.fromkeys(specs):
             if spec == "embedded":
                 continue
-            files = folder_listing(spec)
-            sources.append({"role": role, "spec": spec, "digest": _digest(files), "files": files})
+            files = (remote or {}).get(spec)
+            if files is None:
+                files = folder_listing(spec)
+            sources.append({"role": role, "spec": spec, "digest": listing_digest(files), "files": files})
     return {"version": SOURCES_RECORD_VERSION, "sources": sources}
 
 

@@ -201,8 +201,10 @@ def _rgba_cutouts(folder: Path, label: str) -> tuple[list[ForegroundRef], list[s
     return refs, problems + clash_problems
 
 
-def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[ForegroundRef], list[str]]:
-    """List foreground cut-outs of every spec, in a deterministic order, plus problems found while listing."""
+def scan_foregrounds(specs: tuple[str, ...] | list[str],
+                     labels: dict[str, str] | None = None) -> tuple[list[ForegroundRef], list[str]]:
+    """List foreground cut-outs of every spec, in a deterministic order, plus problems found while listing.
+    ``labels``: the label of a spec's folder where it is not its own two last parts (a URL's local copy)."""
     refs: list[ForegroundRef] = []
     problems: list[str] = []
     for spec in specs:
@@ -216,7 +218,7 @@ def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[Foregroun
         folder = Path(spec)
         if not folder.is_dir():
             raise InputError(spec, "foreground source is neither 'embedded' nor an existing folder")
-        label = _source_label(folder)
+        label = (labels or {}).get(spec) or _source_label(folder)
         layout = find_layout(folder, "foreground")  # fg/+alpha/, or a photo+matte layout (himbench.layouts)
         if layout is not None:
             kind = "fg_alpha" if layout.name == "fg-alpha" else "image_alpha"
@@ -234,8 +236,8 @@ def scan_foregrounds(specs: tuple[str, ...] | list[str]) -> tuple[list[Foregroun
     return refs, problems
 
 
-def scan_backgrounds(specs: tuple[str, ...] | list[str]) -> list[BackgroundRef]:
-    """List backgrounds of every spec in a deterministic order.
+def scan_backgrounds(specs: tuple[str, ...] | list[str], labels: dict[str, str] | None = None) -> list[BackgroundRef]:
+    """List backgrounds of every spec in a deterministic order (``labels`` as :func:`scan_foregrounds`).
 
     Backgrounds are named by their path relative to the folder, suffix included, so ``a.jpg`` and ``a.png`` are two
     backgrounds with two labels (both used): unlike a cut-out and its alpha, nothing is paired by stem."""
@@ -249,7 +251,7 @@ def scan_backgrounds(specs: tuple[str, ...] | list[str]) -> list[BackgroundRef]:
         folder = Path(spec)
         if not folder.is_dir():
             raise InputError(spec, "background source is neither 'embedded' nor an existing folder")
-        label = _source_label(folder)
+        label = (labels or {}).get(spec) or _source_label(folder)
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(folder, "no background images found (looked for jpg/png/webp/bmp/tif, recursively)")
