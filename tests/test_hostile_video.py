@@ -1,0 +1,78 @@
+"""Hostile video inputs (issue 23 review): prediction folders and ground truth that lie, link out, or flood.
+
+Each bad input is a counted problem naming the file, and every other clip scores exactly as in a clean run (as
+tests/test_hostile_eval.py checks for images); CLI misuse is one line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from himbench.build_config import BuildConfig
+from himbench.cli import main
+from himbench.evaluation.video import evaluate_video_folder
+from himbench.io import encode_alpha_png
+from himbench.synthesis.video import VideoConfig, build_video_dataset
+from himbench.video_predictions import MAX_TRACKS, read_video_prediction
+from himbench.video_shards import read_video_split
+
+W, H, T, CLIPS = 64, 48, 3, 3
+SPLIT = "test"
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    out = tmp_path_factory.mktemp("hvideo") / "clips"
+    config = BuildConfig(splits={SPLIT: CLIPS}, width=W, height=H, images_per_shard=2, min_instances=2,
+                         max_instances=2)
+    build_video_dataset(VideoConfig(config, frames=T), out, workers=1)
+    return out, {clip.id: clip.alphas for clip in read_video_split(out, SPLIT)}
+
+
+def write_prediction(pred_dir: Path, clips: dict[str, np.ndarray]) -> Path:
+    for video, alphas in clips.items():
+        for t in range(alphas.shape[1]):
+            folder = pred_dir / SPLIT / video / f"{t:05d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(len(alphas)):
+                (folder / f"{k:02d}.png").write_bytes(encode_alpha_png(alphas[k, t]))
+    return pred_dir
+
+
+def _by_video(ev) -> dict[str, dict]:
+    return {r["video"]: r for r in ev.clips}
+
+
+def test_thousands_of_track_files_are_capped_and_the_rest_scores_as_clean(build, tmp_path):
+    root, truth = build
+    videos = sorted(truth)
+    clean = _by_video(evaluate_video_folder(write_prediction(tmp_path / "clean", truth), root))
+    pred = write_prediction(tmp_path / "pred", truth)
+    frame = pred / SPLIT / videos[1] / "00000"
+    empty = encode_alpha_png(np.zeros((H, W), np.float32))
+    for k in range(2, 2 + 3 * MAX_TRACKS):
+        (frame / f"{k:04d}.png").write_bytes(empty)
+    ev = evaluate_video_folder(pred, root)
+    scored = _by_video(ev)
+    assert scored[videos[1]]["num_tracks"] == MAX_TRACKS
+    flooded = [p for p in ev.problems if p.file == str(pred / SPLIT / videos[1])]
+    assert len(flooded) == 1 and "tracks" in flooded[0].message
+    # one problem for the flood, not one per ignored file and frame
+    assert len(ev.problems) < MAX_TRACKS * T
+    for video in (videos[0], videos[2]):
+        assert scored[video] == clean[video]
+
+
+def test_track_cap_keeps_the_first_tracks_in_order(tmp_path):
+    frame = tmp_path / SPLIT / "v" / "00000"
+    frame.mkdir(parents=True)
+    for k in range(MAX_TRACKS + 5):
+        (frame / f"{k}.png").write_bytes(encode_alpha_png(np.full((4, 4), 0.5, np.float32)))
+    pred = read_video_prediction(tmp_path, SPLIT, "v", ["00000"], (4, 4))
+    assert pred.track_names == tuple(str(k) for k in range(MAX_TRACKS))
+    assert pred.alphas.shape == (MAX_TRACKS, 1, 4, 4)
