@@ -202,8 +202,12 @@ def _decode_row(row: dict, path: Path, where: str) -> VideoSample:
     )
 
 
-def read_video_shard(path: str | Path) -> Iterator[VideoSample]:
-    """Decode every clip of one shard, one at a time; InputError naming the file and row for a bad one."""
+def read_video_shard(path: str | Path, problems: list | None = None) -> Iterator[VideoSample]:
+    """Decode every clip of one shard, one at a time; InputError naming the file and row for a bad one, or, with
+    ``problems``, that row appended there as a :class:`~himbench.io.Problem` and skipped (an evaluation scores the
+    other clips). An unreadable file is always an InputError."""
+    from himbench.io import Problem
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -217,8 +221,18 @@ def read_video_shard(path: str | Path) -> Iterator[VideoSample]:
         batches = handle.iter_batches(batch_size=_BATCH_ROWS)
         for batch in batches:
             for row in batch.to_pylist():
-                yield _decode_row(row, path, f"row {index}")
+                try:
+                    sample = _decode_row(row, path, f"row {index}")
+                except InputError as err:
+                    if problems is None:
+                        raise
+                    # named by shard and row even when a frame's bytes were the bad part
+                    where = "" if str(err.source) == str(path) else f"row {index}: {err.source}: "
+                    problems.append(Problem(str(path), f"ground truth: {where}{err.problem}; clip left out"))
+                    sample = None
                 index += 1
+                if sample is not None:
+                    yield sample
     except pa.ArrowException as err:
         raise InputError(path, f"row {index}: unreadable ({err})") from err
 

@@ -76,3 +76,46 @@ def test_track_cap_keeps_the_first_tracks_in_order(tmp_path):
     pred = read_video_prediction(tmp_path, SPLIT, "v", ["00000"], (4, 4))
     assert pred.track_names == tuple(str(k) for k in range(MAX_TRACKS))
     assert pred.alphas.shape == (MAX_TRACKS, 1, 4, 4)
+
+
+def _rewrite_row(shard: Path, row_index: int, **changes) -> None:
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[row_index].update(changes)
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+
+
+@pytest.mark.parametrize("changes", [{"num_frames": T + 1}, {"width": W * 2}, {"num_instances": 5}])
+def test_a_lying_clip_row_costs_its_clip_only(build, tmp_path, changes):
+    import shutil
+
+    root, truth = build
+    clean = _by_video(evaluate_video_folder(write_prediction(tmp_path / "clean", truth), root))
+    lying = tmp_path / "lying"
+    shutil.copytree(root, lying)
+    shard = sorted((lying / "data").glob(f"{SPLIT}-*.parquet"))[0]
+    victim = pq.read_table(shard).column("id")[1].as_py()
+    _rewrite_row(shard, 1, **changes)
+    ev = evaluate_video_folder(tmp_path / "clean", lying)
+    scored = _by_video(ev)
+    assert victim not in scored
+    assert set(scored) == set(truth) - {victim}
+    for video, record in scored.items():
+        assert record == clean[video]
+    bad = [p for p in ev.problems if p.file == str(shard)]
+    assert len(bad) == 1 and "row 1" in bad[0].message and victim in bad[0].message
+
+
+def test_only_lying_rows_is_an_error(build, tmp_path):
+    import shutil
+
+    root, truth = build
+    lying = tmp_path / "lying"
+    shutil.copytree(root, lying)
+    for shard in sorted((lying / "data").glob(f"{SPLIT}-*.parquet")):
+        for i in range(pq.read_metadata(shard).num_rows):
+            _rewrite_row(shard, i, num_frames=T + 1)
+    done = CliRunner().invoke(main, ["evaluate", str(write_prediction(tmp_path / "p", truth)), "--gt", str(lying),
+                                     "--out", str(tmp_path / "o"), "--quiet"])
+    assert done.exit_code == 2, done.output
+    assert "no clip of split" in done.output and len(done.output.strip().splitlines()) == 1
