@@ -119,3 +119,72 @@ def test_only_lying_rows_is_an_error(build, tmp_path):
                                      "--out", str(tmp_path / "o"), "--quiet"])
     assert done.exit_code == 2, done.output
     assert "no clip of split" in done.output and len(done.output.strip().splitlines()) == 1
+
+
+def test_linked_frame_folder_and_matte_outside_are_refused(build, tmp_path):
+    root, truth = build
+    videos = sorted(truth)
+    clean = _by_video(evaluate_video_folder(write_prediction(tmp_path / "clean", truth), root))
+    outside = write_prediction(tmp_path / "outside", truth)
+    pred = write_prediction(tmp_path / "pred", truth)
+    linked_frame = pred / SPLIT / videos[0] / "00001"
+    for path in linked_frame.iterdir():
+        path.unlink()
+    linked_frame.rmdir()
+    linked_frame.symlink_to(outside / SPLIT / videos[0] / "00001")
+    matte = pred / SPLIT / videos[1] / "00002" / "00.png"
+    matte.unlink()
+    matte.symlink_to(outside / SPLIT / videos[1] / "00002" / "00.png")
+    ev = evaluate_video_folder(pred, root)
+    files = {p.file: p.message for p in ev.problems}
+    assert "outside" in files[str(linked_frame)] and "outside" in files[str(matte)]
+    scored = _by_video(ev)
+    assert scored[videos[0]]["IMQ_mad@0.5"] < 100 and scored[videos[1]]["IMQ_mad@0.5"] < 100
+    assert scored[videos[2]] == clean[videos[2]]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF))
+
+
+def test_huge_declared_png_wrong_size_and_non_png_are_named(build, tmp_path):
+    root, truth = build
+    videos = sorted(truth)
+    clean = _by_video(evaluate_video_folder(write_prediction(tmp_path / "clean", truth), root))
+    pred = write_prediction(tmp_path / "pred", truth)
+    huge = pred / SPLIT / videos[0] / "00000" / "00.png"
+    huge.write_bytes(_png_header(60000, 60000))
+    small = pred / SPLIT / videos[0] / "00001" / "01.png"
+    small.write_bytes(encode_alpha_png(np.zeros((H // 2, W // 2), np.float32)))
+    text = pred / SPLIT / videos[0] / "00002" / "notes.txt"
+    text.write_text("hello")
+    stray = pred / SPLIT / videos[0] / "99999"
+    stray.mkdir()
+    ev = evaluate_video_folder(pred, root)
+    files = {p.file for p in ev.problems}
+    assert {str(huge), str(small), str(text), str(stray)} <= files
+    scored = _by_video(ev)
+    assert scored[videos[0]]["problems"] == 4
+    for video in videos[1:]:
+        assert scored[video] == clean[video]
+
+
+def test_vhim_unsafe_frame_names_are_not_used_as_paths(build, tmp_path):
+    from himbench.video_export import export_video_build
+
+    root, truth = build
+    vhim = tmp_path / "vhim"
+    export_video_build(root, vhim, SPLIT)
+    video = sorted(truth)[0]
+    (vhim / SPLIT / "fgr" / video / "..jpg").write_bytes(b"x")
+    clean_pred = write_prediction(tmp_path / "pred", truth)
+    ev = evaluate_video_folder(clean_pred, vhim, split=SPLIT)
+    record = _by_video(ev)[video]
+    assert record["num_frames"] == T
+    assert any(p.file == str(vhim / SPLIT / "fgr" / video / "..jpg") for p in ev.problems)
