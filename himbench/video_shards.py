@@ -206,10 +206,10 @@ def read_video_shard(path: str | Path, problems: list | None = None) -> Iterator
     """Decode every clip of one shard, one at a time; InputError naming the file and row for a bad one, or, with
     ``problems``, that row appended there as a :class:`~himbench.io.Problem` and skipped (an evaluation scores the
     other clips). An unreadable file is always an InputError."""
-    from himbench.io import Problem
-
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from himbench.io import Problem
 
     path = Path(path)
     try:

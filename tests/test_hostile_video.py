@@ -188,3 +188,50 @@ def test_vhim_unsafe_frame_names_are_not_used_as_paths(build, tmp_path):
     record = _by_video(ev)[video]
     assert record["num_frames"] == T
     assert any(p.file == str(vhim / SPLIT / "fgr" / video / "..jpg") for p in ev.problems)
+
+
+def _bench(clips: Path, tmp_path: Path, *args: str):
+    return CliRunner().invoke(main, ["bench", "-m", "mask-only", "--data", str(clips), "--out",
+                                     str(tmp_path / "o"), "--no-leaderboard", "--no-progress", *args])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--split", "nope"), "no split 'nope'"),
+    (("--guidance", "disk:"), "--guidance"),
+    (("--guidance", "bogus"), "--guidance"),
+    (("--limit", "1"), "--limit"),
+    (("--size-protocol", "maggie"), "--size-protocol"),
+])
+def test_bench_on_clips_refuses_bad_options_in_one_line(build, tmp_path, args, message):
+    root, _ = build
+    done = _bench(root, tmp_path, *args)
+    assert done.exit_code == 2, done.output
+    errors = [line for line in done.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and message in errors[0], done.output  # one error line (click may add its usage)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.png"))
+
+
+def test_bench_on_clips_with_several_splits_scores_each(tmp_path):
+    """Without --split every split of the clips is benched in turn (the evaluation alone cannot tell which one);
+    a comma list scores each listed split once."""
+    out = tmp_path / "two"
+    config = BuildConfig(splits={"a": 1, "b": 1}, width=W, height=H, images_per_shard=1, min_instances=2,
+                         max_instances=2)
+    build_video_dataset(VideoConfig(config, frames=2), out, workers=1)
+    done = _bench(out, tmp_path / "all")
+    assert done.exit_code == 0, done.output
+    assert done.output.count("mask-only@first-frame ") == 2
+    done = _bench(out, tmp_path / "list", "--split", "b,b")
+    assert done.exit_code == 0, done.output
+    assert done.output.count("mask-only@first-frame ") == 1
+
+
+def test_split_folder_linked_outside_is_refused(build, tmp_path):
+    root, truth = build
+    outside = write_prediction(tmp_path / "outside", truth)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    os.symlink(outside / SPLIT, pred / SPLIT)
+    ev = evaluate_video_folder(pred, root)
+    assert all(r["prediction"] == "missing" for r in ev.clips)
+    assert ev.summary["IMQ_mad@0.5"] == 0.0
