@@ -235,3 +235,16 @@ def test_split_folder_linked_outside_is_refused(build, tmp_path):
     ev = evaluate_video_folder(pred, root)
     assert all(r["prediction"] == "missing" for r in ev.clips)
     assert ev.summary["IMQ_mad@0.5"] == 0.0
+
+
+@pytest.mark.parametrize("args", [("--follow-symlinks",), ("--max-pixels", "1000"), ("--min-score", "0.5"),
+                                  ("--breakdown", "people")])
+def test_evaluate_on_clips_refuses_image_only_options(build, tmp_path, args):
+    root, truth = build
+    pred = write_prediction(tmp_path / "pred", truth)
+    done = CliRunner().invoke(main, ["evaluate", str(pred), "--gt", str(root), "--out", str(tmp_path / "o"),
+                                     "--quiet", *args])
+    assert done.exit_code == 2, done.output
+    errors = [line for line in done.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and args[0] in errors[0] and "video ground truth" in errors[0]
+    assert not (tmp_path / "o").exists()
