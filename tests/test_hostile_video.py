@@ -248,3 +248,34 @@ def test_evaluate_on_clips_refuses_image_only_options(build, tmp_path, args):
     errors = [line for line in done.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and args[0] in errors[0] and "video ground truth" in errors[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_vhim_links_out_and_frames_without_mattes_cost_their_files_only(build, tmp_path):
+    """Ground truth in the V-HIM layout: a matte folder linked outside the split, a fgr/ video without pha/, and a
+    matte of the wrong size are problems naming them; the other clips score as from a clean export."""
+    import shutil
+
+    from himbench.video_export import export_video_build
+
+    root, truth = build
+    videos = sorted(truth)
+    clean_gt, vhim = tmp_path / "clean", tmp_path / "vhim"
+    export_video_build(root, clean_gt, SPLIT)
+    export_video_build(root, vhim, SPLIT)
+    pred = write_prediction(tmp_path / "pred", truth)
+    clean = _by_video(evaluate_video_folder(pred, clean_gt, split=SPLIT))
+    linked = vhim / SPLIT / "pha" / videos[0] / "00001"
+    shutil.rmtree(linked)
+    linked.symlink_to(clean_gt / SPLIT / "pha" / videos[0] / "00001")
+    orphan = vhim / SPLIT / "fgr" / "orphan"
+    shutil.copytree(vhim / SPLIT / "fgr" / videos[1], orphan)
+    wrong = vhim / SPLIT / "pha" / videos[1] / "00002" / "00.png"
+    wrong.write_bytes(encode_alpha_png(np.zeros((H + 1, W), np.float32)))
+    ev = evaluate_video_folder(pred, vhim, split=SPLIT)
+    files = {p.file for p in ev.problems}
+    assert str(orphan) in files and str(wrong) in files
+    assert any(f.startswith(str(linked)) for f in files)
+    scored = _by_video(ev)
+    assert set(scored) == set(videos)
+    assert scored[videos[2]] == clean[videos[2]]
+    assert scored[videos[0]]["problems"] == 0 and scored[videos[0]]["FP@0.5"] > 0
