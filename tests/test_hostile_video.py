@@ -106,6 +106,35 @@ def test_a_lying_clip_row_costs_its_clip_only(build, tmp_path, changes):
     assert len(bad) == 1 and "row 1" in bad[0].message and victim in bad[0].message
 
 
+def test_a_row_with_more_people_than_a_build_holds_is_refused_before_decoding(build, tmp_path):
+    """Empty PNGs compress to almost nothing, so a row of many people is cheap to write and costly to decode (people x
+    frames x pixels float32): it is refused from its counts, and the other clips score as in a clean run."""
+    import shutil
+
+    from himbench.video_shards import MAX_CLIP_PEOPLE
+
+    root, truth = build
+    clean = _by_video(evaluate_video_folder(write_prediction(tmp_path / "clean", truth), root))
+    lying = tmp_path / "lying"
+    shutil.copytree(root, lying)
+    shard = sorted((lying / "data").glob(f"{SPLIT}-*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    victim = rows[0]
+    people = MAX_CLIP_PEOPLE + 1
+    victim["num_instances"] = people
+    for column in ("alphas", "boxes", "occlusion"):
+        victim[column] = [victim[column][0]] * people
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), shard)
+    ev = evaluate_video_folder(tmp_path / "clean", lying)
+    bad = [p for p in ev.problems if p.file == str(shard)]
+    assert len(bad) == 1 and f"over the limit of {MAX_CLIP_PEOPLE} people" in bad[0].message
+    scored = _by_video(ev)
+    assert victim["id"] not in scored
+    for video, record in scored.items():
+        assert record == clean[video]
+
+
 def test_only_lying_rows_is_an_error(build, tmp_path):
     import shutil
 
