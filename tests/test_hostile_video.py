@@ -135,6 +135,22 @@ def test_a_row_with_more_people_than_a_build_holds_is_refused_before_decoding(bu
         assert record == clean[video]
 
 
+def test_a_clip_id_twice_scores_the_first_clip_only(build, tmp_path):
+    import shutil
+
+    root, truth = build
+    clean = _by_video(evaluate_video_folder(write_prediction(tmp_path / "clean", truth), root))
+    twice = tmp_path / "twice"
+    shutil.copytree(root, twice)
+    shards = sorted((twice / "data").glob(f"{SPLIT}-*.parquet"))
+    first_id = pq.read_table(shards[0]).column("id")[0].as_py()
+    _rewrite_row(shards[-1], 0, id=first_id)
+    ev = evaluate_video_folder(tmp_path / "clean", twice)
+    assert [r["video"] for r in ev.clips].count(first_id) == 1
+    assert _by_video(ev)[first_id] == clean[first_id]
+    assert any(p.file == str(shards[-1]) and "appears twice" in p.message for p in ev.problems)
+
+
 def test_only_lying_rows_is_an_error(build, tmp_path):
     import shutil
 
