@@ -139,11 +139,25 @@ def list_frames(root: str | os.PathLike, split: str, video: str) -> list[str]:
     folder = split_dir / FRAME_DIR / safe_name(video, split_dir / FRAME_DIR / str(video), "video name")
     if not folder.is_dir():
         raise InputError(folder, "video has no frame folder")
-    names = sorted(entry.name[: -len(FRAME_SUFFIX)] for entry in os.scandir(folder)
-                   if entry.name.endswith(FRAME_SUFFIX) and len(entry.name) > len(FRAME_SUFFIX))
+    names = sorted(name for name, _ in _frame_entries(folder) if name is not None)
     if not names:
         raise InputError(folder, f"video has no {FRAME_SUFFIX} frame")
     return names
+
+
+def _frame_entries(folder: Path) -> list[tuple[str | None, str]]:
+    """(frame name or None, file path) of every ``.jpg`` of a video's frame folder: None for a name that is not a
+    plain file name once ``.jpg`` is cut (``..jpg`` would make the frame's matte folder ``pha/<video>/.``), which
+    must never be joined into a path."""
+    entries = []
+    for entry in os.scandir(folder):
+        if not entry.name.endswith(FRAME_SUFFIX) or len(entry.name) <= len(FRAME_SUFFIX):
+            continue
+        try:
+            entries.append((safe_name(entry.name[: -len(FRAME_SUFFIX)], entry.path, "frame name"), entry.path))
+        except InputError:
+            entries.append((None, entry.path))
+    return entries
 
 
 # ------------------------------------------------------------------------------------------------------- loading
@@ -227,7 +241,10 @@ def load_clip(
     frame_names = list_frames(root, split, video)
     frame_paths = [split_dir / FRAME_DIR / video / f"{name}{FRAME_SUFFIX}" for name in frame_names]
     alpha_root = split_dir / ALPHA_DIR / video
-    problems: list[Problem] = []
+    problems: list[Problem] = [
+        Problem(path, "ground truth: frame file name is not a plain name once .jpg is cut; ignored")
+        for name, path in sorted(_frame_entries(split_dir / FRAME_DIR / video), key=lambda e: e[1]) if name is None
+    ]
 
     per_frame = [_matte_names(alpha_root / name) for name in frame_names]
     instance_names = sorted({name for names in per_frame for name in names})

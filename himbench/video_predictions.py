@@ -12,6 +12,10 @@ frame), a track missing from some frame, an unreadable, wrongly sized or oversiz
 decoding), a file that resolves outside ``PRED_DIR`` (a submission made of links to the ground truth must not score
 100), and frame folders or files that are not part of the ground truth (ignored). A missing or bad matte is scored as
 an empty one (all 0).
+
+A video with more than :data:`MAX_TRACKS` tracks (thousands of matte files) is one problem naming the video folder;
+only its first ``MAX_TRACKS`` tracks in track order are read, so memory stays bounded by the ground truth's size
+(K x T x H x W) and the other clips are untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ import numpy as np
 
 from himbench.io import MATTE_SUFFIXES, InputError, Problem, is_inside, read_alpha, safe_name
 
-__all__ = ["VideoPrediction", "read_video_prediction"]
+__all__ = ["MAX_TRACKS", "VideoPrediction", "read_video_prediction"]
+
+# More predicted people per clip than any benchmark holds (V-HIM has at most a handful; builds at most 20): a
+# bound on the (K, T, H, W) array a hostile folder of thousands of matte files could otherwise make us allocate.
+MAX_TRACKS = 100
 
 
 @dataclass
@@ -113,6 +121,10 @@ def read_video_prediction(
         else:
             per_frame.append(_matte_files(frame_folder, problems))
     tracks = _track_order({stem for files in per_frame if files for stem in files})
+    if len(tracks) > MAX_TRACKS:
+        problems.append(Problem(str(folder), f"prediction: {len(tracks)} tracks, over the limit of {MAX_TRACKS} per "
+                                             f"video; only the first {MAX_TRACKS} in track order are scored"))
+        tracks = tracks[:MAX_TRACKS]
     alphas = np.zeros((len(tracks), length, height, width), dtype=np.float32)
     present = np.zeros((len(tracks), length), dtype=bool)
     for t, files in enumerate(per_frame):

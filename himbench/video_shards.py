@@ -36,6 +36,7 @@ from himbench.io.atomic import atomic_write_bytes
 from himbench.io.images import decode_raw
 
 __all__ = [
+    "MAX_CLIP_PEOPLE",
     "MAX_CLIP_PIXELS",
     "VIDEO_CONFIG_FILE",
     "VideoSample",
@@ -51,6 +52,9 @@ VIDEO_CONFIG_FILE = "video_config.json"
 # Frames x pixels of one clip decoded at once: 30 frames of 2048x2048. A row claiming more is refused before
 # decoding (its arrays alone would take gigabytes per person).
 MAX_CLIP_PIXELS = 30 * 2048 * 2048
+# People of one clip row: a build holds at most 20 (build_config.MAX_INSTANCES). The mattes are people x frames x
+# pixels float32, so without this bound a small file of well-compressed empty PNGs could ask for hundreds of GB.
+MAX_CLIP_PEOPLE = 20
 _BATCH_ROWS = 2  # rows read from Arrow at a time (a clip holds tens of images)
 
 
@@ -140,6 +144,8 @@ def video_row_problem(row: dict) -> str | None:
         if not _is_int(value) or value < (0 if name == "num_instances" else 1):
             return f"{name} is {value!r}, not a {'non-negative' if name == 'num_instances' else 'positive'} integer"
     frames, people = row["num_frames"], row["num_instances"]
+    if people > MAX_CLIP_PEOPLE:
+        return f"num_instances {people} is over the limit of {MAX_CLIP_PEOPLE} people per clip"
     if frames * row["width"] * row["height"] > MAX_CLIP_PIXELS:
         return (f"{frames} frames of {row['width']}x{row['height']} px are over the limit of {MAX_CLIP_PIXELS:,} "
                 "pixels per clip")
@@ -202,10 +208,14 @@ def _decode_row(row: dict, path: Path, where: str) -> VideoSample:
     )
 
 
-def read_video_shard(path: str | Path) -> Iterator[VideoSample]:
-    """Decode every clip of one shard, one at a time; InputError naming the file and row for a bad one."""
+def read_video_shard(path: str | Path, problems: list | None = None) -> Iterator[VideoSample]:
+    """Decode every clip of one shard, one at a time; InputError naming the file and row for a bad one, or, with
+    ``problems``, that row appended there as a :class:`~himbench.io.Problem` and skipped (an evaluation scores the
+    other clips). An unreadable file is always an InputError."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from himbench.io import Problem
 
     path = Path(path)
     try:
@@ -217,8 +227,18 @@ def read_video_shard(path: str | Path) -> Iterator[VideoSample]:
         batches = handle.iter_batches(batch_size=_BATCH_ROWS)
         for batch in batches:
             for row in batch.to_pylist():
-                yield _decode_row(row, path, f"row {index}")
+                try:
+                    sample = _decode_row(row, path, f"row {index}")
+                except InputError as err:
+                    if problems is None:
+                        raise
+                    # named by shard and row even when a frame's bytes were the bad part
+                    where = "" if str(err.source) == str(path) else f"row {index}: {err.source}: "
+                    problems.append(Problem(str(path), f"ground truth: {where}{err.problem}; clip left out"))
+                    sample = None
                 index += 1
+                if sample is not None:
+                    yield sample
     except pa.ArrowException as err:
         raise InputError(path, f"row {index}: unreadable ({err})") from err
 

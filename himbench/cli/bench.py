@@ -71,7 +71,7 @@ def parse_method_options(
                    "and mask-guided methods' ground-truth masks are marked oracle:gt.")
 @click.option("--split", default="test", show_default=True,
               help="Split of --data to score; a comma list scores each in turn with its own rows (M-HIM2K: "
-                   "--split comp,natural for the composite and natural subsets).")
+                   "--split comp,natural for the composite and natural subsets). On clips the default is every split.")
 @click.option("--out", "-o", "out_dir", default="bench-results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the result JSON (its name holds data, split and environment) and the config JSON.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="METHOD=PATH",
@@ -83,7 +83,9 @@ def parse_method_options(
               help="Any other method option (repeatable; VALUE parsed as JSON when it is), e.g. mask-cf.work_size=480.")
 @click.option("--guidance", default="none", show_default=True,
               help="How mask-guided methods' masks are made from ground truth: none, erode, dilate, drop, merge, or a "
-                   "comma list applied in order (e.g. erode,drop). Binarised at alpha >= 0.5 first.")
+                   "comma list applied in order (e.g. erode,drop). Binarised at alpha >= 0.5 first. On clips also "
+                   "first-frame (the default), xmem or disk:<mask_dir> (masks from the V-HIM folder); a perturbation "
+                   "applies to the first frame's masks.")
 @click.option("--guidance-seed", default=0, show_default=True, type=int,
               help="Seed of drop/merge choices (per image: seed + image id, so every method sees the same masks).")
 @click.option("--guidance-radius", default=4, show_default=True, type=int, help="Pixels to erode/dilate by.")
@@ -272,6 +274,49 @@ def _given(ctx: click.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+# Options of the image benchmark that the video one has no use for: given on clips they are refused, not ignored.
+IMAGE_ONLY_OPTIONS = {"masks_dir": "--masks", "limit": "--limit", "size_protocol": "--size-protocol",
+                      "bootstrap": "--bootstrap", "breakdown_spec": "--breakdown"}
+
+
+def _video_guidance(guidance: str) -> tuple[str | None, str]:
+    """(video guidance source or None, image perturbation) of --guidance on clips; BadParameter for anything that is
+    neither a source (first-frame, xmem, disk:NAME) nor a comma list of perturbations."""
+    from himbench.guidance import PERTURBATIONS
+    from himbench.io import InputError, safe_name
+
+    if guidance in VIDEO_GUIDANCE[:2]:
+        return guidance, "none"
+    if guidance.startswith("disk:"):
+        try:
+            safe_name(guidance[5:], "--guidance", "mask folder name")
+        except InputError as err:
+            raise click.BadParameter(f"{guidance!r}: {err.problem}", param_hint="--guidance") from None
+        return guidance, "none"
+    steps = [step.strip() for step in guidance.split(",")]
+    if not all(step in PERTURBATIONS for step in steps):
+        raise click.BadParameter(f"{guidance!r}: on clips choose first-frame, xmem, disk:<mask_dir>, or a comma list "
+                                 f"of {', '.join(PERTURBATIONS)} (applied to the first frame's masks)",
+                                 param_hint="--guidance")
+    return None, guidance
+
+
+def _video_splits(ctx: click.Context, data: str, split: str) -> list[str | None]:
+    """The splits to bench on clips: --split (a comma list) when given, each checked against the data; otherwise
+    the data's only split (None) or, when it has several, each in turn."""
+    from himbench.evaluation.video import detect_video_ground_truth
+
+    _, _, found = detect_video_ground_truth(data)
+    if not _given(ctx, "split"):
+        return [None] if len(found) == 1 else list(found)
+    wanted = list(dict.fromkeys(s.strip() for s in split.split(",") if s.strip()))
+    missing = [s for s in wanted if s not in found]
+    if missing or not wanted:
+        raise UserError(f"{data}: no split {', '.join(repr(s) for s in missing) or repr(split)} in the clips "
+                        f"(found: {', '.join(found)})")
+    return wanted
+
+
 def _parse_strengths(text: str) -> tuple[float, ...]:
     strengths = []
     for part in text.split(","):
@@ -294,10 +339,13 @@ def _run_video(ctx: click.Context, data: str, split: str, out_dir: str, leaderbo
     from himbench.bench.results import MalformedResultsError, read_results, update_results
     from himbench.bench.video import VideoBenchConfig, run_video_bench
 
+    for name, flag in IMAGE_ONLY_OPTIONS.items():
+        if _given(ctx, name):
+            raise click.UsageError(f"{flag} applies to images only, not to clips ({data})")
     if not _given(ctx, "leaderboard_csv"):
         leaderboard_csv = VIDEO_LEADERBOARD
-    video_guidance = guidance if guidance in VIDEO_GUIDANCE[:2] or guidance.startswith("disk:") else None
-    perturbation = "none" if video_guidance else guidance
+    video_guidance, perturbation = _video_guidance(guidance)
+    splits = _video_splits(ctx, data, split)  # checked before any method runs
     names = [m.strip() for m in methods.split(",") if m.strip()]
     guidance_options = {"guidance": perturbation, "guidance_seed": guidance_seed, "guidance_radius": guidance_radius}
     method_options = parse_method_options(names, checkpoints, options, guidance_options, seg_checkpoint)
@@ -306,18 +354,21 @@ def _run_video(ctx: click.Context, data: str, split: str, out_dir: str, leaderbo
             read_results(leaderboard_csv)
         except MalformedResultsError as err:
             raise UserError(str(err)) from err
-    config = VideoBenchConfig(
-        data=data, methods=tuple(names), split=split if _given(ctx, "split") else None,
-        smoothing=_parse_strengths(smoothing), guidance=video_guidance, method_options=method_options,
-        device=None if device == "auto" else device, warp=temporal_warp,
-    )
+    strengths = _parse_strengths(smoothing)
     errors: list[str] = []
 
     def on_error(message: str) -> None:
         errors.append(message)
         click.echo(f"error: {message}", err=True)
 
-    env, rows = run_video_bench(config, out_dir, progress=not no_progress, on_error=on_error)
+    rows = []
+    for one_split in splits:  # each split its own run folder and rows, as the image bench's comma list
+        config = VideoBenchConfig(
+            data=data, methods=tuple(names), split=one_split, smoothing=strengths, guidance=video_guidance,
+            method_options=method_options, device=None if device == "auto" else device, warp=temporal_warp,
+        )
+        env, split_rows = run_video_bench(config, out_dir, progress=not no_progress, on_error=on_error)
+        rows.extend(split_rows)
     invocation = command_line(ctx)
     for row in rows:
         row["command"] = invocation

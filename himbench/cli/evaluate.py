@@ -247,6 +247,7 @@ def command(
         from himbench.evaluation.video import is_video_ground_truth
 
         if is_video_ground_truth(gt):  # a clip build or a V-HIM folder: the video evaluation
+            _refuse_image_only_options(click.get_current_context(), gt)
             _evaluate_video(pred_dir, gt, split, out, temporal_warp, thresholds, quiet, max_problems, strict)
             return
     gt, provenance, manifest_problem = _ground_truth(pred_dir, gt)
@@ -304,6 +305,20 @@ def command(
         click.echo("\nBreakdown")
         click.echo(format_breakdown(result.breakdown))
     _finish(result.problems, max_problems, out_dir, paths, strict)
+
+
+# Image-evaluation options the video evaluation does not implement: given with video ground truth they are refused
+# rather than silently ignored (--follow-symlinks in particular must not look honoured while links are refused).
+_IMAGE_ONLY_OPTIONS = {"min_score": "--min-score", "plot": "--plot", "follow_symlinks": "--follow-symlinks",
+                       "max_pixels": "--max-pixels", "layout": "--layout", "breakdown_spec": "--breakdown",
+                       "resamples": "--bootstrap"}
+
+
+def _refuse_image_only_options(ctx: click.Context, gt: Path) -> None:
+    for name, flag in _IMAGE_ONLY_OPTIONS.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            raise click.UsageError(f"{flag} applies to image ground truth only, not to video ground truth ({gt})")
 
 
 def _evaluate_video(pred_dir: Path, gt: Path, split: str | None, out: Path | None, warp: str,

@@ -30,7 +30,9 @@ each frame weighs the same within a clip); counts (TP/FP/FN, people, frames, ide
 
 Bad inputs never abort the run: a missing or bad prediction file or folder is a counted :class:`Problem` naming it
 and scored as an empty matte (a clip with no folder: every person missed), so the other clips score exactly as in a
-clean run. A V-HIM clip that cannot be loaded at all is a problem and left out. A folder that is neither kind of
+clean run. A V-HIM clip that cannot be loaded at all, or a clip row of a build that lies about its frame count,
+sizes or people, is a problem naming it and left out; when no clip of the split is left, that is an
+:class:`InputError`. A folder that is neither kind of
 video ground truth is an :class:`InputError` naming it and what it holds.
 """
 
@@ -165,8 +167,15 @@ def _gt_clips(kind: str, root: Path, split: str, problems: list[Problem]
         from himbench.shards import ShardFolder
         from himbench.video_shards import read_video_shard
 
+        seen: set[str] = set()
         for path in ShardFolder(root).shards(split, required=True):
-            for sample in read_video_shard(path):
+            # a row that lies (num_frames, sizes, counts) costs its clip only, as a bad image row does
+            for sample in read_video_shard(path, problems):
+                if sample.id in seen:
+                    problems.append(Problem(str(path), f"ground truth: clip id {sample.id!r} appears twice; the "
+                                                       "second is left out"))
+                    continue
+                seen.add(sample.id)
                 yield sample.id, _frame_names(sample.num_frames), sample.alphas
         return
     from himbench.video_layout import list_videos, load_clip
@@ -249,8 +258,8 @@ def evaluate_video_folder(
     """Score ``pred_dir`` (``<split>/<video>/<frame>/<k>.png``) against video ground truth ``gt`` (see the module
     docstring). ``split``: default the ground truth's only split, else the one split also in ``pred_dir``.
     ``warp``: the MESSDdt warp of MaGGIe's convention, ``"correct"`` or ``"maggie-transposed"`` (MaGGIe's code).
-    Raises :class:`InputError` for a ``gt`` that is not video ground truth, an unknown split, or a clip build whose
-    rows are bad; never for a bad prediction."""
+    Raises :class:`InputError` for a ``gt`` that is not video ground truth, an unknown split, an unreadable clip
+    shard, or a split none of whose clips can be read (one bad clip is a problem); never for a bad prediction."""
     from himbench.video_predictions import read_video_prediction
 
     if warp not in WARPS:
@@ -295,6 +304,10 @@ def evaluate_video_folder(
                                len(prediction.problems)))
         bar.update(1)
     bar.close()
+    if not records and problems:  # every clip was bad ground truth: nothing was scored, which is no result
+        first = problems[0]
+        raise InputError(root, f"no clip of split {split!r} could be read ({len(problems)} problems; first: "
+                               f"{first.file}: {first.message})")
     known = {record["video"] for record in records}
     if split_dir.is_dir():
         for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
