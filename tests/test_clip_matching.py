@@ -166,3 +166,17 @@ def test_prediction_link_to_ground_truth_is_refused(tmp_path: Path):
     prediction = read_video_prediction(tmp_path / "pred", "comp_easy", "00007", FRAMES, (H, W))
     assert len(prediction.problems) == 2 * T and all("outside" in p.message for p in prediction.problems)
     assert evaluate_clip(prediction.alphas, gt).summary["IMQ_mad@0.5"] == 0.0
+
+
+def test_a_person_absent_from_some_frames_predicted_exactly_has_clip_iou_1():
+    """clip_mean_iou averages over the frames where the person is present: frames where it is absent (both masks
+    empty, IoU 0 by convention) do not pull an exact prediction below 1."""
+    gt = np.zeros((2, 4, 8, 8), dtype=np.float32)
+    gt[0, :, 1:4, 1:4] = 1.0  # present in every frame
+    gt[1, :2, 5:7, 5:7] = 1.0  # present in frames 0-1 only
+    result = evaluate_clip(gt.copy(), gt)
+    assert result.summary["clip_mean_iou"] == 1.0
+    assert result.matching.mean_iou.tolist() == [1.0, 1.0]
+    half = gt.copy()
+    half[1, 1] = 0.0  # person 1 missed in one of its two frames
+    assert evaluate_clip(half, gt).matching.mean_iou.tolist() == [1.0, 0.5]

@@ -85,7 +85,8 @@ def clip_iou(pred_alphas: np.ndarray, gt_alphas: np.ndarray) -> np.ndarray:
 class ClipMatching:
     """The clip-level assignment: ``pred_index[i]`` is paired with ``gt_index[i]`` for the whole clip.
     ``frame_iou`` (K, N, T) per-frame IoU; ``score`` (K, N) its sum over frames; ``mean_iou[i]`` the pair's mean
-    per-frame IoU (``score / T``)."""
+    per-frame IoU over the frames where the ground-truth person is present (``score`` / those frames; a person
+    absent from some frames and predicted exactly scores 1; an empty person, 0)."""
 
     frame_iou: np.ndarray
     score: np.ndarray
@@ -105,14 +106,16 @@ def match_clip(pred_alphas: np.ndarray, gt_alphas: np.ndarray) -> ClipMatching:
     whose summed IoU is 0 are dropped: they share no pixel in any frame."""
     frame_iou = clip_iou(pred_alphas, gt_alphas)
     score = frame_iou.sum(axis=2)
-    length = max(frame_iou.shape[2], 1)
+    # IoU is 0 on a frame where the person is absent (both masks empty): average over the frames it is present in.
+    gt = _clip(gt_alphas, "gt_alphas")
+    present = binarise(gt).reshape(*gt.shape[:2], -1).any(axis=2).sum(axis=1).astype(np.float64)
     if score.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return ClipMatching(frame_iou, score, empty, empty, np.zeros(0, dtype=np.float64))
     rows, cols = linear_sum_assignment(score, maximize=True)
     keep = score[rows, cols] > 0
     rows, cols = rows[keep].astype(np.int64), cols[keep].astype(np.int64)
-    return ClipMatching(frame_iou, score, rows, cols, score[rows, cols] / length)
+    return ClipMatching(frame_iou, score, rows, cols, score[rows, cols] / np.maximum(present[cols], 1.0))
 
 
 @dataclass(frozen=True)
