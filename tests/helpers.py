@@ -95,3 +95,27 @@ def tiny_build(config: Any, out: Path, **kwargs: Any) -> Path:
 
     build_dataset(config, out, **{"workers": 1, "progress": False, **kwargs})
     return Path(out)
+
+
+def tiny_clip_build(out: Path, *, width: int, height: int, frames: int, clips: int, min_instances: int = 2,
+                    max_instances: int = 2, split: str = "test") -> dict[str, np.ndarray]:
+    """A ``build-dataset --video`` build of ``clips`` clips into ``out`` (one worker); its mattes by clip id."""
+    from himbench.build_config import BuildConfig
+    from himbench.synthesis.video import VideoConfig, build_video_dataset
+    from himbench.video_shards import read_video_split
+
+    config = BuildConfig(splits={split: clips}, width=width, height=height, images_per_shard=2,
+                         min_instances=min_instances, max_instances=max_instances)
+    build_video_dataset(VideoConfig(config, frames=frames), out, workers=1)
+    return {clip.id: clip.alphas for clip in read_video_split(out, split)}
+
+
+def write_video_prediction(pred_dir: Path, clips: dict[str, np.ndarray], split: str = "test") -> Path:
+    """``pred_dir/<split>/<video>/<frame>/<k>.png`` from (K, T, H, W) mattes in [0, 1]."""
+    for video, alphas in clips.items():
+        for t in range(alphas.shape[1]):
+            folder = pred_dir / split / video / f"{t:05d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(len(alphas)):
+                (folder / f"{k:02d}.png").write_bytes(encode_alpha_png(alphas[k, t]))
+    return pred_dir

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from helpers import tiny_clip_build, write_video_prediction
 
 from himbench.build_config import BuildConfig
 from himbench.cli import main
@@ -19,7 +20,6 @@ from himbench.evaluation.video import evaluate_video_folder
 from himbench.io import encode_alpha_png
 from himbench.synthesis.video import VideoConfig, build_video_dataset
 from himbench.video_predictions import MAX_TRACKS, read_video_prediction
-from himbench.video_shards import read_video_split
 
 W, H, T, CLIPS = 64, 48, 3, 3
 SPLIT = "test"
@@ -28,20 +28,12 @@ SPLIT = "test"
 @pytest.fixture(scope="module")
 def build(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     out = tmp_path_factory.mktemp("hvideo") / "clips"
-    config = BuildConfig(splits={SPLIT: CLIPS}, width=W, height=H, images_per_shard=2, min_instances=2,
-                         max_instances=2)
-    build_video_dataset(VideoConfig(config, frames=T), out, workers=1)
-    return out, {clip.id: clip.alphas for clip in read_video_split(out, SPLIT)}
+    return out, tiny_clip_build(out, width=W, height=H, frames=T, clips=CLIPS, min_instances=2,
+                                max_instances=2, split=SPLIT)
 
 
 def write_prediction(pred_dir: Path, clips: dict[str, np.ndarray]) -> Path:
-    for video, alphas in clips.items():
-        for t in range(alphas.shape[1]):
-            folder = pred_dir / SPLIT / video / f"{t:05d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for k in range(len(alphas)):
-                (folder / f"{k:02d}.png").write_bytes(encode_alpha_png(alphas[k, t]))
-    return pred_dir
+    return write_video_prediction(pred_dir, clips, SPLIT)
 
 
 def _by_video(ev) -> dict[str, dict]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import tiny_clip_build, write_video_prediction
 
-from himbench.build_config import BuildConfig
 from himbench.cli import main
 from himbench.evaluation.video import (
     evaluate_video_folder,
@@ -20,10 +20,8 @@ from himbench.evaluation.video import (
     is_video_ground_truth,
     write_video_evaluation,
 )
-from himbench.io import InputError, encode_alpha_png, read_alpha
+from himbench.io import InputError, read_alpha
 from himbench.metrics import TemporalStat, maggie_temporal, resolve
-from himbench.synthesis.video import VideoConfig, build_video_dataset
-from himbench.video_shards import read_video_split
 
 W, H, T, CLIPS = 96, 64, 6, 3
 SPLIT = "test"
@@ -35,21 +33,12 @@ ERROR_KEYS = ("inst_SAD", "inst_MSE", "inst_MAD", "inst_Grad", "inst_Conn", "dtS
 def build(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     """A --video build of 3 clips of 6 frames (96 x 64, 2-3 people) and its ground-truth mattes by clip id."""
     out = tmp_path_factory.mktemp("video") / "clips"
-    config = BuildConfig(splits={SPLIT: CLIPS}, width=W, height=H, images_per_shard=2, min_instances=2,
-                         max_instances=3)
-    build_video_dataset(VideoConfig(config, frames=T), out, workers=1)
-    return out, {clip.id: clip.alphas for clip in read_video_split(out, SPLIT)}
+    return out, tiny_clip_build(out, width=W, height=H, frames=T, clips=CLIPS, min_instances=2,
+                                max_instances=3, split=SPLIT)
 
 
 def write_prediction(pred_dir: Path, clips: dict[str, np.ndarray]) -> Path:
-    """``pred_dir/test/<video>/<frame>/<k>.png`` from (K, T, H, W) mattes in [0, 1]."""
-    for video, alphas in clips.items():
-        for t in range(alphas.shape[1]):
-            folder = pred_dir / SPLIT / video / f"{t:05d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for k in range(len(alphas)):
-                (folder / f"{k:02d}.png").write_bytes(encode_alpha_png(alphas[k, t]))
-    return pred_dir
+    return write_video_prediction(pred_dir, clips, SPLIT)
 
 
 def maggie_of_truth(truth: dict[str, np.ndarray]) -> dict[str, float]:
