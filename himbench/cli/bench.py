@@ -11,6 +11,7 @@ from himbench.cli.errors import Command, UserError
 from himbench.cli.options import (
     PathOrURL,
     device_option,
+    given_on_command_line,
     no_progress_option,
     staged,
     storage_options_option,
@@ -18,7 +19,8 @@ from himbench.cli.options import (
 )
 from himbench.metrics.table import HEADLINE_METRIC
 
-__all__ = ["command", "command_line", "echo_rows", "invocation_of", "parse_method_options"]
+__all__ = ["check_leaderboard", "command", "command_line", "echo_rows", "invocation_of", "parse_method_options",
+           "update_leaderboard"]
 
 
 def _value(text: str):
@@ -139,7 +141,6 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
 
     from himbench.bench import BenchConfig
     from himbench.bench.harness import find_mask_sets
-    from himbench.bench.results import MalformedResultsError, read_results
     from himbench.device import resolve_device
     from himbench.io import InputError
 
@@ -171,11 +172,8 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
     method_options = parse_method_options(names, checkpoints, options, guidance_options, seg_checkpoint)
     if mask_sets:
         click.echo(f"M-HIM2K: {len(mask_sets)} mask sets in {masks_dir}: {', '.join(n for n, _ in mask_sets)}")
-    if not no_leaderboard:
-        try:  # refuse a malformed leaderboard before spending minutes on the benchmark
-            read_results(leaderboard_csv)
-        except MalformedResultsError as err:
-            raise UserError(str(err)) from err
+    if not no_leaderboard:  # refuse a malformed leaderboard before spending minutes on the benchmark
+        check_leaderboard(leaderboard_csv)
     for one_split in splits:
         config = BenchConfig(
             data=str(data), methods=tuple(names), split=one_split, method_options=method_options, limit=limit,
@@ -184,6 +182,26 @@ def command(methods, data, split, out_dir, checkpoints, seg_checkpoint, options,
             size_protocol=size_protocol, bootstrap=bootstrap, breakdown=strata,
         )
         _run_one(config, data, one_split, out_dir, leaderboard_csv, no_leaderboard, limit, no_progress, invocation)
+
+
+def check_leaderboard(path: str) -> None:
+    """Refuse a malformed leaderboard CSV in one line (exit 2) before any method runs."""
+    from himbench.bench.results import MalformedResultsError, read_results
+
+    try:
+        read_results(path)
+    except MalformedResultsError as err:
+        raise UserError(str(err)) from err
+
+
+def update_leaderboard(path: str, rows: list[dict]) -> None:
+    """Merge a run's rows into the leaderboard CSV; a malformed one is a one-line error (exit 2)."""
+    from himbench.bench.results import MalformedResultsError, update_results
+
+    try:
+        update_results(path, rows)
+    except MalformedResultsError as err:
+        raise UserError(str(err)) from err
 
 
 def command_line(ctx: click.Context) -> str:
@@ -217,9 +235,8 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
     """One split of ``himbench bench``: run, write the result JSON, update the leaderboard, print the table."""
     from tqdm import tqdm
 
-    from himbench.bench import run_bench, update_results
+    from himbench.bench import run_bench
     from himbench.bench.record import write_run
-    from himbench.bench.results import MalformedResultsError
 
     def progress(items, name):
         return tqdm(items, desc=name, unit="img", total=limit, disable=no_progress)
@@ -238,10 +255,7 @@ def _run_one(config, data: str, split: str, out_dir: str, leaderboard_csv: str, 
         row["command"] = invocation
     result_path = write_run(config, env, results, rows, out_dir, data, split)
     if not no_leaderboard:
-        try:
-            update_results(leaderboard_csv, rows)
-        except MalformedResultsError as err:
-            raise UserError(str(err)) from err
+        update_leaderboard(leaderboard_csv, rows)
     echo_rows(env.slug, split, rows)
     click.echo(f"wrote {result_path}" + ("" if no_leaderboard else f" and updated {leaderboard_csv}"))
     skipped = [m for m in errors if "not benchmarked" in m]
@@ -265,13 +279,8 @@ def echo_rows(environment: str, split: str, rows: list[dict]) -> None:
             click.echo(f"  note: {row['method']} ran with random weights (no checkpoint)")
 
 
-VIDEO_GUIDANCE = ("first-frame", "xmem", "none")
+VIDEO_SOURCES = ("first-frame", "xmem")  # --guidance values that name where video masks come from
 VIDEO_LEADERBOARD = "leaderboard/video.csv"
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
 
 
 # Options of the image benchmark that the video one has no use for: given on clips they are refused, not ignored.
@@ -285,7 +294,7 @@ def _video_guidance(guidance: str) -> tuple[str | None, str]:
     from himbench.guidance import PERTURBATIONS
     from himbench.io import InputError, safe_name
 
-    if guidance in VIDEO_GUIDANCE[:2]:
+    if guidance in VIDEO_SOURCES:
         return guidance, "none"
     if guidance.startswith("disk:"):
         try:
@@ -307,7 +316,7 @@ def _video_splits(ctx: click.Context, data: str, split: str) -> list[str | None]
     from himbench.evaluation.video import detect_video_ground_truth
 
     _, _, found = detect_video_ground_truth(data)
-    if not _given(ctx, "split"):
+    if not given_on_command_line(ctx, "split"):
         return [None] if len(found) == 1 else list(found)
     wanted = list(dict.fromkeys(s.strip() for s in split.split(",") if s.strip()))
     missing = [s for s in wanted if s not in found]
@@ -336,13 +345,12 @@ def _run_video(ctx: click.Context, data: str, split: str, out_dir: str, leaderbo
     """The video case of bench (issue 23): himbench.bench.video over clips, rows into leaderboard/video.csv unless
     --leaderboard is given. --guidance first-frame/xmem/disk:NAME picks the masks' source; a perturbation (erode,
     drop...) applies to the first frame's masks, as for images."""
-    from himbench.bench.results import MalformedResultsError, read_results, update_results
     from himbench.bench.video import VideoBenchConfig, run_video_bench
 
     for name, flag in IMAGE_ONLY_OPTIONS.items():
-        if _given(ctx, name):
+        if given_on_command_line(ctx, name):
             raise click.UsageError(f"{flag} applies to images only, not to clips ({data})")
-    if not _given(ctx, "leaderboard_csv"):
+    if not given_on_command_line(ctx, "leaderboard_csv"):
         leaderboard_csv = VIDEO_LEADERBOARD
     video_guidance, perturbation = _video_guidance(guidance)
     splits = _video_splits(ctx, data, split)  # checked before any method runs
@@ -350,10 +358,7 @@ def _run_video(ctx: click.Context, data: str, split: str, out_dir: str, leaderbo
     guidance_options = {"guidance": perturbation, "guidance_seed": guidance_seed, "guidance_radius": guidance_radius}
     method_options = parse_method_options(names, checkpoints, options, guidance_options, seg_checkpoint)
     if not no_leaderboard:
-        try:
-            read_results(leaderboard_csv)
-        except MalformedResultsError as err:
-            raise UserError(str(err)) from err
+        check_leaderboard(leaderboard_csv)
     strengths = _parse_strengths(smoothing)
     errors: list[str] = []
 
@@ -373,10 +378,7 @@ def _run_video(ctx: click.Context, data: str, split: str, out_dir: str, leaderbo
     for row in rows:
         row["command"] = invocation
     if rows and not no_leaderboard:
-        try:
-            update_results(leaderboard_csv, rows)
-        except MalformedResultsError as err:
-            raise UserError(str(err)) from err
+        update_leaderboard(leaderboard_csv, rows)
     click.echo(f"environment: {env.slug}")
     click.echo(f"{'method':<40} {HEADLINE_METRIC:>11} {'MAD':>8} {'dtSSD':>8} {'MESSDdt':>9} {'id_sw':>6} "
                f"{'ms/frame':>9}")

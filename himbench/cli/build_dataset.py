@@ -9,6 +9,7 @@ import click
 from himbench.cli.errors import Command, UserError
 from himbench.cli.options import (
     engine_option,
+    given_on_command_line,
     no_progress_option,
     ray_address_option,
     staged,
@@ -346,8 +347,7 @@ def command(
     if jpeg_quality is not None and image_format != "jpg":
         raise click.BadParameter("applies to --image-format jpg only (png is lossless)", param_hint="--jpeg-quality")
     occlusion_limits = _parse_occlusion(occlusion, occlusion_range)
-    source = click.get_current_context().get_parameter_source("min_visible")
-    if occlusion_limits is not None and source is not None and source.name == "COMMANDLINE":
+    if occlusion_limits is not None and given_on_command_line(click.get_current_context(), "min_visible"):
         raise UserError("--min-visible does not apply with --occlusion/--occlusion-range (the range's HI bounds how "
                          "hidden anyone is)")
     width, height = _parse_size(size)
@@ -445,12 +445,8 @@ def command(
 def _preset_values(preset: str) -> dict[str, str]:
     """The preset's values for the options the command line did not give."""
     context = click.get_current_context()
-    values = {}
-    for name, value in BUILD_PRESETS[preset].items():
-        source = context.get_parameter_source(name)
-        if source is None or source.name != "COMMANDLINE":
-            values[name] = value
-    return values
+    return {name: value for name, value in BUILD_PRESETS[preset].items()
+            if not given_on_command_line(context, name)}
 
 
 def _build_video(config, out_dir, frames, workers, overwrite, engine) -> None:
@@ -463,8 +459,7 @@ def _build_video(config, out_dir, frames, workers, overwrite, engine) -> None:
         raise UserError("--frames applies to --video builds only")
     if engine != "local":
         raise UserError("--video builds run on the local engine only")
-    source = click.get_current_context().get_parameter_source("images_per_shard")
-    if source is None or source.name != "COMMANDLINE":  # a clip is tens of images: fewer rows per shard
+    if not given_on_command_line(click.get_current_context(), "images_per_shard"):  # a clip: tens of images
         config = replace(config, images_per_shard=4)
     video = VideoConfig(config, frames=30 if frames is None else frames)
     report = build_video_dataset(video, out_dir, workers=workers, overwrite=overwrite)

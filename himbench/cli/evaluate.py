@@ -16,6 +16,7 @@ from himbench.cli.errors import Command, UserError
 from himbench.cli.options import (
     PathOrURL,
     engine_option,
+    given_on_command_line,
     ray_address_option,
     staged,
     storage_options_option,
@@ -316,8 +317,7 @@ _IMAGE_ONLY_OPTIONS = {"min_score": "--min-score", "plot": "--plot", "follow_sym
 
 def _refuse_image_only_options(ctx: click.Context, gt: Path) -> None:
     for name, flag in _IMAGE_ONLY_OPTIONS.items():
-        source = ctx.get_parameter_source(name)
-        if source is not None and source.name == "COMMANDLINE":
+        if given_on_command_line(ctx, name):
             raise click.UsageError(f"{flag} applies to image ground truth only, not to video ground truth ({gt})")
 
 

@@ -17,6 +17,7 @@ from himbench.engines import ENGINES  # the standard library only: option module
 
 __all__ = [
     "PathOrURL",
+    "given_on_command_line",
     "device_option",
     "engine_option",
     "no_progress_option",
@@ -28,6 +29,12 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable)
+
+
+def given_on_command_line(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not its default, nor a preset's value)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def engine_option(ray_does: str) -> Callable[[F], F]:
