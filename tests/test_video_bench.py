@@ -123,3 +123,15 @@ def test_video_leaderboard_bolds_each_columns_best_and_joins_only_table7():
     groups = {g["metric_set"]: g for g in comparison_groups(published, rows)}
     assert [r["kind"] for r in groups["maggie-table7"]["rows"]] == ["published", "measured", "measured"]
     assert [r["kind"] for r in groups["maggie-table5"]["rows"]] == ["published"]  # video rows never join images'
+
+
+def test_video_leaderboard_escapes_cells_from_the_csv():
+    """Method names and commands come from a CSV anyone may edit: they stay one cell and never become markup."""
+    from himbench.leaderboard.video import render_video_markdown
+
+    rows = [_video_row("a|b<script>[x](y)", "d", **{"IMQ_mad@0.5": 1, "maggie_dtSSD": 1.0})]
+    rows[0]["command"] = "himbench bench ``` -m x"
+    text = render_video_markdown(rows)
+    line = next(line for line in text.splitlines() if line.startswith("| a"))
+    assert line.startswith(r"| a\|b\<script>\[x](y) |")
+    assert "<script>" not in text.replace(r"\<script>", "") and "- ````himbench bench ``` -m x````" in text

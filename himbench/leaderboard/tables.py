@@ -1,6 +1,6 @@
 r"""Measured leaderboard tables: column sets, best-value marking, row grouping, Markdown and LaTeX rendering.
 
-Every cell is escaped for its format (``_markdown_escape``, ``latex_escape``): a method name is data from a
+Every cell is escaped for its format (``markdown_escape``, ``latex_escape``): a method name is data from a
 stranger's CSV, so a ``|`` must not move numbers under the wrong header and ``\input`` must not reach LaTeX.
 
 Large CSVs: best values come from one pass over the rows (:func:`best_by_column`), and a table of more than
@@ -46,6 +46,8 @@ __all__ = [
     "has_intervals",
     "is_trained",
     "latex_escape",
+    "markdown_code",
+    "markdown_escape",
     "method_spec",
     "metric_direction",
     "page_rows",
@@ -347,12 +349,12 @@ _LATEX = {
 }
 
 
-def _markdown_escape(text: Any) -> str:
+def markdown_escape(text: Any) -> str:
     """A Markdown table cell (or heading text) that stays one cell: see ``_MARKDOWN``."""
     return str(text).translate(_MARKDOWN)
 
 
-def _markdown_code(text: Any) -> str:
+def markdown_code(text: Any) -> str:
     """``text`` as one Markdown code span on one line: fenced by more backticks than its longest run of them."""
     text = str(text).translate(_LINE_BREAKS)
     longest = 0
@@ -405,7 +407,7 @@ def _markdown_table(rows: Sequence[dict], indices: Sequence[int], columns: Seque
     header = ["Method", *(title for _, title in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * len(columns)) + "|"]
     lines += ["| " + " | ".join(cells) + " |"
-              for cells in _cells(rows, indices, columns, best, _markdown_escape, lambda t: f"**{t}**", near)]
+              for cells in _cells(rows, indices, columns, best, markdown_escape, lambda t: f"**{t}**", near)]
     return "\n".join(lines)
 
 
@@ -420,7 +422,7 @@ def render_markdown(
     parts = []
     for view in table_views(rows, max_rows) if views is None else views:
         (data, split, env), group, best, shown, max_rows = view.key, view.rows, view.best, view.shown, view.max_rows
-        parts.append(f"### {_markdown_escape(data)} / {_markdown_escape(split)} on {_markdown_code(env)}\n")
+        parts.append(f"### {markdown_escape(data)} / {markdown_escape(split)} on {markdown_code(env)}\n")
         if len(shown) < len(group):
             parts.append(_omitted_note(len(shown), len(group), max_rows) + "\n")
         parts.append(

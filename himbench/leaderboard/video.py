@@ -2,16 +2,16 @@
 
 One table per clip set (the ``data`` column, e.g. one build per occlusion level), every method at every smoothing
 strength, the best value of each column in bold by the direction :data:`himbench.metrics.METRICS` declares; then
-MaGGIe's Table 7 with the measured rows in its units (:func:`himbench.leaderboard.published.comparison_groups`, which
-joins video rows to the video tables only).
+MaGGIe's Table 7 with the measured rows in its units (:func:`himbench.leaderboard.published.render_comparison_markdown`,
+which joins video rows to the video tables only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from himbench.leaderboard.published import comparison_groups
-from himbench.leaderboard.tables import metric_direction, parse_number
+from himbench.leaderboard.published import render_comparison_markdown
+from himbench.leaderboard.tables import markdown_code, markdown_escape, metric_direction, parse_number
 
 __all__ = ["VIDEO_COLUMNS", "is_video_results", "render_video_markdown"]
 
@@ -47,10 +47,6 @@ def _best(rows: Sequence[dict], column: str) -> float | None:
     return max(values) if direction == "max" else min(values)
 
 
-def _escape(text: str) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
-
-
 def render_video_markdown(rows: Sequence[dict], published: Sequence[dict] = ()) -> str:
     """The video leaderboard as Markdown: one table per clip set, then the Table 7 comparison."""
     parts = ["# Video leaderboard\n",
@@ -62,15 +58,15 @@ def render_video_markdown(rows: Sequence[dict], published: Sequence[dict] = ()) 
              "per-frame pipeline. Best value of each column in bold.\n"]
     for data in dict.fromkeys(row.get("data", "") for row in rows):
         group = [row for row in rows if row.get("data", "") == data]
-        frames = {row.get("n_frames", "") for row in group}
-        clips = {row.get("n_clips", "") for row in group}
-        parts.append(f"## {_escape(data)} ({'/'.join(sorted(clips))} clips, {'/'.join(sorted(frames))} frames)\n")
+        clips = "/".join(sorted({row.get("n_clips", "") for row in group}))
+        frames = "/".join(sorted({row.get("n_frames", "") for row in group}))
+        parts.append(markdown_escape(f"## {data} ({clips} clips, {frames} frames)") + "\n")
         header = ["Method", "Guidance", *(h for _, h, _ in VIDEO_COLUMNS), "Environment"]
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join([" --- "] * 2 + [" ---: "] * len(VIDEO_COLUMNS) + [" --- "]) + "|"]
         best = {column: _best(group, column) for column, _, _ in VIDEO_COLUMNS}
         for row in group:
-            cells = [_escape(row.get("method", "?")), _escape(row.get("guidance", "") or "none")]
+            cells = [markdown_escape(row.get("method", "?")), markdown_escape(row.get("guidance", "") or "none")]
             for column, _, decimals in VIDEO_COLUMNS:
                 value = parse_number(row.get(column))
                 cell = "–" if value is None else f"{value:.{decimals}f}"
@@ -78,22 +74,12 @@ def render_video_markdown(rows: Sequence[dict], published: Sequence[dict] = ()) 
                         f"{best[column]:.{decimals}f}":
                     cell = f"**{cell}**"
                 cells.append(cell)
-            cells.append(_escape(row.get("environment", "")))
+            cells.append(markdown_escape(row.get("environment", "")))
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines) + "\n")
     commands = sorted({row.get("command", "") for row in rows if row.get("command")})
     if commands:
-        parts.append("Made with:\n\n```\n" + "\n".join(commands) + "\n```\n")
+        parts.append("Made with:\n\n" + "\n".join(f"- {markdown_code(command)}" for command in commands) + "\n")
     video_published = [row for row in published if row.get("metric_set") == "maggie-table7"]
-    for group in comparison_groups(video_published, rows):
-        parts.append(f"## {group['title']}\n")
-        parts.append(group["note"] + "\n")
-        header = ["Kind", "Method", "Benchmark / data", "Protocol", *group["headers"], "Source"]
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join([" --- "] * 4 + [" ---: "] * len(group["headers"]) + [" --- "]) + "|"]
-        for row in group["rows"]:
-            source = f"[{row['source']}]({row['url']})" if row["url"] else row["source"]
-            cells = [f"**{row['kind']}**", row["method"], row["benchmark"], row["protocol"], *row["cells"], source]
-            lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")
-        parts.append("\n".join(lines) + "\n")
+    parts.append(render_comparison_markdown(video_published, rows))
     return "\n".join(parts)
