@@ -5,6 +5,7 @@ columns are MaGGIe's per-frame image metrics (its Table 7 units) pooled over the
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def test_bench_on_clips_writes_one_row_per_method_and_strength(clips, tmp_path):
         again = evaluate_video_folder(run / "predictions" / label, clips).summary
         for key in ("IMQ_mad@0.5", "maggie_dtSSD", "maggie_MESSDdt", "maggie_MAD", "id_switches"):
             assert float(row[key]) == pytest.approx(again[key], rel=1e-5, abs=1e-6), (label, key)
+    saved = json.loads((run / "bench_config.json").read_text())  # the resolved config beside the results
+    assert saved["methods"] == ["e2ehim-tiny", "mask-only"] and saved["smoothing"] == [0.0, 0.5]
     # smoothing changes the mattes: the smoothed rows are other predictions
     assert float(rows["e2ehim-tiny+smooth0.5"]["maggie_MAD"]) != float(rows["e2ehim-tiny"]["maggie_MAD"])
     # the same run again into the same --out is refused before any method runs, and nothing is overwritten

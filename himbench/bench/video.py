@@ -52,12 +52,13 @@ def run_video_bench(
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Run every method of ``config`` at every smoothing strength; returns the environment and the CSV rows.
 
-    Predictions go to ``RUN/predictions/<label>`` and each evaluation to ``RUN/eval/<label>``, ``RUN`` being
-    :func:`run_folder`; a run whose prediction folders exist already is refused before any method runs.
+    Predictions go to ``RUN/predictions/<label>``, each evaluation to ``RUN/eval/<label>`` and the resolved config
+    to ``RUN/bench_config.json``, ``RUN`` being :func:`run_folder`; a run whose prediction folders exist already
+    is refused before any method runs.
     With ``on_error``, a method that cannot be built or run on these clips is reported there and skipped."""
     from himbench.bench.environment import detect_environment
     from himbench.evaluation.video import evaluate_video_folder, write_video_evaluation
-    from himbench.io import InputError
+    from himbench.io import InputError, atomic_write_text
     from himbench.methods import create_method, resolve_device
     from himbench.predictions.video_writer import predict_video, resolve_guidance
     from himbench.registry import is_mask_guided
@@ -66,19 +67,27 @@ def run_video_bench(
     env = detect_environment(device)
     date = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     out = run_folder(out_dir, config.data, config.split, env.slug)
-    planned = [(name, strength) for name in config.methods for strength in config.smoothing]
-    taken = [out / "predictions" / video_label(name, _guidance_or_none(config.guidance, name), strength)
-             for name, strength in planned]
-    taken = [str(path) for path in taken if path.exists()]
+    # Each method's guidance is resolved once; a method that takes none of the asked kind fails its own runs only.
+    plan = []
+    for name in config.methods:
+        try:
+            guidance, problem = resolve_guidance(config.guidance, is_mask_guided(name)), None
+        except (KeyError, ValueError) as err:
+            guidance, problem = "none", err
+        plan.extend((name, strength, guidance, problem) for strength in config.smoothing)
+    taken = [str(path) for name, strength, guidance, _ in plan
+             if (path := out / "predictions" / video_label(name, guidance, strength)).exists()]
     if taken:  # checked before any method runs: an earlier run's predictions are never overwritten
         raise InputError(taken[0], f"holds an earlier run's predictions ({len(taken)} of this run's folders exist); "
                                    "give another --out or remove them")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "bench_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     rows: list[dict[str, Any]] = []
-    for name, strength in planned:
-        label = name
+    for name, strength, guidance, problem in plan:
+        label = video_label(name, guidance, strength)
         try:
-            guidance = resolve_guidance(config.guidance, is_mask_guided(name))
-            label = video_label(name, guidance, strength)
+            if problem is not None:
+                raise problem
             method = create_method(name, device=device, **config.method_options.get(name, {}))
             pred_dir = out / "predictions" / label
             tic = time.perf_counter()
@@ -123,19 +132,3 @@ def run_folder(out_dir: str | Path, data: str, split: str | None, environment: s
 
     name = f"video_{Path(data).resolve().name}_{split or 'all'}_{environment}"
     return Path(out_dir) / safe_name(name, out_dir, "run folder name")
-
-
-def _guidance_or_none(guidance: str | None, name: str) -> str:
-    """The resolved guidance of ``name``, or ``none`` when it does not fit (the run reports that error itself)."""
-    from himbench.predictions.video_writer import resolve_guidance
-    from himbench.registry import is_mask_guided
-
-    try:
-        return resolve_guidance(guidance, is_mask_guided(name))
-    except (KeyError, ValueError):
-        return "none"
-
-
-def config_record(config: VideoBenchConfig) -> dict[str, Any]:
-    """The run's config as JSON-ready data."""
-    return dataclasses.asdict(config)
