@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from himbench.io import IMAGE_SUFFIXES, InputError
+from himbench.io import IMAGE_SUFFIXES, InputError, sha256_file
 
 __all__ = [
     "CHECK_DIR",
@@ -52,7 +52,6 @@ LOCAL_NODE = "local"
 CHECK_TIMEOUT_S = 120.0
 # Libraries whose versions can change a shard's bytes; a node running other versions would break byte identity.
 _BYTE_LIBRARIES = ("numpy", "cv2", "skimage", "pyarrow", "PIL")
-_CHUNK = 1 << 20
 
 
 def _fs(location: str, storage_options: dict | None) -> tuple[Any, str]:
@@ -96,11 +95,7 @@ def writer_node() -> str:
 def file_sha256(location: str | os.PathLike, storage_options: dict | None = None) -> str:
     """The sha256 of the file (or object) at ``location``, read in chunks."""
     fs, path = _fs(str(location), storage_options)
-    digest = hashlib.sha256()
-    with fs.open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path, opener=fs.open)
 
 
 # ------------------------------------------------------------------------------------------ tasks on each node

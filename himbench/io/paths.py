@@ -8,7 +8,9 @@ component would read or write outside the folder it belongs to. :func:`safe_name
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from himbench.io.images import InputError
 
@@ -72,12 +74,13 @@ def require_empty_folder(path: str | os.PathLike, problem_if_not_empty: str) -> 
         raise InputError(path, problem_if_not_empty)
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB)."""
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20, opener: Callable[..., IO[bytes]] = open) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints are hundreds of MB, shards tens). ``opener``: how to
+    open ``path`` for reading bytes (an fsspec filesystem's ``open`` for an object in a store)."""
     import hashlib
 
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with opener(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
